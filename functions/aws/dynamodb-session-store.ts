@@ -1,0 +1,293 @@
+import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  DynamoDBClient,
+  GetItemCommand,
+  PutItemCommand,
+  UpdateItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import type {
+  AcquireLeaseInput,
+  AcquireResult,
+  CommitInput,
+  RefreshFailureKind,
+  SessionRecord,
+  SessionStore,
+} from '../broker/ports.ts';
+import { SessionIntegrityError } from '../broker/errors.ts';
+import { awsUnavailable } from './errors.ts';
+
+type Item = Record<string, AttributeValue>;
+
+/** Partition key prefix of session items (the table also holds login transactions). */
+const SESSION_PREFIX = 'session#';
+/** Items linger this long past their expiry before DynamoDB TTL may delete them. */
+const TTL_GRACE_SECONDS = 86_400;
+
+/**
+ * {@link SessionStore} on DynamoDB: one item per session, single-item conditional
+ * operations only (no transactions). `ConditionalCheckFailedException` becomes a domain
+ * outcome here; every other failure becomes `TemporarilyUnavailableError`.
+ */
+export class DynamoDbSessionStore implements SessionStore {
+  readonly #client: DynamoDBClient;
+  readonly #tableName: string;
+
+  constructor(options: { tableName: string; client?: DynamoDBClient }) {
+    this.#tableName = options.tableName;
+    this.#client = options.client ?? new DynamoDBClient({});
+  }
+
+  async get(sessionKey: string): Promise<SessionRecord | undefined> {
+    const result = await this.#send(
+      new GetItemCommand({
+        TableName: this.#tableName,
+        Key: key(sessionKey),
+        ConsistentRead: true,
+      }),
+    );
+    return result.Item ? fromItem(result.Item) : undefined;
+  }
+
+  async create(record: SessionRecord): Promise<boolean> {
+    try {
+      await this.#send(
+        new PutItemCommand({
+          TableName: this.#tableName,
+          Item: toItem(record),
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  async tryAcquireLease(input: AcquireLeaseInput): Promise<AcquireResult> {
+    // Acquire only a live session whose lease is free or has lapsed:
+    //
+    //   holder A: |--acquire--|----- Salesforce -----|--commit--|
+    //             |<------------ leaseUntil ------------------->|
+    //   caller B:      acquire fails (lease held) -> waits, polls
+    //   caller C:                                   after leaseUntil: may acquire
+    //
+    // With a version hint, only that version may be refreshed (a newer one is returned
+    // instead); without one, a version committed within the reuse window is not refreshed.
+    const conditions = [
+      'attribute_exists(pk)',
+      'absoluteExpiresAt > :now',
+      'idleExpiresAt > :now',
+      '(attribute_not_exists(leaseUntil) OR leaseUntil <= :now)',
+    ];
+    const values: Item = {
+      ':now': number(input.now),
+      ':owner': { S: input.owner },
+      ':leaseUntil': number(input.leaseUntil),
+    };
+    if (input.expectedVersion !== undefined) {
+      conditions.push('version = :expectedVersion');
+      values[':expectedVersion'] = number(input.expectedVersion);
+    }
+    if (input.committedBefore !== undefined) {
+      conditions.push('committedAt < :committedBefore');
+      values[':committedBefore'] = number(input.committedBefore);
+    }
+    try {
+      const result = await this.#send(
+        new UpdateItemCommand({
+          TableName: this.#tableName,
+          Key: key(input.sessionKey),
+          UpdateExpression: 'SET leaseOwner = :owner, leaseUntil = :leaseUntil',
+          ConditionExpression: conditions.join(' AND '),
+          ExpressionAttributeValues: values,
+          ReturnValues: 'ALL_NEW',
+        }),
+      );
+      if (!result.Attributes) return { acquired: false };
+      return { acquired: true, record: fromItem(result.Attributes) };
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return { acquired: false };
+      throw error;
+    }
+  }
+
+  async commit(input: CommitInput): Promise<'committed' | 'fenced'> {
+    // Fenced: only the lease owner, and only on the version it read. A holder whose lease
+    // lapsed while another caller refreshed, or whose session a logout deleted, fails here
+    // and can never overwrite newer data. The lease is cleared in the same write.
+    try {
+      await this.#send(
+        new UpdateItemCommand({
+          TableName: this.#tableName,
+          Key: key(input.sessionKey),
+          UpdateExpression:
+            'SET version = :next, ciphertext = :ciphertext, encryptedDataKey = :edk, ' +
+            'committedAt = :committedAt, idleExpiresAt = :idle, #ttl = :ttl ' +
+            'REMOVE leaseOwner, leaseUntil, lastFailureAt, lastFailureKind',
+          ConditionExpression: 'leaseOwner = :owner AND version = :version',
+          ExpressionAttributeNames: { '#ttl': 'ttl' },
+          ExpressionAttributeValues: {
+            ':owner': { S: input.owner },
+            ':version': number(input.version),
+            ':next': number(input.version + 1),
+            ':ciphertext': { B: input.sealed.ciphertext },
+            ':edk': { B: input.sealed.encryptedDataKey },
+            ':committedAt': number(input.committedAt),
+            ':idle': number(input.idleExpiresAt),
+            ':ttl': number(ttlSeconds(input.idleExpiresAt)),
+          },
+        }),
+      );
+      return 'committed';
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return 'fenced';
+      throw error;
+    }
+  }
+
+  async releaseLease(input: {
+    sessionKey: string;
+    owner: string;
+    failedAt: number;
+    failureKind: RefreshFailureKind;
+  }): Promise<void> {
+    try {
+      await this.#send(
+        new UpdateItemCommand({
+          TableName: this.#tableName,
+          Key: key(input.sessionKey),
+          UpdateExpression:
+            'SET lastFailureAt = :failedAt, lastFailureKind = :kind REMOVE leaseOwner, leaseUntil',
+          ConditionExpression: 'leaseOwner = :owner',
+          ExpressionAttributeValues: {
+            ':owner': { S: input.owner },
+            ':failedAt': number(input.failedAt),
+            ':kind': { S: input.failureKind },
+          },
+        }),
+      );
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return;
+      throw error;
+    }
+  }
+
+  async deleteAsLeaseHolder(sessionKey: string, owner: string): Promise<boolean> {
+    try {
+      await this.#send(
+        new DeleteItemCommand({
+          TableName: this.#tableName,
+          Key: key(sessionKey),
+          ConditionExpression: 'leaseOwner = :owner',
+          ExpressionAttributeValues: { ':owner': { S: owner } },
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw error;
+    }
+  }
+
+  async delete(sessionKey: string): Promise<SessionRecord | undefined> {
+    const result = await this.#send(
+      new DeleteItemCommand({
+        TableName: this.#tableName,
+        Key: key(sessionKey),
+        ReturnValues: 'ALL_OLD',
+      }),
+    );
+    return result.Attributes ? fromItem(result.Attributes) : undefined;
+  }
+
+  // biome-ignore lint/suspicious/noExplicitAny: one typed send for every command keeps the error translation in one place
+  async #send<T extends { input: any }>(command: T): Promise<any> {
+    try {
+      // biome-ignore lint/suspicious/noExplicitAny: see above
+      return await this.#client.send(command as any);
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) throw error;
+      throw awsUnavailable('DynamoDB', error);
+    }
+  }
+}
+
+function key(sessionKey: string): Item {
+  return { pk: { S: SESSION_PREFIX + sessionKey } };
+}
+
+function number(value: number): AttributeValue {
+  return { N: String(value) };
+}
+
+function ttlSeconds(expiresAtMs: number): number {
+  return Math.ceil(expiresAtMs / 1000) + TTL_GRACE_SECONDS;
+}
+
+function toItem(record: SessionRecord): Item {
+  const item: Item = {
+    ...key(record.sessionKey),
+    kind: { S: 'session' },
+    version: number(record.version),
+    ciphertext: { B: record.sealed.ciphertext },
+    encryptedDataKey: { B: record.sealed.encryptedDataKey },
+    committedAt: number(record.committedAt),
+    createdAt: number(record.createdAt),
+    absoluteExpiresAt: number(record.absoluteExpiresAt),
+    idleExpiresAt: number(record.idleExpiresAt),
+    orgId: { S: record.orgId },
+    userId: { S: record.userId },
+    ttl: number(ttlSeconds(Math.min(record.absoluteExpiresAt, record.idleExpiresAt))),
+  };
+  if (record.leaseOwner !== undefined) item.leaseOwner = { S: record.leaseOwner };
+  if (record.leaseUntil !== undefined) item.leaseUntil = number(record.leaseUntil);
+  return item;
+}
+
+function fromItem(item: Item): SessionRecord {
+  const pk = readString(item, 'pk');
+  if (!pk.startsWith(SESSION_PREFIX)) throw new SessionIntegrityError('Not a session item');
+  const failureKind = item.lastFailureKind?.S;
+  return {
+    sessionKey: pk.slice(SESSION_PREFIX.length),
+    version: readNumber(item, 'version'),
+    sealed: {
+      ciphertext: readBinary(item, 'ciphertext'),
+      encryptedDataKey: readBinary(item, 'encryptedDataKey'),
+    },
+    committedAt: readNumber(item, 'committedAt'),
+    createdAt: readNumber(item, 'createdAt'),
+    absoluteExpiresAt: readNumber(item, 'absoluteExpiresAt'),
+    idleExpiresAt: readNumber(item, 'idleExpiresAt'),
+    leaseOwner: item.leaseOwner?.S,
+    leaseUntil: item.leaseUntil?.N === undefined ? undefined : Number(item.leaseUntil.N),
+    lastFailureAt: item.lastFailureAt?.N === undefined ? undefined : Number(item.lastFailureAt.N),
+    lastFailureKind:
+      failureKind === 'unavailable' || failureKind === 'misconfigured' || failureKind === 'integrity'
+        ? failureKind
+        : undefined,
+    orgId: item.orgId?.S ?? '',
+    userId: item.userId?.S ?? '',
+  };
+}
+
+function readString(item: Item, name: string): string {
+  const value = item[name]?.S;
+  if (value === undefined) throw new SessionIntegrityError(`Session item attribute "${name}" must be a string`);
+  return value;
+}
+
+function readNumber(item: Item, name: string): number {
+  const value = item[name]?.N;
+  if (value === undefined) throw new SessionIntegrityError(`Session item attribute "${name}" must be a number`);
+  return Number(value);
+}
+
+function readBinary(item: Item, name: string): Uint8Array {
+  const value = item[name]?.B;
+  if (value === undefined) throw new SessionIntegrityError(`Session item attribute "${name}" must be binary`);
+  return value;
+}

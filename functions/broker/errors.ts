@@ -1,0 +1,110 @@
+/**
+ * Domain errors of the broker. Every error a client can see has a stable `code` (the
+ * `error` member of the JSON body, see DESIGN.md "HTTP contract") and an HTTP status.
+ * Adapters translate SDK and network failures into these types and keep the original
+ * error as `cause`; `functions/http/responses.ts` maps them to HTTP in one place.
+ */
+export abstract class BrokerError extends Error {
+  abstract readonly status: number;
+  abstract readonly code: string;
+  /** Text safe to show to a client: never carries upstream text or a secret. */
+  readonly safeDescription: string;
+
+  constructor(safeDescription: string, options?: ErrorOptions) {
+    super(safeDescription, options);
+    this.safeDescription = safeDescription;
+    this.name = new.target.name;
+  }
+}
+
+/** Malformed input: a bad body, parameter or `return_to`. */
+export class InvalidRequestError extends BrokerError {
+  override readonly status: number = 400;
+  override readonly code = 'invalid_request';
+}
+
+/** A body larger than the 16 KB the broker accepts. */
+export class PayloadTooLargeError extends InvalidRequestError {
+  override readonly status = 413;
+}
+
+/** Unknown, expired, replayed or cookie-mismatched OAuth `state`. */
+export class InvalidStateError extends BrokerError {
+  override readonly status = 400;
+  override readonly code = 'invalid_state';
+}
+
+/** The user declined the authorization at Salesforce. */
+export class AccessDeniedError extends BrokerError {
+  override readonly status = 400;
+  override readonly code = 'access_denied';
+}
+
+/** The code exchange or the checks of its response failed. */
+export class LoginFailedError extends BrokerError {
+  override readonly status = 400;
+  override readonly code = 'login_failed';
+}
+
+/** No, unknown, expired or deleted session handle. */
+export class InvalidSessionError extends BrokerError {
+  override readonly status = 401;
+  override readonly code = 'invalid_session';
+}
+
+/**
+ * A stored token set failed to decrypt or authenticate (copied ciphertext, flipped bit,
+ * replayed version). Clients see `invalid_session`; operators see an integrity alarm.
+ */
+export class SessionIntegrityError extends InvalidSessionError {}
+
+/** Salesforce answered `invalid_grant`: the refresh token is dead, the session is gone. */
+export class ReauthenticationRequiredError extends BrokerError {
+  override readonly status = 401;
+  override readonly code = 'reauthentication_required';
+}
+
+/** Cookie credential without `X-CSRF: 1`, or with a foreign `Origin`. */
+export class CsrfCheckFailedError extends BrokerError {
+  override readonly status = 403;
+  override readonly code = 'csrf_check_failed';
+}
+
+export class NotFoundError extends BrokerError {
+  override readonly status = 404;
+  override readonly code = 'not_found';
+}
+
+export class MethodNotAllowedError extends BrokerError {
+  override readonly status = 405;
+  override readonly code = 'method_not_allowed';
+  readonly allow: readonly string[];
+  constructor(allow: readonly string[]) {
+    super(`Use ${allow.join(', ')}.`);
+    this.allow = allow;
+  }
+}
+
+/**
+ * Salesforce answered `invalid_client` / `invalid_client_id` even after the secret was
+ * re-read: the connected app or the secret is misconfigured. Nothing is deleted.
+ */
+export class UpstreamMisconfiguredError extends BrokerError {
+  override readonly status = 502;
+  override readonly code = 'upstream_misconfigured';
+}
+
+/**
+ * Salesforce or AWS is unavailable, slow or throttling, or a concurrent refresh did not
+ * finish within the waiting budget. Nothing is deleted; the client retries after
+ * `retryAfterSeconds`.
+ */
+export class TemporarilyUnavailableError extends BrokerError {
+  override readonly status = 503;
+  override readonly code = 'temporarily_unavailable';
+  readonly retryAfterSeconds: number;
+  constructor(safeDescription: string, retryAfterSeconds = 1, options?: ErrorOptions) {
+    super(safeDescription, options);
+    this.retryAfterSeconds = retryAfterSeconds;
+  }
+}

@@ -1,0 +1,503 @@
+import {
+  InvalidClientError,
+  InvalidGrantError,
+  InvalidTokenResponseError,
+  OAuthRequestError,
+  SalesforceUnavailableError,
+  TokenRequestInProgressError,
+} from '../salesforce/errors.ts';
+import type { TokenResponse } from '../salesforce/oauth-client.ts';
+import type { BrokerConfig } from './config.ts';
+import type { TokenVault } from './envelope.ts';
+import {
+  InvalidRequestError,
+  InvalidSessionError,
+  ReauthenticationRequiredError,
+  SessionIntegrityError,
+  TemporarilyUnavailableError,
+  UpstreamMisconfiguredError,
+} from './errors.ts';
+import type {
+  ClientCredentials,
+  ClientCredentialsSource,
+  Clock,
+  DataKey,
+  Log,
+  MetricSink,
+  RefreshFailureKind,
+  SessionRecord,
+  SessionStore,
+  TokenSet,
+} from './ports.ts';
+import { logSafeId, sessionKeyOf } from './session-handle.ts';
+
+/** The part of the Salesforce client the refresh path uses. */
+export interface RefreshGrantClient {
+  refreshTokenGrant(
+    credentials: ClientCredentials,
+    refreshToken: string,
+    options?: { timeoutMs?: number },
+  ): Promise<TokenResponse>;
+}
+
+export interface RefreshDependencies {
+  store: SessionStore;
+  vault: TokenVault;
+  credentials: ClientCredentialsSource;
+  salesforce: RefreshGrantClient;
+  clock: Clock;
+  log: Log;
+  metrics: MetricSink;
+  config: Pick<BrokerConfig, 'reuseWindowMs' | 'leaseMs' | 'waitBudgetMs' | 'sessionIdleTtlMs'>;
+  /** Replaced in tests; defaults to a timer. */
+  sleep?: (milliseconds: number) => Promise<void>;
+  random?: () => number;
+  newLeaseOwner?: () => string;
+}
+
+/** What `/refresh` returns to its caller. */
+export interface FreshAccessToken {
+  accessToken: string;
+  instanceUrl: string;
+  issuedAt: string;
+  version: number;
+  /** `refreshed`: this call reached Salesforce; `coalesced`: it got another call's result. */
+  outcome: 'refreshed' | 'coalesced' | 'reused';
+}
+
+/** Time kept back from the lease for the fenced commit after the upstream call. */
+const COMMIT_RESERVE_MS = 1500;
+const FIRST_POLL_MS = 25;
+const MAX_POLL_MS = 400;
+
+/**
+ * Returns a fresh Salesforce access token for the session behind `handle`, single-flight
+ * across any number of concurrent invocations (DESIGN.md "Single-flight refresh"):
+ *
+ * - no `versionHint`: a token committed within the reuse window is returned as is;
+ *   otherwise the call refreshes;
+ * - `versionHint` equal to the stored version: that token is dead, refresh;
+ * - `versionHint` lower than the stored version: return the stored token, no upstream call.
+ *
+ * Exactly one caller (the lease holder) reaches Salesforce; the others poll with
+ * consistent reads until the version moves, the holder records a failure, or the budget
+ * ends.
+ */
+export async function refreshSession(
+  deps: RefreshDependencies,
+  handle: string,
+  versionHint?: number,
+): Promise<FreshAccessToken> {
+  const sessionKey = sessionKeyOf(handle);
+  const sleep = deps.sleep ?? defaultSleep;
+  const random = deps.random ?? Math.random;
+  const newLeaseOwner = deps.newLeaseOwner ?? (() => crypto.randomUUID());
+  const startedAt = deps.clock.now();
+  const deadline = startedAt + deps.config.waitBudgetMs;
+  const session = logSafeId(sessionKey);
+
+  let firstSeenVersion: number | undefined;
+  let waited = false;
+  let tryAcquire = true;
+  let pollDelay = FIRST_POLL_MS;
+
+  for (;;) {
+    if (tryAcquire) {
+      const now = deps.clock.now();
+      const owner = newLeaseOwner();
+      const attempt = await deps.store.tryAcquireLease({
+        sessionKey,
+        owner,
+        now,
+        leaseUntil: now + deps.config.leaseMs,
+        expectedVersion: versionHint,
+        committedBefore: versionHint === undefined ? now - deps.config.reuseWindowMs : undefined,
+      });
+      if (attempt.acquired) {
+        if (waited) deps.metrics.timing('LeaseWaitMs', deps.clock.now() - startedAt);
+        return refreshAsLeaseHolder(deps, attempt.record, owner, session);
+      }
+    }
+
+    // Lost the acquire (or chose to wait): find out why with a consistent read.
+    const record = await deps.store.get(sessionKey);
+    const now = deps.clock.now();
+    if (!record || !isLive(record, now)) {
+      throw new InvalidSessionError('The session does not exist or has ended.');
+    }
+    if (versionHint !== undefined && versionHint > record.version) {
+      throw new InvalidRequestError('"version" is newer than the session; send the version you hold.');
+    }
+    firstSeenVersion ??= record.version;
+    const movedOn =
+      versionHint !== undefined
+        ? record.version > versionHint
+        : record.version > firstSeenVersion ||
+          record.committedAt > now - deps.config.reuseWindowMs;
+    if (movedOn) {
+      const outcome = waited ? 'coalesced' : 'reused';
+      if (waited) {
+        deps.metrics.count('RefreshCoalesced');
+        deps.metrics.timing('LeaseWaitMs', now - startedAt);
+      }
+      return openStored(deps, record, outcome, session);
+    }
+    if (record.lastFailureAt !== undefined && record.lastFailureAt >= startedAt) {
+      // The holder we waited for gave up: share its outcome instead of calling again.
+      throw failureFor(record.lastFailureKind);
+    }
+    const leaseHeld = record.leaseUntil !== undefined && record.leaseUntil > now;
+    if (!leaseHeld) {
+      tryAcquire = true;
+      if (now < deadline) continue;
+    }
+    if (now >= deadline) {
+      const retryAfter = leaseHeld ? Math.ceil(((record.leaseUntil ?? now) - now) / 1000) : 1;
+      throw new TemporarilyUnavailableError(
+        'A refresh of this session is still in progress; retry shortly.',
+        Math.max(1, retryAfter),
+      );
+    }
+    tryAcquire = false;
+    waited = true;
+    // Full jitter keeps waiters from polling in lockstep; never sleep past the lease end.
+    const untilLeaseEnds = (record.leaseUntil ?? now) - now + 5;
+    await sleep(Math.max(1, Math.min(random() * pollDelay, deadline - now, untilLeaseEnds)));
+    pollDelay = Math.min(pollDelay * 2, MAX_POLL_MS);
+  }
+}
+
+function isLive(record: SessionRecord, now: number): boolean {
+  return now < record.absoluteExpiresAt && now < record.idleExpiresAt;
+}
+
+function failureFor(kind: RefreshFailureKind | undefined): Error {
+  switch (kind) {
+    case 'misconfigured':
+      return new UpstreamMisconfiguredError('Salesforce rejected the connected app credentials.');
+    case 'integrity':
+      return new SessionIntegrityError('The stored session is damaged.');
+    default:
+      return new TemporarilyUnavailableError('Salesforce is temporarily unavailable.', 5);
+  }
+}
+
+async function openStored(
+  deps: RefreshDependencies,
+  record: SessionRecord,
+  outcome: FreshAccessToken['outcome'],
+  session: string,
+): Promise<FreshAccessToken> {
+  const tokens = await openOrReport(deps, record, session);
+  return {
+    accessToken: tokens.accessToken,
+    instanceUrl: tokens.instanceUrl,
+    issuedAt: tokens.issuedAt,
+    version: record.version,
+    outcome,
+  };
+}
+
+async function openOrReport(
+  deps: RefreshDependencies,
+  record: SessionRecord,
+  session: string,
+): Promise<TokenSet> {
+  try {
+    return await deps.vault.open(record.sealed, record.sessionKey, record.version);
+  } catch (error) {
+    if (error instanceof SessionIntegrityError) {
+      deps.metrics.count('IntegrityError');
+      deps.log.error('session integrity check failed', {
+        event: 'integrity_error',
+        session,
+        version: record.version,
+        reason: error.message,
+      });
+    }
+    throw error;
+  }
+}
+
+/**
+ * The one caller holding the lease: decrypt, call Salesforce (with `GenerateDataKey`
+ * running alongside), then the fenced commit.
+ */
+async function refreshAsLeaseHolder(
+  deps: RefreshDependencies,
+  record: SessionRecord,
+  owner: string,
+  session: string,
+): Promise<FreshAccessToken> {
+  const { store, clock } = deps;
+  const sessionKey = record.sessionKey;
+  const leaseUntil = record.leaseUntil ?? clock.now() + deps.config.leaseMs;
+  const release = (failureKind: RefreshFailureKind) =>
+    store
+      .releaseLease({ sessionKey, owner, failedAt: clock.now(), failureKind })
+      .catch((error: unknown) =>
+        deps.log.warn('lease release failed; it ends by itself', {
+          session,
+          error: describe(error),
+        }),
+      );
+
+  let current: TokenSet;
+  try {
+    current = await openOrReport(deps, record, session);
+  } catch (error) {
+    await release(error instanceof SessionIntegrityError ? 'integrity' : 'unavailable');
+    throw error;
+  }
+
+  // Overlap the new data key with the upstream call: after Salesforce answers, the only
+  // network step left is the commit.
+  const dataKeyPromise = deps.vault.generateDataKey(sessionKey);
+  dataKeyPromise.catch(() => {});
+
+  const upstreamStartedAt = clock.now();
+  let response: TokenResponse;
+  try {
+    response = await callSalesforce(deps, current.refreshToken, leaseUntil);
+    deps.metrics.timing('UpstreamLatencyMs', clock.now() - upstreamStartedAt);
+  } catch (error) {
+    deps.metrics.timing('UpstreamLatencyMs', clock.now() - upstreamStartedAt);
+    return handleUpstreamFailure(deps, error, { record, owner, session, release });
+  }
+
+  const next: TokenSet = {
+    accessToken: response.accessToken,
+    // Without rotation Salesforce sends no refresh token: the current one stays valid.
+    refreshToken: response.refreshToken ?? current.refreshToken,
+    instanceUrl: response.instanceUrl,
+    issuedAt: response.issuedAt,
+    scope: response.scope || current.scope,
+    identityUrl: response.id,
+  };
+  const rotated = response.refreshToken !== undefined && response.refreshToken !== current.refreshToken;
+
+  let dataKey: DataKey;
+  try {
+    dataKey = await dataKeyPromise.catch(() => deps.vault.generateDataKey(sessionKey));
+  } catch (error) {
+    reportRotationLost(deps, session, rotated, 'data key unavailable', error);
+    await release('unavailable');
+    throw new TemporarilyUnavailableError('The key service is temporarily unavailable.', 2, {
+      cause: error,
+    });
+  }
+
+  const version = record.version + 1;
+  const committedAt = clock.now();
+  const sealed = deps.vault.seal(dataKey, sessionKey, version, next);
+  const outcome = await commitWithRetry(deps, {
+    sessionKey,
+    owner,
+    version: record.version,
+    sealed,
+    committedAt,
+    idleExpiresAt: Math.min(committedAt + deps.config.sessionIdleTtlMs, record.absoluteExpiresAt),
+  }, leaseUntil);
+
+  if (outcome === 'committed') {
+    deps.metrics.count('RefreshCommitted');
+    deps.log.info('session refreshed', { session, version, rotated });
+    return {
+      accessToken: next.accessToken,
+      instanceUrl: next.instanceUrl,
+      issuedAt: next.issuedAt,
+      version,
+      outcome: 'refreshed',
+    };
+  }
+  if (outcome instanceof Error) {
+    reportRotationLost(deps, session, rotated, 'commit failed', outcome);
+    await release('unavailable');
+    throw new TemporarilyUnavailableError('The session store is temporarily unavailable.', 2, {
+      cause: outcome,
+    });
+  }
+
+  // Fenced: a logout deleted the session (it wins), or our lease lapsed and another
+  // holder moved on.
+  const latest = await store.get(sessionKey);
+  if (!latest || !isLive(latest, clock.now())) {
+    deps.log.info('session ended while refreshing; not resurrected', { session });
+    throw new InvalidSessionError('The session has ended.');
+  }
+  reportRotationLost(deps, session, rotated, 'commit fenced', undefined);
+  if (latest.version > record.version) return openStored(deps, latest, 'coalesced', session);
+  throw new TemporarilyUnavailableError('The refresh did not complete; retry shortly.', 1);
+}
+
+/** One upstream refresh; on `invalid_client` the secret is re-read once (rotation). */
+async function callSalesforce(
+  deps: RefreshDependencies,
+  refreshToken: string,
+  leaseUntil: number,
+): Promise<TokenResponse> {
+  const timeoutMs = () => leaseUntil - deps.clock.now() - COMMIT_RESERVE_MS;
+  const first = await deps.credentials.get();
+  try {
+    return await deps.salesforce.refreshTokenGrant(first, refreshToken, { timeoutMs: timeoutMs() });
+  } catch (error) {
+    if (!(error instanceof InvalidClientError)) throw error;
+    deps.log.warn('Salesforce rejected the client credentials; re-reading the secret once', {
+      event: 'invalid_client_retry',
+    });
+    const second = await deps.credentials.reload();
+    const remaining = timeoutMs();
+    if (remaining <= 0) throw error;
+    return deps.salesforce.refreshTokenGrant(second, refreshToken, { timeoutMs: remaining });
+  }
+}
+
+async function handleUpstreamFailure(
+  deps: RefreshDependencies,
+  error: unknown,
+  context: {
+    record: SessionRecord;
+    owner: string;
+    session: string;
+    release: (kind: RefreshFailureKind) => Promise<void>;
+  },
+): Promise<FreshAccessToken> {
+  const { record, owner, session, release } = context;
+  if (error instanceof InvalidGrantError) {
+    // Salesforce says the refresh token is dead: the only case where a session is deleted
+    // on the refresh path. Fenced, so a lapsed holder cannot delete a newer session.
+    deps.metrics.count('UpstreamError', 1, { class: 'invalid_grant' });
+    deps.metrics.count('ReauthenticationRequired');
+    const deleted = await deps.store.deleteAsLeaseHolder(record.sessionKey, owner);
+    deps.log.warn('Salesforce rejected the refresh token; session ended', {
+      event: 'reauthentication_required',
+      session,
+      upstreamError: error.upstreamError,
+      upstreamDescription: error.upstreamDescription,
+      deleted,
+    });
+    throw new ReauthenticationRequiredError('Salesforce ended this session; log in again.', {
+      cause: error,
+    });
+  }
+  if (error instanceof TokenRequestInProgressError) {
+    // Salesforce's own concurrency block: another request with this refresh token is in
+    // flight (a lapsed holder). Transient; never delete. Re-read: it may have committed.
+    deps.metrics.count('UpstreamError', 1, { class: 'concurrent' });
+    deps.log.warn('Salesforce is already processing this refresh token', {
+      event: 'upstream_concurrent',
+      session,
+    });
+    await release('unavailable');
+    const latest = await deps.store.get(record.sessionKey);
+    if (latest && latest.version > record.version && isLive(latest, deps.clock.now())) {
+      return openStored(deps, latest, 'coalesced', session);
+    }
+    throw new TemporarilyUnavailableError('A refresh of this session is in progress.', 1, {
+      cause: error,
+    });
+  }
+  if (error instanceof InvalidClientError || error instanceof OAuthRequestError) {
+    deps.metrics.count('UpstreamError', 1, { class: 'invalid_client' });
+    deps.metrics.count('UpstreamMisconfigured');
+    deps.log.error('Salesforce rejected the connected app configuration', {
+      event: 'upstream_misconfigured',
+      alarm: true,
+      upstreamError: error.upstreamError,
+      upstreamDescription: error.upstreamDescription,
+    });
+    await release('misconfigured');
+    throw new UpstreamMisconfiguredError('Salesforce rejected the connected app credentials.', {
+      cause: error,
+    });
+  }
+  if (error instanceof InvalidTokenResponseError) {
+    deps.metrics.count('UpstreamError', 1, { class: 'invalid_response' });
+    deps.log.error('Salesforce token response failed validation', {
+      event: 'upstream_invalid_response',
+      alarm: true,
+      session,
+      reason: error.reason,
+      detail: error.message,
+    });
+    await release('unavailable');
+    throw new TemporarilyUnavailableError('Salesforce sent an unexpected response.', 5, {
+      cause: error,
+    });
+  }
+  if (error instanceof SalesforceUnavailableError) {
+    deps.metrics.count('UpstreamError', 1, { class: 'unavailable' });
+    deps.log.warn('Salesforce is unavailable', {
+      event: 'upstream_unavailable',
+      session,
+      detail: error.message,
+    });
+    await release('unavailable');
+    throw new TemporarilyUnavailableError(
+      'Salesforce is temporarily unavailable.',
+      clampRetryAfter(error.retryAfterSeconds ?? 5),
+      { cause: error },
+    );
+  }
+  // Secrets Manager or anything else: keep everything, let the caller retry.
+  await release('unavailable');
+  throw error;
+}
+
+/**
+ * The fenced commit, retried on store failures within the lease: after Salesforce has
+ * rotated the refresh token, losing this write loses the session.
+ */
+async function commitWithRetry(
+  deps: RefreshDependencies,
+  input: Parameters<SessionStore['commit']>[0],
+  leaseUntil: number,
+): Promise<'committed' | 'fenced' | Error> {
+  const sleep = deps.sleep ?? defaultSleep;
+  let delay = 100;
+  for (;;) {
+    try {
+      return await deps.store.commit(input);
+    } catch (error) {
+      if (!(error instanceof TemporarilyUnavailableError)) return asError(error);
+      if (deps.clock.now() + delay >= leaseUntil) return error;
+      deps.log.warn('commit failed; retrying within the lease', { detail: error.message });
+      await sleep(delay);
+      delay *= 2;
+    }
+  }
+}
+
+function reportRotationLost(
+  deps: RefreshDependencies,
+  session: string,
+  rotated: boolean,
+  reason: string,
+  error: unknown,
+): void {
+  if (!rotated) return;
+  deps.metrics.count('RotationLost');
+  deps.log.error('a rotated refresh token could not be stored', {
+    event: 'rotation_lost',
+    alarm: true,
+    session,
+    reason,
+    error: error === undefined ? undefined : describe(error),
+  });
+}
+
+function clampRetryAfter(seconds: number): number {
+  return Math.min(Math.max(Math.round(seconds), 1), 120);
+}
+
+function asError(value: unknown): Error {
+  return value instanceof Error ? value : new Error(String(value));
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+}
+
+function defaultSleep(milliseconds: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, milliseconds));
+}

@@ -1,0 +1,41 @@
+import { CsrfCheckFailedError, InvalidSessionError } from '../broker/errors.ts';
+import { isWellFormedHandle } from '../broker/session-handle.ts';
+import { cookieValues, type HttpRequest } from './request.ts';
+
+export const SESSION_COOKIE = '__Host-tb-session';
+
+/**
+ * Finds the caller's session handle (DESIGN.md "Caller authentication"):
+ * `Authorization: Bearer <handle>` wins when present; otherwise the `__Host-tb-session`
+ * cookie, which is accepted only with `X-CSRF: 1` and, when an `Origin` is sent, an
+ * allow-listed one. These checks come before any session lookup. A malformed handle is
+ * rejected here, so it never reaches the store.
+ */
+export function callerHandle(request: HttpRequest, allowedOrigins: readonly string[]): string {
+  const authorization = request.headers.authorization;
+  if (authorization !== undefined) {
+    const match = /^Bearer +(\S+)\s*$/i.exec(authorization);
+    if (!match?.[1] || !isWellFormedHandle(match[1])) {
+      throw new InvalidSessionError('The Authorization header must be "Bearer <session handle>".');
+    }
+    return match[1];
+  }
+
+  const cookies = cookieValues(request, SESSION_COOKIE);
+  if (cookies.length === 0) throw new InvalidSessionError('No session credential was sent.');
+  if (request.headers['x-csrf'] !== '1') {
+    throw new CsrfCheckFailedError('Requests with the session cookie must send "X-CSRF: 1".');
+  }
+  const origin = request.headers.origin;
+  if (origin !== undefined && !allowedOrigins.includes(origin)) {
+    throw new CsrfCheckFailedError('This origin may not use the session cookie.');
+  }
+  const [handle] = cookies;
+  if (cookies.length !== 1 || handle === undefined || !isWellFormedHandle(handle)) {
+    throw new InvalidSessionError('The session cookie is not valid.');
+  }
+  return handle;
+}
+
+/** `Set-Cookie` value that removes the session cookie. */
+export const CLEAR_SESSION_COOKIE = `${SESSION_COOKIE}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Strict`;

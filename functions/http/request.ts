@@ -1,0 +1,76 @@
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
+import { InvalidRequestError, MethodNotAllowedError, PayloadTooLargeError } from '../broker/errors.ts';
+
+/** Bodies above this are refused with `413` before they are parsed. */
+export const MAX_BODY_BYTES = 16 * 1024;
+
+/** The parts of an HTTP API (payload format 2.0) event the routes use, normalised. */
+export interface HttpRequest {
+  method: string;
+  path: string;
+  /** Header names in lower case; API Gateway joins repeated headers with commas. */
+  headers: Readonly<Record<string, string>>;
+  /** `name=value` pairs from `event.cookies` (or a `Cookie` header). */
+  cookies: readonly string[];
+  rawQueryString: string;
+  /** The decoded body, or `undefined` when there is none. */
+  body: string | undefined;
+  requestId: string;
+}
+
+/**
+ * Normalises an HTTP API event and enforces the method and the body size limit.
+ * @see https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html
+ */
+export function parseEvent(event: APIGatewayProxyEventV2, allowedMethods: readonly string[]): HttpRequest {
+  const method = (event.requestContext?.http?.method ?? '').toUpperCase();
+  if (!allowedMethods.includes(method)) throw new MethodNotAllowedError(allowedMethods);
+
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(event.headers ?? {})) {
+    if (typeof value === 'string') headers[name.toLowerCase()] = value;
+  }
+  const cookies =
+    event.cookies ??
+    (headers.cookie ?? '')
+      .split(';')
+      .map((pair) => pair.trim())
+      .filter(Boolean);
+
+  return {
+    method,
+    path: event.rawPath ?? event.requestContext?.http?.path ?? '/',
+    headers,
+    cookies,
+    rawQueryString: event.rawQueryString ?? '',
+    body: decodeBody(event),
+    requestId: event.requestContext?.requestId ?? '',
+  };
+}
+
+function decodeBody(event: APIGatewayProxyEventV2): string | undefined {
+  if (event.body === undefined || event.body === null || event.body === '') return undefined;
+  if (typeof event.body !== 'string') throw new InvalidRequestError('The body must be text.');
+  const bytes = event.isBase64Encoded
+    ? Buffer.from(event.body, 'base64')
+    : Buffer.from(event.body, 'utf8');
+  if (bytes.length > MAX_BODY_BYTES) {
+    throw new PayloadTooLargeError(`The body must not exceed ${MAX_BODY_BYTES} bytes.`);
+  }
+  const text = new TextDecoder('utf-8', { fatal: false }).decode(bytes);
+  if (text.includes('\uFFFD')) throw new InvalidRequestError('The body must be valid UTF-8.');
+  return text;
+}
+
+/** Every value of the cookie `name` (a browser may send several with the same name). */
+export function cookieValues(request: HttpRequest, name: string): string[] {
+  const values: string[] = [];
+  for (const cookie of request.cookies) {
+    for (const pair of cookie.split(';')) {
+      const index = pair.indexOf('=');
+      if (index < 0) continue;
+      if (pair.slice(0, index).trim() === name) values.push(pair.slice(index + 1).trim());
+    }
+  }
+  return values;
+}

@@ -1,0 +1,74 @@
+import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import { InvalidRequestError } from '../broker/errors.ts';
+import { type RefreshDependencies, refreshSession } from '../broker/refresh.ts';
+import { logSafeId, sessionKeyOf } from '../broker/session-handle.ts';
+import { callerHandle } from '../http/caller.ts';
+import { withAttributes } from '../http/observability.ts';
+import { parseEvent } from '../http/request.ts';
+import { errorResponse, json } from '../http/responses.ts';
+
+export interface RefreshRouteDependencies extends RefreshDependencies {
+  config: RefreshDependencies['config'] & { allowedOrigins: readonly string[] };
+  metrics: RefreshDependencies['metrics'] & { flush?(): void };
+}
+
+export type HttpHandler = (
+  event: APIGatewayProxyEventV2,
+  context?: Context,
+) => Promise<APIGatewayProxyStructuredResultV2>;
+
+/**
+ * `POST /refresh`: authenticates the caller, reads the optional `{"version": n}` hint,
+ * runs the single-flight refresh and answers the token (DESIGN.md "HTTP contract").
+ */
+export function createRefreshHandler(deps: RefreshRouteDependencies): HttpHandler {
+  return async (event, context) => {
+    const log = withAttributes(deps.log, {
+      route: 'refresh',
+      requestId: event.requestContext?.requestId,
+      lambdaRequestId: context?.awsRequestId,
+    });
+    try {
+      const request = parseEvent(event, ['POST']);
+      const handle = callerHandle(request, deps.config.allowedOrigins);
+      const versionHint = parseRefreshBody(request.body);
+      const result = await refreshSession({ ...deps, log }, handle, versionHint);
+      log.info('refresh answered', {
+        session: logSafeId(sessionKeyOf(handle)),
+        outcome: result.outcome,
+        version: result.version,
+      });
+      return json(200, {
+        access_token: result.accessToken,
+        instance_url: result.instanceUrl,
+        token_type: 'Bearer',
+        issued_at: result.issuedAt,
+        version: result.version,
+      });
+    } catch (error) {
+      return errorResponse(error, log);
+    } finally {
+      deps.metrics.flush?.();
+    }
+  };
+}
+
+/** The body is optional; when present it is `{"version": <non-negative integer>}`. */
+export function parseRefreshBody(body: string | undefined): number | undefined {
+  if (body === undefined || body.trim() === '') return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    throw new InvalidRequestError('The body must be JSON: {"version": <number>}.');
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidRequestError('The body must be a JSON object: {"version": <number>}.');
+  }
+  const version = (value as Record<string, unknown>).version;
+  if (version === undefined) return undefined;
+  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) {
+    throw new InvalidRequestError('"version" must be a non-negative integer.');
+  }
+  return version;
+}

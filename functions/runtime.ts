@@ -1,0 +1,68 @@
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
+import { KmsDataKeys } from './aws/kms-data-keys.ts';
+import { SecretsManagerCredentials } from './aws/secrets-manager-credentials.ts';
+import { type BrokerConfig, loadConfig } from './broker/config.ts';
+import { TokenVault } from './broker/envelope.ts';
+import type { ClientCredentialsSource, Clock, Log, MetricSink, SessionStore } from './broker/ports.ts';
+import { systemClock } from './broker/ports.ts';
+import { createLogger, EmfMetrics } from './http/observability.ts';
+import { SalesforceOAuthClient } from './salesforce/oauth-client.ts';
+
+/** Everything a route needs, built once per cold start and reused by warm invocations. */
+export interface Runtime {
+  config: BrokerConfig;
+  store: SessionStore;
+  vault: TokenVault;
+  credentials: ClientCredentialsSource;
+  salesforce: SalesforceOAuthClient;
+  clock: Clock;
+  log: Log;
+  metrics: MetricSink & { flush(): void };
+  dynamodb: DynamoDBClient;
+}
+
+let cached: Runtime | undefined;
+
+/**
+ * Builds the production adapters from the environment. The SDK clients read
+ * `AWS_ENDPOINT_URL_<SERVICE>` themselves, which is how local runs reach dynalite and
+ * the emulators without any "local mode" branch here.
+ */
+export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Runtime {
+  if (cached) return cached;
+  const config = loadConfig(env);
+  const log = createLogger();
+  // Fail fast inside the Lambda timeout instead of letting the SDK retry for longer.
+  const clientConfig = { maxAttempts: 3 };
+  const dynamodb = new DynamoDBClient(clientConfig);
+  const runtime: Runtime = {
+    config,
+    store: new DynamoDbSessionStore({ tableName: config.tableName, client: dynamodb }),
+    vault: new TokenVault(
+      new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(clientConfig) }),
+    ),
+    credentials: new SecretsManagerCredentials({
+      secretId: config.clientSecretId,
+      ttlMs: config.secretCacheTtlMs,
+      client: new SecretsManagerClient(clientConfig),
+    }),
+    salesforce: new SalesforceOAuthClient({
+      loginUrl: config.salesforceLoginUrl,
+      timeoutMs: config.upstreamTimeoutMs,
+    }),
+    clock: systemClock,
+    log,
+    metrics: new EmfMetrics(),
+    dynamodb,
+  };
+  cached = runtime;
+  return runtime;
+}
+
+/** Forgets the cached runtime (tests that change the environment). */
+export function resetRuntime(): void {
+  cached = undefined;
+}

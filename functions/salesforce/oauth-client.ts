@@ -1,0 +1,388 @@
+import { createHmac, timingSafeEqual } from 'node:crypto';
+import { isLoopbackUrl } from '../broker/config.ts';
+import type { ClientCredentials } from '../broker/ports.ts';
+import {
+  InvalidClientError,
+  InvalidGrantError,
+  InvalidTokenResponseError,
+  OAuthRequestError,
+  SalesforceUnavailableError,
+  TokenRequestInProgressError,
+} from './errors.ts';
+
+/** A validated token endpoint response. Salesforce never sends `expires_in`. */
+export interface TokenResponse {
+  accessToken: string;
+  /** Present on code exchange, and on refresh only when rotation is enabled. */
+  refreshToken: string | undefined;
+  instanceUrl: string;
+  /** The identity URL; its path names the org and the user. */
+  id: string;
+  orgId: string;
+  userId: string;
+  /** 13-digit milliseconds since the epoch, as sent. */
+  issuedAt: string;
+  scope: string;
+  tokenType: 'Bearer';
+}
+
+export interface SalesforceOAuthClientOptions {
+  /** `https://login.salesforce.com`, `https://test.salesforce.com` or a My Domain origin. */
+  loginUrl: URL;
+  /** Default timeout of one request, in ms. */
+  timeoutMs: number;
+  fetch?: typeof fetch;
+}
+
+/** Domains Salesforce serves orgs from; `instance_url` and `id` must be one of them. */
+const SALESFORCE_DOMAINS = [
+  'salesforce.com',
+  'force.com',
+  'cloudforce.com',
+  'salesforce.mil',
+  'crmforce.mil',
+  'sfcrmproducts.cn',
+];
+
+const ID_PATH = /^\/id\/(00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?)\/(005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?)$/;
+
+/**
+ * Client for Salesforce's OAuth 2.0 endpoints: the refresh token grant, the authorization
+ * code grant (with PKCE) and token revocation. Requests and response validation are
+ * separate (`processTokenResponse`) so validation is testable without a network.
+ * @see https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_refresh_token_flow.htm
+ * @see https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_web_server_flow.htm
+ */
+export class SalesforceOAuthClient {
+  readonly loginUrl: URL;
+  readonly #timeoutMs: number;
+  readonly #fetch: typeof fetch;
+
+  constructor(options: SalesforceOAuthClientOptions) {
+    this.loginUrl = options.loginUrl;
+    this.#timeoutMs = options.timeoutMs;
+    this.#fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /**
+   * RFC 6749 section 6: `grant_type=refresh_token`.
+   * @see https://www.rfc-editor.org/rfc/rfc6749#section-6
+   */
+  async refreshTokenGrant(
+    credentials: ClientCredentials,
+    refreshToken: string,
+    options?: { timeoutMs?: number },
+  ): Promise<TokenResponse> {
+    const response = await this.#post(
+      '/services/oauth2/token',
+      {
+        grant_type: 'refresh_token',
+        refresh_token: refreshToken,
+        client_id: credentials.clientId,
+        client_secret: credentials.clientSecret,
+        format: 'json',
+      },
+      options?.timeoutMs,
+    );
+    return processTokenResponse(response, {
+      clientSecret: credentials.clientSecret,
+      loginUrl: this.loginUrl,
+      requireRefreshToken: false,
+    });
+  }
+
+  /**
+   * RFC 6749 section 4.1.3 with RFC 7636 `code_verifier`.
+   * @see https://www.rfc-editor.org/rfc/rfc7636#section-4.5
+   */
+  async authorizationCodeGrant(
+    credentials: ClientCredentials,
+    grant: { code: string; codeVerifier: string; redirectUri: string },
+    options?: { timeoutMs?: number },
+  ): Promise<TokenResponse> {
+    const response = await this.#post(
+      '/services/oauth2/token',
+      {
+        grant_type: 'authorization_code',
+        code: grant.code,
+        code_verifier: grant.codeVerifier,
+        redirect_uri: grant.redirectUri,
+        client_id: credentials.clientId,
+        client_secret: credentials.clientSecret,
+        format: 'json',
+      },
+      options?.timeoutMs,
+    );
+    return processTokenResponse(response, {
+      clientSecret: credentials.clientSecret,
+      loginUrl: this.loginUrl,
+      requireRefreshToken: true,
+    });
+  }
+
+  /**
+   * RFC 7009 token revocation. `400 invalid_token` counts as already revoked.
+   * @see https://www.rfc-editor.org/rfc/rfc7009#section-2
+   */
+  async revoke(token: string, options?: { timeoutMs?: number }): Promise<void> {
+    const response = await this.#post('/services/oauth2/revoke', { token }, options?.timeoutMs);
+    if (response.ok) {
+      await response.body?.cancel();
+      return;
+    }
+    const body = await readErrorBody(response);
+    if (response.status === 400 && body?.error === 'invalid_token') return;
+    throw classifyErrorResponse(response, body);
+  }
+
+  /** The authorize URL of the Web Server Flow (PKCE S256). */
+  authorizationUrl(parameters: {
+    clientId: string;
+    redirectUri: string;
+    scope: string;
+    state: string;
+    codeChallenge: string;
+    prompt?: string | undefined;
+    loginHint?: string | undefined;
+  }): URL {
+    const url = new URL('/services/oauth2/authorize', this.loginUrl);
+    url.searchParams.set('response_type', 'code');
+    url.searchParams.set('client_id', parameters.clientId);
+    url.searchParams.set('redirect_uri', parameters.redirectUri);
+    url.searchParams.set('scope', parameters.scope);
+    url.searchParams.set('state', parameters.state);
+    url.searchParams.set('code_challenge', parameters.codeChallenge);
+    url.searchParams.set('code_challenge_method', 'S256');
+    if (parameters.prompt) url.searchParams.set('prompt', parameters.prompt);
+    if (parameters.loginHint) url.searchParams.set('login_hint', parameters.loginHint);
+    return url;
+  }
+
+  async #post(
+    path: string,
+    form: Record<string, string>,
+    timeoutMs = this.#timeoutMs,
+  ): Promise<Response> {
+    const signal = AbortSignal.timeout(Math.max(1, timeoutMs));
+    try {
+      const response = await this.#fetch(new URL(path, this.loginUrl), {
+        method: 'POST',
+        headers: {
+          'content-type': 'application/x-www-form-urlencoded',
+          accept: 'application/json',
+        },
+        body: new URLSearchParams(form).toString(),
+        redirect: 'manual',
+        signal,
+      });
+      // Read the body under the same deadline, so a stalled body is a timeout too.
+      const text = await response.text();
+      return new Response(text, { status: response.status, headers: response.headers });
+    } catch (cause) {
+      const timedOut = signal.aborted;
+      throw new SalesforceUnavailableError(
+        timedOut ? `Salesforce did not answer within ${timeoutMs} ms` : 'Salesforce is unreachable',
+        undefined,
+        { cause },
+      );
+    }
+  }
+}
+
+interface OAuthErrorBody {
+  error: string;
+  error_description?: string | undefined;
+}
+
+async function readErrorBody(response: Response): Promise<OAuthErrorBody | undefined> {
+  const text = await response.text();
+  try {
+    const value: unknown = JSON.parse(text);
+    if (typeof value === 'object' && value !== null && 'error' in value) {
+      const { error, error_description } = value as Record<string, unknown>;
+      if (typeof error === 'string') {
+        return {
+          error,
+          error_description: typeof error_description === 'string' ? error_description : undefined,
+        };
+      }
+    }
+  } catch {
+    // Not JSON: a maintenance page or a proxy's error page.
+  }
+  return undefined;
+}
+
+function retryAfterSeconds(response: Response): number | undefined {
+  const value = response.headers.get('retry-after');
+  if (value && /^\d{1,5}$/.test(value.trim())) return Number(value.trim());
+  return undefined;
+}
+
+/** Maps a non-2xx token or revoke response to an error class. */
+function classifyErrorResponse(response: Response, body: OAuthErrorBody | undefined): Error {
+  if (response.status >= 500 || response.status === 429 || !body) {
+    return new SalesforceUnavailableError(
+      `Salesforce answered HTTP ${response.status}${body ? '' : ' without an OAuth error body'}`,
+      retryAfterSeconds(response),
+    );
+  }
+  const upstream = { error: body.error, description: body.error_description };
+  switch (body.error) {
+    case 'invalid_grant':
+      if (/already being processed/i.test(body.error_description ?? '')) {
+        return new TokenRequestInProgressError('Salesforce is processing the same refresh token', upstream);
+      }
+      return new InvalidGrantError('Salesforce rejected the grant', upstream);
+    case 'invalid_client':
+    case 'invalid_client_id':
+    case 'unauthorized_client':
+      return new InvalidClientError('Salesforce rejected the client credentials', upstream);
+    default:
+      return new OAuthRequestError(`Salesforce answered ${body.error}`, upstream);
+  }
+}
+
+/**
+ * Validates a token endpoint response field by field: types, the 13-digit `issued_at`,
+ * the HMAC-SHA256 `signature` over `id + issued_at` (constant-time), and that
+ * `instance_url` and `id` are Salesforce hosts (loopback only when `loginUrl` is loopback).
+ * Unknown extra fields are ignored.
+ * @see https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_endpoints.htm
+ */
+export async function processTokenResponse(
+  response: Response,
+  options: { clientSecret: string; loginUrl: URL; requireRefreshToken: boolean },
+): Promise<TokenResponse> {
+  if (!response.ok) {
+    throw classifyErrorResponse(response, await readErrorBody(response));
+  }
+  const text = await response.text();
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // A 200 that is not JSON is a proxy or maintenance page, not a token response.
+    throw new SalesforceUnavailableError('Salesforce answered 200 with a body that is not JSON');
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new InvalidTokenResponseError('"response" body must be a JSON object', 'field');
+  }
+  const fields = body as Record<string, unknown>;
+  const accessToken = requiredString(fields, 'access_token');
+  const instanceUrl = requiredString(fields, 'instance_url');
+  const id = requiredString(fields, 'id');
+  const issuedAt = requiredString(fields, 'issued_at');
+  const signature = requiredString(fields, 'signature');
+  const tokenType = requiredString(fields, 'token_type');
+  const scope = optionalString(fields, 'scope') ?? '';
+  const refreshToken = optionalString(fields, 'refresh_token');
+
+  if (tokenType.toLowerCase() !== 'bearer') {
+    throw new InvalidTokenResponseError('"response" body "token_type" must be "Bearer"', 'field');
+  }
+  if (!/^\d{13}$/.test(issuedAt)) {
+    throw new InvalidTokenResponseError(
+      '"response" body "issued_at" must be 13 digits (milliseconds since the epoch)',
+      'field',
+    );
+  }
+  if (!verifySignature(options.clientSecret, id, issuedAt, signature)) {
+    throw new InvalidTokenResponseError(
+      '"response" body "signature" does not match HMAC-SHA256(client secret, id + issued_at)',
+      'signature',
+    );
+  }
+  if (!isTrustedSalesforceUrl(instanceUrl, options.loginUrl)) {
+    throw new InvalidTokenResponseError(
+      '"response" body "instance_url" is not a Salesforce host',
+      'instance_url',
+    );
+  }
+  const identity = parseIdentityUrl(id, options.loginUrl);
+  if (options.requireRefreshToken && refreshToken === undefined) {
+    throw new InvalidTokenResponseError(
+      '"response" body has no "refresh_token": add the "refresh_token" (or "offline_access") scope to the connected app and to SALESFORCE_SCOPES',
+      'refresh_token_missing',
+    );
+  }
+  return {
+    accessToken,
+    refreshToken,
+    instanceUrl,
+    id,
+    orgId: identity.orgId,
+    userId: identity.userId,
+    issuedAt,
+    scope,
+    tokenType: 'Bearer',
+  };
+}
+
+function requiredString(fields: Record<string, unknown>, name: string): string {
+  const value = fields[name];
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new InvalidTokenResponseError(
+      `"response" body "${name}" property must be a non-empty string`,
+      'field',
+    );
+  }
+  return value;
+}
+
+function optionalString(fields: Record<string, unknown>, name: string): string | undefined {
+  const value = fields[name];
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new InvalidTokenResponseError(
+      `"response" body "${name}" property must be a non-empty string when present`,
+      'field',
+    );
+  }
+  return value;
+}
+
+/** Constant-time check of Salesforce's `signature` (base64 HMAC-SHA256 over `id + issued_at`). */
+export function verifySignature(
+  clientSecret: string,
+  id: string,
+  issuedAt: string,
+  signature: string,
+): boolean {
+  const expected = createHmac('sha256', clientSecret).update(id + issuedAt).digest();
+  const actual = Buffer.from(signature, 'base64');
+  return actual.length === expected.length && timingSafeEqual(actual, expected);
+}
+
+/** `https` on a Salesforce domain; or, only when the login URL is loopback, a loopback URL. */
+export function isTrustedSalesforceUrl(value: string, loginUrl: URL): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  if (url.username || url.password) return false;
+  if (isLoopbackUrl(loginUrl)) return isLoopbackUrl(url) || isSalesforceHost(url);
+  return isSalesforceHost(url);
+}
+
+function isSalesforceHost(url: URL): boolean {
+  if (url.protocol !== 'https:' || url.port !== '') return false;
+  const host = url.hostname.toLowerCase();
+  return SALESFORCE_DOMAINS.some((domain) => host === domain || host.endsWith(`.${domain}`));
+}
+
+function parseIdentityUrl(id: string, loginUrl: URL): { orgId: string; userId: string } {
+  if (!isTrustedSalesforceUrl(id, loginUrl)) {
+    throw new InvalidTokenResponseError('"response" body "id" is not a Salesforce URL', 'identity_url');
+  }
+  const match = ID_PATH.exec(new URL(id).pathname);
+  if (!match?.[1] || !match[2]) {
+    throw new InvalidTokenResponseError(
+      '"response" body "id" must look like https://login.salesforce.com/id/<orgId>/<userId>',
+      'identity_url',
+    );
+  }
+  return { orgId: match[1], userId: match[2] };
+}
