@@ -32,7 +32,15 @@ let cached: Runtime | undefined;
  * the emulators without any "local mode" branch here.
  */
 export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Runtime {
-  if (cached) return cached;
+  cached ??= buildRuntime(env);
+  return cached;
+}
+
+/** Like {@link runtimeFromEnvironment}, uncached, with parts replaced (tests, local server). */
+export function buildRuntime(
+  env: Readonly<Record<string, string | undefined>>,
+  overrides: Partial<Runtime> = {},
+): Runtime {
   const config = loadConfig(env);
   const log = createLogger();
   // Fail fast inside the Lambda timeout instead of letting the SDK retry for longer.
@@ -57,8 +65,8 @@ export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Ru
     log,
     metrics: new EmfMetrics(),
     dynamodb,
+    ...overrides,
   };
-  cached = runtime;
   return runtime;
 }
 

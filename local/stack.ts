@@ -1,0 +1,142 @@
+import type { AddressInfo } from 'node:net';
+import {
+  CreateTableCommand,
+  DynamoDBClient,
+  UpdateTimeToLiveCommand,
+} from '@aws-sdk/client-dynamodb';
+import dynalite from 'dynalite';
+import {
+  type KmsEmulator,
+  type SecretsManagerEmulator,
+  startKmsEmulator,
+  startSecretsManagerEmulator,
+} from './aws-emulators.ts';
+import {
+  type FakeSalesforce,
+  type FakeSalesforceOptions,
+  startFakeSalesforce,
+} from './fake-salesforce.ts';
+
+export interface LocalStackOptions {
+  /** Options of the embedded fake Salesforce; `false` to use `salesforceLoginUrl` instead. */
+  salesforce?: FakeSalesforceOptions | false;
+  /** An external Salesforce (or Salesforce-like server) when `salesforce` is `false`. */
+  salesforceLoginUrl?: string;
+  clientId?: string;
+  clientSecret?: string;
+  tableName?: string;
+  host?: string;
+}
+
+/** dynalite, the KMS and Secrets Manager emulators and the fake Salesforce, on loopback. */
+export interface LocalStack {
+  /** The environment the broker functions need to run against this stack. */
+  readonly env: Readonly<Record<string, string>>;
+  readonly dynamodbUrl: string;
+  readonly kms: KmsEmulator;
+  readonly secretsManager: SecretsManagerEmulator;
+  readonly salesforce: FakeSalesforce | undefined;
+  readonly tableName: string;
+  readonly keyId: string;
+  readonly secretId: string;
+  /** A DynamoDB client on dynalite, for tests that inspect or tamper with items. */
+  readonly dynamodb: DynamoDBClient;
+  close(): Promise<void>;
+}
+
+const LOCAL_CREDENTIALS = { accessKeyId: 'local', secretAccessKey: 'local' };
+
+/**
+ * Starts everything the broker talks to, in-process, on ephemeral loopback ports: the
+ * table is created, a KMS key made, and the client credentials secret seeded.
+ */
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const host = options.host ?? '127.0.0.1';
+  const clientId = options.clientId ?? 'fake-client-id';
+  const clientSecret = options.clientSecret ?? 'fake-client-secret';
+  const tableName = options.tableName ?? 'token-broker-local';
+
+  const dynamo = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  await new Promise<void>((resolve, reject) => {
+    dynamo.once('error', reject);
+    dynamo.listen(0, host, () => resolve());
+  });
+  const dynamodbUrl = `http://${host}:${(dynamo.address() as AddressInfo).port}`;
+  const [kms, secretsManager, salesforce] = await Promise.all([
+    startKmsEmulator({ host }),
+    startSecretsManagerEmulator({ host }),
+    options.salesforce === false
+      ? Promise.resolve(undefined)
+      : startFakeSalesforce({ clientId, clientSecret, host, ...options.salesforce }),
+  ]);
+
+  const dynamodb = new DynamoDBClient({
+    endpoint: dynamodbUrl,
+    region: 'us-east-1',
+    credentials: LOCAL_CREDENTIALS,
+  });
+  await dynamodb.send(
+    new CreateTableCommand({
+      TableName: tableName,
+      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+      KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+      BillingMode: 'PAY_PER_REQUEST',
+    }),
+  );
+  await dynamodb
+    .send(
+      new UpdateTimeToLiveCommand({
+        TableName: tableName,
+        TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true },
+      }),
+    )
+    .catch(() => {
+      // dynalite does not implement TTL; DynamoDB TTL is only housekeeping anyway.
+    });
+  const keyId = kms.createKey({ alias: 'alias/token-broker' });
+  const secretId = 'token-broker/salesforce-client';
+  secretsManager.putSecret(
+    secretId,
+    JSON.stringify({ client_id: clientId, client_secret: clientSecret }),
+  );
+
+  const loginUrl = salesforce?.url ?? options.salesforceLoginUrl;
+  if (!loginUrl) throw new Error('startLocalStack: give salesforce options or salesforceLoginUrl');
+
+  const env: Record<string, string> = {
+    AWS_REGION: 'us-east-1',
+    AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
+    AWS_ENDPOINT_URL_DYNAMODB: dynamodbUrl,
+    AWS_ENDPOINT_URL_KMS: kms.url,
+    AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsManager.url,
+    TABLE_NAME: tableName,
+    KMS_KEY_ID: keyId,
+    CLIENT_SECRET_ID: secretId,
+    SALESFORCE_LOGIN_URL: loginUrl,
+  };
+
+  return {
+    env,
+    dynamodbUrl,
+    kms,
+    secretsManager,
+    salesforce,
+    tableName,
+    keyId,
+    secretId,
+    dynamodb,
+    async close() {
+      dynamodb.destroy();
+      await Promise.all([
+        kms.close(),
+        secretsManager.close(),
+        salesforce?.close(),
+        new Promise<void>((resolve) => {
+          dynamo.close(() => resolve());
+          (dynamo as { closeAllConnections?: () => void }).closeAllConnections?.();
+        }),
+      ]);
+    },
+  };
+}

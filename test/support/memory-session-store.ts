@@ -1,0 +1,90 @@
+import type {
+  AcquireLeaseInput,
+  AcquireResult,
+  CommitInput,
+  RefreshFailureKind,
+  SessionRecord,
+  SessionStore,
+} from '../../functions/broker/ports.ts';
+
+/**
+ * An in-memory {@link SessionStore} with the same conditions as the DynamoDB adapter, for
+ * unit tests that drive time and interleavings by hand.
+ */
+export class MemorySessionStore implements SessionStore {
+  readonly items = new Map<string, SessionRecord>();
+  readonly calls = { get: 0, acquire: 0, commit: 0, release: 0, delete: 0 };
+
+  async get(sessionKey: string): Promise<SessionRecord | undefined> {
+    this.calls.get++;
+    const item = this.items.get(sessionKey);
+    return item ? structuredClone(item) : undefined;
+  }
+
+  async create(record: SessionRecord): Promise<boolean> {
+    if (this.items.has(record.sessionKey)) return false;
+    this.items.set(record.sessionKey, structuredClone(record));
+    return true;
+  }
+
+  async tryAcquireLease(input: AcquireLeaseInput): Promise<AcquireResult> {
+    this.calls.acquire++;
+    const item = this.items.get(input.sessionKey);
+    const ok =
+      item !== undefined &&
+      item.absoluteExpiresAt > input.now &&
+      item.idleExpiresAt > input.now &&
+      (item.leaseUntil === undefined || item.leaseUntil <= input.now) &&
+      (input.expectedVersion === undefined || item.version === input.expectedVersion) &&
+      (input.committedBefore === undefined || item.committedAt < input.committedBefore);
+    if (!ok || !item) return { acquired: false };
+    item.leaseOwner = input.owner;
+    item.leaseUntil = input.leaseUntil;
+    return { acquired: true, record: structuredClone(item) };
+  }
+
+  async commit(input: CommitInput): Promise<'committed' | 'fenced'> {
+    this.calls.commit++;
+    const item = this.items.get(input.sessionKey);
+    if (!item || item.leaseOwner !== input.owner || item.version !== input.version) return 'fenced';
+    item.version = input.version + 1;
+    item.sealed = input.sealed;
+    item.committedAt = input.committedAt;
+    item.idleExpiresAt = input.idleExpiresAt;
+    item.leaseOwner = undefined;
+    item.leaseUntil = undefined;
+    item.lastFailureAt = undefined;
+    item.lastFailureKind = undefined;
+    return 'committed';
+  }
+
+  async releaseLease(input: {
+    sessionKey: string;
+    owner: string;
+    failedAt: number;
+    failureKind: RefreshFailureKind;
+  }): Promise<void> {
+    this.calls.release++;
+    const item = this.items.get(input.sessionKey);
+    if (!item || item.leaseOwner !== input.owner) return;
+    item.leaseOwner = undefined;
+    item.leaseUntil = undefined;
+    item.lastFailureAt = input.failedAt;
+    item.lastFailureKind = input.failureKind;
+  }
+
+  async deleteAsLeaseHolder(sessionKey: string, owner: string): Promise<boolean> {
+    this.calls.delete++;
+    const item = this.items.get(sessionKey);
+    if (!item || item.leaseOwner !== owner) return false;
+    this.items.delete(sessionKey);
+    return true;
+  }
+
+  async delete(sessionKey: string): Promise<SessionRecord | undefined> {
+    this.calls.delete++;
+    const item = this.items.get(sessionKey);
+    this.items.delete(sessionKey);
+    return item;
+  }
+}
