@@ -6,7 +6,13 @@ import { KmsDataKeys } from './aws/kms-data-keys.ts';
 import { SecretsManagerCredentials } from './aws/secrets-manager-credentials.ts';
 import { type BrokerConfig, loadConfig } from './broker/config.ts';
 import { TokenVault } from './broker/envelope.ts';
-import type { ClientCredentialsSource, Clock, Log, MetricSink, SessionStore } from './broker/ports.ts';
+import type {
+  ClientCredentialsSource,
+  Clock,
+  Log,
+  MetricSink,
+  SessionStore,
+} from './broker/ports.ts';
 import { systemClock } from './broker/ports.ts';
 import { createLogger, EmfMetrics } from './http/observability.ts';
 import { SalesforceOAuthClient } from './salesforce/oauth-client.ts';

@@ -154,7 +154,11 @@ export async function startAwsJsonServer(
       sendError(res, new AwsJsonError('SerializationException', 'Request body is too large', 413));
       return;
     }
-    if (operation === undefined || !Object.hasOwn(def.operations, operation)) {
+    const handler =
+      operation !== undefined && Object.hasOwn(def.operations, operation)
+        ? def.operations[operation]
+        : undefined;
+    if (operation === undefined || handler === undefined) {
       sendError(
         res,
         new AwsJsonError(
@@ -164,8 +168,6 @@ export async function startAwsJsonServer(
       );
       return;
     }
-    const handler = def.operations[operation];
-    if (handler === undefined) return; // unreachable: checked with hasOwn above
     if (!headerValue(req, 'authorization')?.startsWith('AWS4-HMAC-SHA256 ')) {
       sendError(
         res,

@@ -230,9 +230,14 @@ export async function startFakeSalesforce(
   const server = createServer((req, res) => {
     route(ctx, req, res).catch((err: unknown) => {
       if (err instanceof BodyTooLargeError) {
-        sendOAuthError(res, 413, 'invalid_request', 'request body too large');
-        // Stop reading an oversized upload.
-        res.on('finish', () => req.socket.destroy());
+        // Stop reading an oversized upload: the socket closes after this answer.
+        send(
+          res,
+          413,
+          JSON.stringify({ error: 'invalid_request', error_description: 'request body too large' }),
+          'application/json;charset=UTF-8',
+          { connection: 'close' },
+        );
       } else if (!res.headersSent && !res.destroyed) {
         sendOAuthError(res, 500, 'server_error', 'internal error of the fake server');
       } else {
@@ -247,6 +252,8 @@ export async function startFakeSalesforce(
     server.once('error', reject);
     server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
       server.off('error', reject);
+      // Silent by design: a late server error must neither crash the test run nor log.
+      server.on('error', () => {});
       resolve();
     });
   });

@@ -7,6 +7,7 @@ import {
   PutItemCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
+import { SessionIntegrityError } from '../broker/errors.ts';
 import type {
   AcquireLeaseInput,
   AcquireResult,
@@ -15,7 +16,6 @@ import type {
   SessionRecord,
   SessionStore,
 } from '../broker/ports.ts';
-import { SessionIntegrityError } from '../broker/errors.ts';
 import { awsUnavailable } from './errors.ts';
 
 type Item = Record<string, AttributeValue>;
@@ -266,7 +266,9 @@ function fromItem(item: Item): SessionRecord {
     leaseUntil: item.leaseUntil?.N === undefined ? undefined : Number(item.leaseUntil.N),
     lastFailureAt: item.lastFailureAt?.N === undefined ? undefined : Number(item.lastFailureAt.N),
     lastFailureKind:
-      failureKind === 'unavailable' || failureKind === 'misconfigured' || failureKind === 'integrity'
+      failureKind === 'unavailable' ||
+      failureKind === 'misconfigured' ||
+      failureKind === 'integrity'
         ? failureKind
         : undefined,
     orgId: item.orgId?.S ?? '',
@@ -276,18 +278,21 @@ function fromItem(item: Item): SessionRecord {
 
 function readString(item: Item, name: string): string {
   const value = item[name]?.S;
-  if (value === undefined) throw new SessionIntegrityError(`Session item attribute "${name}" must be a string`);
+  if (value === undefined)
+    throw new SessionIntegrityError(`Session item attribute "${name}" must be a string`);
   return value;
 }
 
 function readNumber(item: Item, name: string): number {
   const value = item[name]?.N;
-  if (value === undefined) throw new SessionIntegrityError(`Session item attribute "${name}" must be a number`);
+  if (value === undefined)
+    throw new SessionIntegrityError(`Session item attribute "${name}" must be a number`);
   return Number(value);
 }
 
 function readBinary(item: Item, name: string): Uint8Array {
   const value = item[name]?.B;
-  if (value === undefined) throw new SessionIntegrityError(`Session item attribute "${name}" must be binary`);
+  if (value === undefined)
+    throw new SessionIntegrityError(`Session item attribute "${name}" must be binary`);
   return value;
 }

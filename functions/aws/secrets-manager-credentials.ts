@@ -1,7 +1,7 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { UpstreamMisconfiguredError } from '../broker/errors.ts';
 import type { ClientCredentials, ClientCredentialsSource, Clock } from '../broker/ports.ts';
 import { systemClock } from '../broker/ports.ts';
-import { UpstreamMisconfiguredError } from '../broker/errors.ts';
 import { awsUnavailable } from './errors.ts';
 
 /**
@@ -61,7 +61,9 @@ export class SecretsManagerCredentials implements ClientCredentialsSource {
   async #fetch(): Promise<ClientCredentials> {
     let secretString: string | undefined;
     try {
-      const result = await this.#client.send(new GetSecretValueCommand({ SecretId: this.#secretId }));
+      const result = await this.#client.send(
+        new GetSecretValueCommand({ SecretId: this.#secretId }),
+      );
       secretString = result.SecretString;
     } catch (error) {
       throw awsUnavailable('Secrets Manager', error);

@@ -62,8 +62,10 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
     upstreamTimeoutMs: integer(env, 'UPSTREAM_TIMEOUT_MS', 8000, 100, 29_000),
     leaseMs: integer(env, 'LEASE_MS', 12_000, 200, 900_000),
     waitBudgetMs: integer(env, 'WAIT_BUDGET_MS', 10_000, 50, 29_000),
-    sessionAbsoluteTtlMs: integer(env, 'SESSION_ABSOLUTE_TTL_SECONDS', 30 * 86_400, 60, 3650 * 86_400) * 1000,
-    sessionIdleTtlMs: integer(env, 'SESSION_IDLE_TTL_SECONDS', 7 * 86_400, 60, 3650 * 86_400) * 1000,
+    sessionAbsoluteTtlMs:
+      integer(env, 'SESSION_ABSOLUTE_TTL_SECONDS', 30 * 86_400, 60, 3650 * 86_400) * 1000,
+    sessionIdleTtlMs:
+      integer(env, 'SESSION_IDLE_TTL_SECONDS', 7 * 86_400, 60, 3650 * 86_400) * 1000,
   };
   // The timeout budget of DESIGN.md: a holder's upstream call must end before its lease.
   if (config.upstreamTimeoutMs >= config.leaseMs) {

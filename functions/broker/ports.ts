@@ -94,9 +94,7 @@ export interface SessionRecord {
 
 export type RefreshFailureKind = 'unavailable' | 'misconfigured' | 'integrity';
 
-export type AcquireResult =
-  | { acquired: true; record: SessionRecord }
-  | { acquired: false };
+export type AcquireResult = { acquired: true; record: SessionRecord } | { acquired: false };
 
 export interface AcquireLeaseInput {
   sessionKey: string;

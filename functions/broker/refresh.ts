@@ -126,14 +126,15 @@ export async function refreshSession(
       throw new InvalidSessionError('The session does not exist or has ended.');
     }
     if (versionHint !== undefined && versionHint > record.version) {
-      throw new InvalidRequestError('"version" is newer than the session; send the version you hold.');
+      throw new InvalidRequestError(
+        '"version" is newer than the session; send the version you hold.',
+      );
     }
     firstSeenVersion ??= record.version;
     const movedOn =
       versionHint !== undefined
         ? record.version > versionHint
-        : record.version > firstSeenVersion ||
-          record.committedAt > now - deps.config.reuseWindowMs;
+        : record.version > firstSeenVersion || record.committedAt > now - deps.config.reuseWindowMs;
     if (movedOn) {
       const outcome = waited ? 'coalesced' : 'reused';
       if (waited) {
@@ -274,7 +275,8 @@ async function refreshAsLeaseHolder(
     scope: response.scope || current.scope,
     identityUrl: response.id,
   };
-  const rotated = response.refreshToken !== undefined && response.refreshToken !== current.refreshToken;
+  const rotated =
+    response.refreshToken !== undefined && response.refreshToken !== current.refreshToken;
 
   let dataKey: DataKey;
   try {
@@ -290,14 +292,18 @@ async function refreshAsLeaseHolder(
   const version = record.version + 1;
   const committedAt = clock.now();
   const sealed = deps.vault.seal(dataKey, sessionKey, version, next);
-  const outcome = await commitWithRetry(deps, {
-    sessionKey,
-    owner,
-    version: record.version,
-    sealed,
-    committedAt,
-    idleExpiresAt: Math.min(committedAt + deps.config.sessionIdleTtlMs, record.absoluteExpiresAt),
-  }, leaseUntil);
+  const outcome = await commitWithRetry(
+    deps,
+    {
+      sessionKey,
+      owner,
+      version: record.version,
+      sealed,
+      committedAt,
+      idleExpiresAt: Math.min(committedAt + deps.config.sessionIdleTtlMs, record.absoluteExpiresAt),
+    },
+    leaseUntil,
+  );
 
   if (outcome === 'committed') {
     deps.metrics.count('RefreshCommitted');

@@ -43,7 +43,8 @@ export class EmfMetrics implements MetricSink {
   count(name: string, value = 1, dimensions?: Record<string, string>): void {
     if (dimensions) {
       const single = this.metrics.singleMetric();
-      for (const [key, dimension] of Object.entries(dimensions)) single.addDimension(key, dimension);
+      for (const [key, dimension] of Object.entries(dimensions))
+        single.addDimension(key, dimension);
       single.addMetric(name, MetricUnit.Count, value);
       return;
     }

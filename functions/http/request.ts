@@ -1,5 +1,9 @@
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
-import { InvalidRequestError, MethodNotAllowedError, PayloadTooLargeError } from '../broker/errors.ts';
+import {
+  InvalidRequestError,
+  MethodNotAllowedError,
+  PayloadTooLargeError,
+} from '../broker/errors.ts';
 
 /** Bodies above this are refused with `413` before they are parsed. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -22,7 +26,10 @@ export interface HttpRequest {
  * Normalises an HTTP API event and enforces the method and the body size limit.
  * @see https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html
  */
-export function parseEvent(event: APIGatewayProxyEventV2, allowedMethods: readonly string[]): HttpRequest {
+export function parseEvent(
+  event: APIGatewayProxyEventV2,
+  allowedMethods: readonly string[],
+): HttpRequest {
   const method = (event.requestContext?.http?.method ?? '').toUpperCase();
   if (!allowedMethods.includes(method)) throw new MethodNotAllowedError(allowedMethods);
 

@@ -20,7 +20,11 @@ const BASE_HEADERS = {
   'referrer-policy': 'no-referrer',
 };
 
-export function json(statusCode: number, body: unknown, headers: Record<string, string> = {}): HttpResponse {
+export function json(
+  statusCode: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): HttpResponse {
   return {
     statusCode,
     headers: { ...BASE_HEADERS, 'content-type': 'application/json; charset=utf-8', ...headers },
@@ -29,7 +33,11 @@ export function json(statusCode: number, body: unknown, headers: Record<string, 
 }
 
 export function noContent(headers: Record<string, string> = {}, cookies?: string[]): HttpResponse {
-  return { statusCode: 204, headers: { ...BASE_HEADERS, ...headers }, ...(cookies ? { cookies } : {}) };
+  return {
+    statusCode: 204,
+    headers: { ...BASE_HEADERS, ...headers },
+    ...(cookies ? { cookies } : {}),
+  };
 }
 
 export function redirect(location: string, cookies: string[] = []): HttpResponse {

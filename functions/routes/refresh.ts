@@ -1,4 +1,8 @@
-import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2, Context } from 'aws-lambda';
+import type {
+  APIGatewayProxyEventV2,
+  APIGatewayProxyStructuredResultV2,
+  Context,
+} from 'aws-lambda';
 import { InvalidRequestError } from '../broker/errors.ts';
 import { type RefreshDependencies, refreshSession } from '../broker/refresh.ts';
 import { logSafeId, sessionKeyOf } from '../broker/session-handle.ts';

@@ -54,7 +54,12 @@ export class SalesforceUnavailableError extends SalesforceError {
  */
 export class InvalidTokenResponseError extends SalesforceError {
   /** Stable reason, usable as a metric dimension. */
-  readonly reason: 'field' | 'signature' | 'instance_url' | 'identity_url' | 'refresh_token_missing';
+  readonly reason:
+    | 'field'
+    | 'signature'
+    | 'instance_url'
+    | 'identity_url'
+    | 'refresh_token_missing';
   constructor(message: string, reason: InvalidTokenResponseError['reason']) {
     super(message);
     this.reason = reason;

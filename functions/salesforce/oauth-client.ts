@@ -44,7 +44,8 @@ const SALESFORCE_DOMAINS = [
   'sfcrmproducts.cn',
 ];
 
-const ID_PATH = /^\/id\/(00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?)\/(005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?)$/;
+const ID_PATH =
+  /^\/id\/(00D[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?)\/(005[A-Za-z0-9]{12}(?:[A-Za-z0-9]{3})?)$/;
 
 /**
  * Client for Salesforce's OAuth 2.0 endpoints: the refresh token grant, the authorization
@@ -231,7 +232,10 @@ function classifyErrorResponse(response: Response, body: OAuthErrorBody | undefi
   switch (body.error) {
     case 'invalid_grant':
       if (/already being processed/i.test(body.error_description ?? '')) {
-        return new TokenRequestInProgressError('Salesforce is processing the same refresh token', upstream);
+        return new TokenRequestInProgressError(
+          'Salesforce is processing the same refresh token',
+          upstream,
+        );
       }
       return new InvalidGrantError('Salesforce rejected the grant', upstream);
     case 'invalid_client':
@@ -349,7 +353,9 @@ export function verifySignature(
   issuedAt: string,
   signature: string,
 ): boolean {
-  const expected = createHmac('sha256', clientSecret).update(id + issuedAt).digest();
+  const expected = createHmac('sha256', clientSecret)
+    .update(id + issuedAt)
+    .digest();
   const actual = Buffer.from(signature, 'base64');
   return actual.length === expected.length && timingSafeEqual(actual, expected);
 }
@@ -375,7 +381,10 @@ function isSalesforceHost(url: URL): boolean {
 
 function parseIdentityUrl(id: string, loginUrl: URL): { orgId: string; userId: string } {
   if (!isTrustedSalesforceUrl(id, loginUrl)) {
-    throw new InvalidTokenResponseError('"response" body "id" is not a Salesforce URL', 'identity_url');
+    throw new InvalidTokenResponseError(
+      '"response" body "id" is not a Salesforce URL',
+      'identity_url',
+    );
   }
   const match = ID_PATH.exec(new URL(id).pathname);
   if (!match?.[1] || !match[2]) {

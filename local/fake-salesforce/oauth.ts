@@ -370,7 +370,7 @@ export async function handleToken(
   let body = await successBody(ctx, outcome.value, clientId);
   switch (fault?.kind) {
     case 'drop-after-rotate':
-      req.socket.destroy();
+      res.destroy(); // destroys the socket: the client sees the connection end, no answer
       return;
     case 'malformed-json': {
       const text = JSON.stringify(body);

@@ -20,7 +20,7 @@ const STYLE = `
   label { display: block; margin: 1rem 0 .25rem; font-weight: 600; }
   input[type=text], input[type=password] { width: 100%; box-sizing: border-box; padding: .5rem; }
   ul { padding-left: 1.2rem; }
-  .buttons { display: flex; gap: 1rem; margin-top: 1.5rem; }
+  .buttons { display: flex; flex-direction: row-reverse; gap: 1rem; margin-top: 1.5rem; }
   button { flex: 1; padding: .6rem; font-size: 1rem; border-radius: .25rem; cursor: pointer; }
   #allow { background: #0176d3; color: #fff; border: 1px solid #0176d3; }
   #deny { background: #fff; color: #0176d3; border: 1px solid #c9c9c9; }
@@ -73,9 +73,10 @@ ${hidden}
 <input type="password" id="password" name="password" autocomplete="current-password" placeholder="any password">
 <p>The app is asking for access to:</p>
 <ul>${scopes || '<li>(default scopes)</li>'}</ul>
+<!-- Allow comes first so that Enter in a text field submits Allow. -->
 <div class="buttons">
-<button type="submit" id="deny" name="decision" value="deny">Deny</button>
 <button type="submit" id="allow" name="decision" value="allow">Allow</button>
+<button type="submit" id="deny" name="decision" value="deny">Deny</button>
 </div>
 </form>
 <p class="meta">Organization ${escapeHtml(input.orgId)}</p>`,

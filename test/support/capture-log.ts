@@ -1,4 +1,4 @@
-import type { Log } from '../../functions/broker/ports.ts';
+import type { Log, MetricSink } from '../../functions/broker/ports.ts';
 
 export interface CapturedEntry {
   level: 'debug' | 'info' | 'warn' | 'error';
@@ -30,5 +30,26 @@ export class CaptureLog implements Log {
 
   events(): unknown[] {
     return this.entries.map((entry) => entry.attributes.event).filter(Boolean);
+  }
+}
+
+/** A {@link MetricSink} that adds counts up by name (and `class` dimension, when given). */
+export class CaptureMetrics implements MetricSink {
+  readonly counts = new Map<string, number>();
+  readonly timings = new Map<string, number[]>();
+
+  count(name: string, value = 1, dimensions?: Record<string, string>): void {
+    const key = dimensions?.class ? `${name}:${dimensions.class}` : name;
+    this.counts.set(key, (this.counts.get(key) ?? 0) + value);
+  }
+
+  timing(name: string, milliseconds: number): void {
+    this.timings.set(name, [...(this.timings.get(name) ?? []), milliseconds]);
+  }
+
+  flush(): void {}
+
+  get(name: string): number {
+    return this.counts.get(name) ?? 0;
   }
 }

@@ -7,7 +7,11 @@ import {
   TemporarilyUnavailableError,
   UpstreamMisconfiguredError,
 } from '../../../functions/broker/errors.ts';
-import type { ClientCredentials, SessionRecord, TokenSet } from '../../../functions/broker/ports.ts';
+import type {
+  ClientCredentials,
+  SessionRecord,
+  TokenSet,
+} from '../../../functions/broker/ports.ts';
 import { type RefreshDependencies, refreshSession } from '../../../functions/broker/refresh.ts';
 import { newSessionHandle, sessionKeyOf } from '../../../functions/broker/session-handle.ts';
 import {
@@ -78,7 +82,12 @@ async function setup(options: { committedAgoMs?: number } = {}) {
         return answer(upstream.length);
       },
     },
-    config: { reuseWindowMs: 5000, leaseMs: 12_000, waitBudgetMs: 10_000, sessionIdleTtlMs: 7 * DAY },
+    config: {
+      reuseWindowMs: 5000,
+      leaseMs: 12_000,
+      waitBudgetMs: 10_000,
+      sessionIdleTtlMs: 7 * DAY,
+    },
     sleep: async (ms) => {
       clock.t += ms;
       await new Promise((resolve) => setImmediate(resolve));
@@ -144,7 +153,10 @@ describe('Function: refreshSession', () => {
         { refreshToken: 'refresh-0', credentials: { clientId: 'id', clientSecret: 'secret' } },
       ]);
       expect(ctx.dataKeys.calls).toEqual({ generate: 1, decrypt: 1 });
-      expect(await ctx.stored()).toMatchObject({ accessToken: 'access-1', refreshToken: 'refresh-1' });
+      expect(await ctx.stored()).toMatchObject({
+        accessToken: 'access-1',
+        refreshToken: 'refresh-1',
+      });
       expect(ctx.store.items.get(ctx.sessionKey)?.leaseOwner).toBeUndefined();
     });
 
@@ -154,7 +166,10 @@ describe('Function: refreshSession', () => {
 
       await refreshSession(ctx.deps, ctx.handle);
 
-      expect(await ctx.stored()).toMatchObject({ accessToken: 'access-1', refreshToken: 'refresh-0' });
+      expect(await ctx.stored()).toMatchObject({
+        accessToken: 'access-1',
+        refreshToken: 'refresh-0',
+      });
     });
   });
 
@@ -189,7 +204,9 @@ describe('Function: refreshSession', () => {
     it('rejects a hint newer than the session', async () => {
       const ctx = await setup();
 
-      await expect(refreshSession(ctx.deps, ctx.handle, 7)).rejects.toBeInstanceOf(InvalidRequestError);
+      await expect(refreshSession(ctx.deps, ctx.handle, 7)).rejects.toBeInstanceOf(
+        InvalidRequestError,
+      );
       expect(ctx.upstream).toHaveLength(0);
     });
   });
@@ -291,7 +308,10 @@ describe('Function: refreshSession', () => {
 
       expect(second).toMatchObject({ accessToken: 'access-2', version: 2 });
       expect(late).toMatchObject({ accessToken: 'access-2', version: 2, outcome: 'coalesced' });
-      expect(await ctx.stored()).toMatchObject({ accessToken: 'access-2', refreshToken: 'refresh-2' });
+      expect(await ctx.stored()).toMatchObject({
+        accessToken: 'access-2',
+        refreshToken: 'refresh-2',
+      });
       expect(ctx.log.events()).toContain('rotation_lost');
     });
   });
@@ -300,14 +320,19 @@ describe('Function: refreshSession', () => {
     it('deletes the session on invalid_grant', async () => {
       const ctx = await setup();
       ctx.answerWith(async () => {
-        throw new InvalidGrantError('rejected', { error: 'invalid_grant', description: 'expired access/refresh token' });
+        throw new InvalidGrantError('rejected', {
+          error: 'invalid_grant',
+          description: 'expired access/refresh token',
+        });
       });
 
       await expect(refreshSession(ctx.deps, ctx.handle)).rejects.toBeInstanceOf(
         ReauthenticationRequiredError,
       );
       expect(ctx.store.items.has(ctx.sessionKey)).toBe(false);
-      await expect(refreshSession(ctx.deps, ctx.handle)).rejects.toBeInstanceOf(InvalidSessionError);
+      await expect(refreshSession(ctx.deps, ctx.handle)).rejects.toBeInstanceOf(
+        InvalidSessionError,
+      );
     });
 
     it('keeps the session on the concurrency block', async () => {
@@ -334,7 +359,10 @@ describe('Function: refreshSession', () => {
 
       expect(result.version).toBe(2);
       expect(ctx.secretReads()).toBe(1);
-      expect(ctx.upstream.map((u) => u.credentials.clientSecret)).toEqual(['secret', 'rotated-secret']);
+      expect(ctx.upstream.map((u) => u.credentials.clientSecret)).toEqual([
+        'secret',
+        'rotated-secret',
+      ]);
     });
 
     it('answers upstream_misconfigured after one re-read and deletes nothing', async () => {
@@ -357,7 +385,9 @@ describe('Function: refreshSession', () => {
       const ctx = await setup();
       ctx.clock.t += 7 * DAY + 1;
 
-      await expect(refreshSession(ctx.deps, ctx.handle)).rejects.toBeInstanceOf(InvalidSessionError);
+      await expect(refreshSession(ctx.deps, ctx.handle)).rejects.toBeInstanceOf(
+        InvalidSessionError,
+      );
       expect(ctx.upstream).toHaveLength(0);
     });
   });

@@ -1,0 +1,171 @@
+import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import type { Log, SessionRecord, TokenSet } from '../../functions/broker/ports.ts';
+import { newSessionHandle, sessionKeyOf } from '../../functions/broker/session-handle.ts';
+import { createRefreshHandler } from '../../functions/routes/refresh.ts';
+import { buildRuntime, type Runtime } from '../../functions/runtime.ts';
+import { newSalesforceId } from '../../local/fake-salesforce/ids.ts';
+import type { FakeSalesforceOptions } from '../../local/fake-salesforce.ts';
+import { type LocalServer, startLocalServer } from '../../local/lambda-http.ts';
+import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { CaptureLog, CaptureMetrics } from './capture-log.ts';
+
+/** A response body as loosely typed JSON, for assertions. */
+// biome-ignore lint/suspicious/noExplicitAny: assertions read arbitrary members
+export type Json = Record<string, any>;
+
+export async function readJson(response: Response): Promise<Json> {
+  return (await response.json()) as Json;
+}
+
+export const APP_ORIGIN = 'https://app.example.com';
+const DAY = 86_400_000;
+
+export interface BrokerHarness {
+  stack: LocalStack;
+  runtime: Runtime;
+  server: LocalServer;
+  log: CaptureLog;
+  metrics: CaptureMetrics;
+  /** Creates a session for a fresh grant at the fake, as `/callback` would. */
+  seedSession(options?: { committedAgoMs?: number }): Promise<SeededSession>;
+  /** `POST /refresh` with the bearer handle. */
+  refresh(handle: string, body?: unknown, headers?: Record<string, string>): Promise<Response>;
+  /** The token set stored for a handle, decrypted, or undefined when the item is gone. */
+  stored(handle: string): Promise<{ version: number; tokens: TokenSet } | undefined>;
+  /** Overwrites attributes of the raw session item (simulate crashes, tampering). */
+  patchItem(
+    handle: string,
+    attributes: Record<string, { N: string } | { S: string } | { B: Uint8Array }>,
+  ): Promise<void>;
+  rawItem(handle: string): Promise<Record<string, unknown> | undefined>;
+  close(): Promise<void>;
+}
+
+export interface SeededSession {
+  handle: string;
+  refreshToken: string;
+  accessToken: string;
+}
+
+/**
+ * The refresh route served over real HTTP on loopback, backed by dynalite, the KMS and
+ * Secrets Manager emulators and the fake Salesforce.
+ */
+export async function startBrokerHarness(
+  options: { salesforce?: FakeSalesforceOptions; env?: Record<string, string>; log?: Log } = {},
+): Promise<BrokerHarness> {
+  const stack = await startLocalStack({ salesforce: options.salesforce ?? {} });
+  // The SDK clients read AWS_ENDPOINT_URL_<SERVICE> and credentials from process.env.
+  Object.assign(process.env, stack.env);
+  const log = new CaptureLog();
+  const metrics = new CaptureMetrics();
+  const runtime = buildRuntime(
+    {
+      ...stack.env,
+      ALLOWED_ORIGINS: APP_ORIGIN,
+      LEASE_MS: '3000',
+      UPSTREAM_TIMEOUT_MS: '1500',
+      WAIT_BUDGET_MS: '2500',
+      ...options.env,
+    },
+    { log: options.log ?? log, metrics },
+  );
+  const server = await startLocalServer({
+    routes: { '/refresh': createRefreshHandler(runtime) },
+  });
+  const salesforce = stack.salesforce;
+  if (!salesforce) throw new Error('the harness needs the fake Salesforce');
+
+  const itemKey = (handle: string) => ({ pk: { S: `session#${sessionKeyOf(handle)}` } });
+
+  return {
+    stack,
+    runtime,
+    server,
+    log,
+    metrics,
+    async seedSession({ committedAgoMs = 60_000 } = {}) {
+      // One user per session: Salesforce's approvals limit (5 per user and app) would
+      // otherwise revoke the oldest seeded grants.
+      const grant = salesforce.seedGrant({ userId: newSalesforceId('005') });
+      const handle = newSessionHandle();
+      const sessionKey = sessionKeyOf(handle);
+      const now = Date.now();
+      const dataKey = await runtime.vault.generateDataKey(sessionKey);
+      const tokens: TokenSet = {
+        accessToken: grant.accessToken,
+        refreshToken: grant.refreshToken,
+        instanceUrl: salesforce.url,
+        issuedAt: String(now - committedAgoMs),
+        scope: 'api refresh_token',
+        identityUrl: grant.id,
+      };
+      const record: SessionRecord = {
+        sessionKey,
+        version: 1,
+        sealed: runtime.vault.seal(dataKey, sessionKey, 1, tokens),
+        committedAt: now - committedAgoMs,
+        createdAt: now - committedAgoMs,
+        absoluteExpiresAt: now + 30 * DAY,
+        idleExpiresAt: now + 7 * DAY,
+        orgId: salesforce.orgId,
+        userId: grant.userId,
+      };
+      if (!(await runtime.store.create(record))) throw new Error('session key collision');
+      return { handle, refreshToken: grant.refreshToken, accessToken: grant.accessToken };
+    },
+    refresh(handle, body, headers = {}) {
+      return fetch(`${server.url}/refresh`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${handle}`,
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...headers,
+        },
+        ...(body === undefined
+          ? {}
+          : { body: typeof body === 'string' ? body : JSON.stringify(body) }),
+      });
+    },
+    async stored(handle) {
+      const record = await runtime.store.get(sessionKeyOf(handle));
+      if (!record) return undefined;
+      return {
+        version: record.version,
+        tokens: await runtime.vault.open(record.sealed, record.sessionKey, record.version),
+      };
+    },
+    async patchItem(handle, attributes) {
+      const names: Record<string, string> = {};
+      const values: Record<string, { N: string } | { S: string } | { B: Uint8Array }> = {};
+      const sets = Object.entries(attributes).map(([name, value], index) => {
+        names[`#a${index}`] = name;
+        values[`:v${index}`] = value;
+        return `#a${index} = :v${index}`;
+      });
+      await stack.dynamodb.send(
+        new UpdateItemCommand({
+          TableName: stack.tableName,
+          Key: itemKey(handle),
+          UpdateExpression: `SET ${sets.join(', ')}`,
+          ExpressionAttributeNames: names,
+          ExpressionAttributeValues: values,
+        }),
+      );
+    },
+    async rawItem(handle) {
+      const result = await stack.dynamodb.send(
+        new GetItemCommand({
+          TableName: stack.tableName,
+          Key: itemKey(handle),
+          ConsistentRead: true,
+        }),
+      );
+      return result.Item;
+    },
+    async close() {
+      await server.close();
+      await stack.close();
+    },
+  };
+}

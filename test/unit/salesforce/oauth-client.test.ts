@@ -1,0 +1,225 @@
+import { createHmac } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import {
+  InvalidClientError,
+  InvalidGrantError,
+  InvalidTokenResponseError,
+  SalesforceUnavailableError,
+  TokenRequestInProgressError,
+} from '../../../functions/salesforce/errors.ts';
+import {
+  isTrustedSalesforceUrl,
+  processTokenResponse,
+  SalesforceOAuthClient,
+} from '../../../functions/salesforce/oauth-client.ts';
+
+const SECRET = 'client-secret';
+const LOGIN = new URL('https://login.salesforce.com');
+const ID = 'https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001Sv6AAAS';
+
+function body(overrides: Record<string, unknown> = {}): Record<string, unknown> {
+  const issuedAt = '1676372418560';
+  return {
+    access_token: '00Dxx!AQ.access',
+    refresh_token: '5Aep861.refresh',
+    signature: createHmac('sha256', SECRET)
+      .update(ID + issuedAt)
+      .digest('base64'),
+    scope: 'refresh_token api',
+    instance_url: 'https://acme.my.salesforce.com',
+    id: ID,
+    token_type: 'Bearer',
+    issued_at: issuedAt,
+    ...overrides,
+  };
+}
+
+function respond(status: number, payload: unknown, headers: Record<string, string> = {}): Response {
+  const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
+  return new Response(text, {
+    status,
+    headers: { 'content-type': 'application/json', ...headers },
+  });
+}
+
+const options = { clientSecret: SECRET, loginUrl: LOGIN, requireRefreshToken: false };
+
+describe('Function: processTokenResponse', () => {
+  it('accepts a Salesforce response and parses the identity URL', async () => {
+    const result = await processTokenResponse(
+      respond(200, body({ sfdc_community_url: 'x' })),
+      options,
+    );
+
+    expect(result).toMatchObject({
+      accessToken: '00Dxx!AQ.access',
+      refreshToken: '5Aep861.refresh',
+      instanceUrl: 'https://acme.my.salesforce.com',
+      issuedAt: '1676372418560',
+      orgId: '00Dxx0000001gPLEAY',
+      userId: '005xx000001Sv6AAAS',
+    });
+  });
+
+  it.each(['access_token', 'instance_url', 'id', 'issued_at', 'signature', 'token_type'])(
+    'names the missing field "%s"',
+    async (field) => {
+      const payload = body();
+      delete payload[field];
+
+      const error = await processTokenResponse(respond(200, payload), options).catch((e) => e);
+
+      expect(error).toBeInstanceOf(InvalidTokenResponseError);
+      expect(error.message).toContain(`"${field}"`);
+    },
+  );
+
+  it('rejects a signature made with another secret', async () => {
+    const error = await processTokenResponse(
+      respond(200, body({ signature: createHmac('sha256', 'other').update('x').digest('base64') })),
+      options,
+    ).catch((e) => e);
+
+    expect(error).toMatchObject({ reason: 'signature' });
+  });
+
+  it('rejects issued_at in seconds', async () => {
+    const error = await processTokenResponse(
+      respond(200, body({ issued_at: '1676372418' })),
+      options,
+    ).catch((e) => e);
+
+    expect(error).toBeInstanceOf(InvalidTokenResponseError);
+    expect(error.message).toContain('"issued_at"');
+  });
+
+  it('rejects a foreign instance_url', async () => {
+    const error = await processTokenResponse(
+      respond(200, body({ instance_url: 'https://salesforce.com.evil.example' })),
+      options,
+    ).catch((e) => e);
+
+    expect(error).toMatchObject({ reason: 'instance_url' });
+  });
+
+  it('asks for the refresh_token scope when a code exchange returns no refresh token', async () => {
+    const payload = body();
+    delete payload.refresh_token;
+
+    const error = await processTokenResponse(respond(200, payload), {
+      ...options,
+      requireRefreshToken: true,
+    }).catch((e) => e);
+
+    expect(error).toMatchObject({ reason: 'refresh_token_missing' });
+    expect(error.message).toContain('refresh_token');
+  });
+
+  it.each([
+    ['expired access/refresh token', InvalidGrantError],
+    ['token request is already being processed', TokenRequestInProgressError],
+  ])('classifies invalid_grant "%s"', async (description, type) => {
+    const error = await processTokenResponse(
+      respond(400, { error: 'invalid_grant', error_description: description }),
+      options,
+    ).catch((e) => e);
+
+    expect(error).toBeInstanceOf(type);
+    expect(error.upstreamDescription).toBe(description);
+  });
+
+  it.each(['invalid_client', 'invalid_client_id'])(
+    'classifies %s as a client error',
+    async (code) => {
+      const error = await processTokenResponse(respond(400, { error: code }), options).catch(
+        (e) => e,
+      );
+
+      expect(error).toBeInstanceOf(InvalidClientError);
+    },
+  );
+
+  it('treats an HTML maintenance page as unavailable', async () => {
+    const error = await processTokenResponse(
+      new Response('<html>Down for maintenance</html>', { status: 503 }),
+      options,
+    ).catch((e) => e);
+
+    expect(error).toBeInstanceOf(SalesforceUnavailableError);
+  });
+
+  it('passes on Retry-After from a 429', async () => {
+    const error = await processTokenResponse(
+      respond(429, { error: 'rate_limited' }, { 'retry-after': '17' }),
+      options,
+    ).catch((e) => e);
+
+    expect(error).toMatchObject({ retryAfterSeconds: 17 });
+  });
+});
+
+describe('Function: isTrustedSalesforceUrl', () => {
+  it.each([
+    ['https://acme.my.salesforce.com', LOGIN, true],
+    ['https://acme--dev.sandbox.my.salesforce.com', LOGIN, true],
+    ['https://na1.force.com', LOGIN, true],
+    ['http://acme.my.salesforce.com', LOGIN, false],
+    ['https://evilsalesforce.com', LOGIN, false],
+    ['https://acme.my.salesforce.com:8443', LOGIN, false],
+    ['http://127.0.0.1:5000', LOGIN, false],
+    ['http://127.0.0.1:5000', new URL('http://127.0.0.1:4000'), true],
+  ])('%s with login %s -> %s', (value, login, expected) => {
+    expect(isTrustedSalesforceUrl(value, login)).toBe(expected);
+  });
+});
+
+describe('Class: SalesforceOAuthClient', () => {
+  it('aborts a request that outlives its timeout', async () => {
+    const client = new SalesforceOAuthClient({
+      loginUrl: LOGIN,
+      timeoutMs: 20,
+      fetch: (_input, init) =>
+        new Promise((_resolve, reject) => {
+          init?.signal?.addEventListener('abort', () => reject(init.signal?.reason));
+        }),
+    });
+
+    const error = await client
+      .refreshTokenGrant({ clientId: 'id', clientSecret: SECRET }, 'refresh')
+      .catch((e) => e);
+
+    expect(error).toBeInstanceOf(SalesforceUnavailableError);
+    expect(error.message).toContain('20 ms');
+  });
+
+  it('posts the refresh grant form with the client credentials', async () => {
+    let sent: URLSearchParams | undefined;
+    const client = new SalesforceOAuthClient({
+      loginUrl: LOGIN,
+      timeoutMs: 1000,
+      fetch: async (_input, init) => {
+        sent = new URLSearchParams(String(init?.body));
+        return respond(200, body());
+      },
+    });
+
+    await client.refreshTokenGrant({ clientId: 'id', clientSecret: SECRET }, 'the-refresh-token');
+
+    expect(Object.fromEntries(sent ?? [])).toMatchObject({
+      grant_type: 'refresh_token',
+      refresh_token: 'the-refresh-token',
+      client_id: 'id',
+      client_secret: SECRET,
+    });
+  });
+
+  it('counts invalid_token on revoke as already revoked', async () => {
+    const client = new SalesforceOAuthClient({
+      loginUrl: LOGIN,
+      timeoutMs: 1000,
+      fetch: async () => respond(400, { error: 'invalid_token' }),
+    });
+
+    await expect(client.revoke('gone')).resolves.toBeUndefined();
+  });
+});
