@@ -39,6 +39,8 @@ export interface LocalStack {
   readonly tableName: string;
   readonly keyId: string;
   readonly secretId: string;
+  /** DynamoDB requests served by dynalite, per operation (`X-Amz-Target`), live. */
+  readonly dynamodbCalls: Record<string, number>;
   /** A DynamoDB client on dynalite, for tests that inspect or tamper with items. */
   readonly dynamodb: DynamoDBClient;
   close(): Promise<void>;
@@ -57,6 +59,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const tableName = options.tableName ?? 'token-broker-local';
 
   const dynamo = dynalite({ createTableMs: 0, deleteTableMs: 0, updateTableMs: 0 });
+  const dynamodbCalls: Record<string, number> = {};
+  dynamo.on('request', (request: { headers: Record<string, string | string[] | undefined> }) => {
+    const target = String(request.headers['x-amz-target'] ?? '');
+    const operation = target.slice(target.indexOf('.') + 1) || 'unknown';
+    dynamodbCalls[operation] = (dynamodbCalls[operation] ?? 0) + 1;
+  });
   await new Promise<void>((resolve, reject) => {
     dynamo.once('error', reject);
     dynamo.listen(0, host, () => resolve());
@@ -119,6 +127,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   return {
     env,
     dynamodbUrl,
+    dynamodbCalls,
     kms,
     secretsManager,
     salesforce,
