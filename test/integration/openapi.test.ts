@@ -1,0 +1,69 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type BrokerHarness, startBrokerHarness } from '../support/broker-harness.ts';
+import { openApiProblems } from '../support/openapi.ts';
+
+/** Real responses of the routes, checked against docs/openapi.yaml. */
+describe('docs/openapi.yaml', () => {
+  let broker: BrokerHarness;
+
+  beforeAll(async () => {
+    broker = await startBrokerHarness({ salesforce: { rotation: true } });
+  });
+
+  afterAll(async () => {
+    await broker?.close();
+  });
+
+  const post = (path: string, headers: Record<string, string>, body?: string) =>
+    fetch(`${broker.server.url}${path}`, { method: 'POST', headers, ...(body ? { body } : {}) });
+
+  it('describes every /refresh answer', async () => {
+    const fake = broker.stack.salesforce;
+    if (!fake) throw new Error('no fake');
+    const session = await broker.seedSession();
+    const bearer = { authorization: `Bearer ${session.handle}` };
+    const responses: Response[] = [
+      await post('/refresh', bearer),
+      await post('/refresh', { ...bearer, 'content-type': 'application/json' }, '{"version":"x"}'),
+      await post('/refresh', {}),
+      await post('/refresh', { cookie: `__Host-tb-session=${session.handle}` }),
+      await fetch(`${broker.server.url}/refresh`),
+      await post('/refresh', bearer, 'x'.repeat(20_000)),
+    ];
+    fake.inject({ endpoint: 'token', kind: 'maintenance' });
+    responses.push(
+      await post('/refresh', { ...bearer, 'content-type': 'application/json' }, '{"version":2}'),
+    );
+    fake.inject({
+      endpoint: 'token',
+      kind: 'error',
+      error: 'invalid_client',
+      description: 'x',
+      times: 2,
+    });
+    responses.push(
+      await post('/refresh', { ...bearer, 'content-type': 'application/json' }, '{"version":2}'),
+    );
+
+    const statuses = responses.map((response) => response.status);
+    const problems = await Promise.all(
+      responses.map((r) =>
+        openApiProblems(r.url.endsWith('/refresh') ? 'POST' : 'GET', '/refresh', r),
+      ),
+    );
+
+    expect(statuses).toEqual([200, 400, 401, 403, 405, 413, 503, 502]);
+    expect(problems.slice(0, 4).concat(problems.slice(5))).toEqual(Array(7).fill([]));
+  });
+
+  it('catches a response that breaks the document', async () => {
+    const broken = new Response(JSON.stringify({ access_token: 'x' }), {
+      status: 200,
+      headers: { 'content-type': 'application/json', 'cache-control': 'no-store' },
+    });
+
+    const problems = await openApiProblems('POST', '/refresh', broken);
+
+    expect(problems.join()).toContain("must have required property 'instance_url'");
+  });
+});
