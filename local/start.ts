@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { startDemo } from './demo/demo.ts';
-import { startLocalStack } from './stack.ts';
+import { type LocalStack, startLocalStack } from './stack.ts';
 
 class StartupError extends Error {}
 
@@ -33,6 +33,7 @@ function readSettings(env: NodeJS.ProcessEnv) {
   }
   return {
     port,
+    host: env.HOST ?? 'localhost',
     publicUrl,
     origin,
     loginUrl,
@@ -44,10 +45,15 @@ function readSettings(env: NodeJS.ProcessEnv) {
   };
 }
 
-async function main(): Promise<void> {
-  if (existsSync('.env')) process.loadEnvFile('.env');
-  const settings = readSettings(process.env);
+export interface RunningBroker {
+  readonly url: string;
+  readonly stack: LocalStack;
+  close(): Promise<void>;
+}
 
+/** Starts the local stack and the broker server from environment-style settings. */
+export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<RunningBroker> {
+  const settings = readSettings(env);
   const stack = await startLocalStack({
     salesforce: settings.loginUrl
       ? false
@@ -63,13 +69,20 @@ async function main(): Promise<void> {
     ALLOWED_ORIGINS: settings.allowedOrigins,
     ...(settings.scopes ? { SALESFORCE_SCOPES: settings.scopes } : {}),
     ...(settings.returnToPrefixes ? { RETURN_TO_PREFIXES: settings.returnToPrefixes } : {}),
-    POWERTOOLS_SERVICE_NAME: 'token-broker-local',
+    POWERTOOLS_SERVICE_NAME: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker-local',
     POWERTOOLS_METRICS_DISABLED: 'true',
   });
 
-  let demo: Awaited<ReturnType<typeof startDemo>>;
   try {
-    demo = await startDemo({ port: settings.port, stack });
+    const server = await startDemo({ port: settings.port, host: settings.host, stack });
+    return {
+      url: settings.publicUrl,
+      stack,
+      async close() {
+        await server.close();
+        await stack.close();
+      },
+    };
   } catch (error) {
     await stack.close();
     if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
@@ -79,6 +92,13 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+}
+
+async function main(): Promise<void> {
+  if (existsSync('.env')) process.loadEnvFile('.env');
+  const settings = readSettings(process.env);
+  const broker = await startBrokerLocally(process.env);
+  const { stack } = broker;
 
   const lines = [
     '',
@@ -102,19 +122,20 @@ async function main(): Promise<void> {
     if (stopping) return;
     stopping = true;
     process.stderr.write('\nStopping...\n');
-    await demo.close();
-    await stack.close();
+    await broker.close();
     process.exit(0);
   };
   process.on('SIGINT', stop);
   process.on('SIGTERM', stop);
 }
 
-main().catch((error: unknown) => {
-  const message =
-    error instanceof StartupError || (error as Error).name === 'ConfigError'
-      ? (error as Error).message
-      : `Could not start: ${(error as Error).stack ?? String(error)}`;
-  process.stderr.write(`\n${message}\n`);
-  process.exit(1);
-});
+if (import.meta.url === `file://${process.argv[1]}`) {
+  main().catch((error: unknown) => {
+    const message =
+      error instanceof StartupError || (error as Error).name === 'ConfigError'
+        ? (error as Error).message
+        : `Could not start: ${(error as Error).stack ?? String(error)}`;
+    process.stderr.write(`\n${message}\n`);
+    process.exit(1);
+  });
+}

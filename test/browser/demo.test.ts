@@ -1,0 +1,123 @@
+import { mkdirSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import { CHROMIUM_ARGS, findChromium } from './chromium.ts';
+
+const executablePath = findChromium();
+if (!executablePath) {
+  console.warn(
+    'Browser suite skipped: no Chromium found (apt-get install chromium, or set CHROMIUM_PATH).',
+  );
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The demo page of `npm start` in a real Chromium: the whole flow a person clicks through.
+ */
+describe.skipIf(!executablePath)('Demo page in Chromium', () => {
+  let broker: RunningBroker;
+  let browser: Browser;
+  let context: BrowserContext;
+  let page: Page;
+
+  beforeAll(async () => {
+    const port = await freePort();
+    broker = await startBrokerLocally({ PORT: String(port), HOST: '127.0.0.1' });
+    browser = await chromium.launch({ executablePath, args: CHROMIUM_ARGS });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await broker?.close();
+  });
+
+  afterEach(async (test) => {
+    if (test.task.result?.state === 'fail' && page) {
+      mkdirSync('test-results', { recursive: true });
+      await page.screenshot({ path: `test-results/${test.task.name.replace(/\W+/g, '-')}.png` });
+    }
+    await context?.close();
+  });
+
+  async function newPage(): Promise<Page> {
+    context = await browser.newContext();
+    page = await context.newPage();
+    return page;
+  }
+
+  const logText = () => page.locator('#log').innerText();
+
+  it('logs in, refreshes, calls the API through an expiry, and logs out', async () => {
+    const fake = broker.stack.salesforce;
+    if (!fake) throw new Error('npm start without SALESFORCE_LOGIN_URL runs the mock org');
+    await newPage();
+    await page.goto(`${broker.url}/`);
+    await expect.poll(() => page.locator('#status').innerText()).toBe('not logged in');
+
+    // Log in at the mock org's login page
+    await page.click('#login');
+    await page.waitForURL(`${fake.url}/**`);
+    expect(await page.locator('input[name="username"]').inputValue()).toBe('demo@example.com');
+    await page.click('#allow');
+    await page.waitForURL(`${broker.url}/`);
+    await expect.poll(() => page.locator('#status').innerText()).toBe('logged in');
+    expect(await page.locator('#version').innerText()).toBe('1');
+    expect(page.url()).not.toMatch(/code=|token/);
+
+    // Cookies: the session cookie is there, with its attributes; the login cookie is gone
+    const cookies = await context.cookies();
+    const session = cookies.find((cookie) => cookie.name === '__Host-tb-session');
+    expect(session).toMatchObject({ httpOnly: true, secure: true, sameSite: 'Strict', path: '/' });
+    expect(cookies.find((cookie) => cookie.name === '__Host-tb-login')).toBeUndefined();
+    expect(await page.evaluate('document.cookie')).not.toContain('tb-session');
+
+    // Refresh
+    await page.click('#refresh');
+    await expect.poll(() => page.locator('#version').innerText()).toBe('2');
+
+    // API call, then expiry at the org: 401 INVALID_SESSION_ID -> /refresh -> retry
+    await page.click('#call-api');
+    await expect.poll(logText).toContain('records: ["Acme"]');
+    await page.click('#expire');
+    await expect.poll(logText).toContain('access tokens expired');
+    await page.click('#call-api');
+    await expect.poll(logText).toContain('(retry) -> 200');
+    expect(await logText()).toContain('401 INVALID_SESSION_ID');
+    expect(await page.locator('#version').innerText()).toBe('3');
+    expect(await page.locator('#token').innerText()).toMatch(/\.\.\..*chars/);
+
+    // Log out: revoked at the org, cookie cleared
+    const revokesBefore = fake.calls.revoke;
+    await page.click('#logout');
+    await expect.poll(logText).toContain('POST /logout -> 204');
+    expect(fake.calls.revoke).toBe(revokesBefore + 1);
+    expect((await context.cookies()).find((c) => c.name === '__Host-tb-session')).toBeUndefined();
+    await page.reload();
+    await expect.poll(() => page.locator('#status').innerText()).toBe('not logged in');
+  });
+
+  it('shows a clear error when the user denies access', async () => {
+    await newPage();
+    await page.goto(`${broker.url}/`);
+    await page.click('#login');
+    await page.click('#deny');
+    await page.waitForURL(`${broker.url}/callback**`);
+
+    const body = JSON.parse(await page.locator('body').innerText());
+
+    expect(body).toMatchObject({ error: 'access_denied' });
+    expect((await context.cookies()).find((c) => c.name === '__Host-tb-session')).toBeUndefined();
+  });
+});
