@@ -1,6 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
 import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
 import { KmsDataKeys } from './aws/kms-data-keys.ts';
 import { SecretsManagerCredentials } from './aws/secrets-manager-credentials.ts';
@@ -10,6 +11,7 @@ import type {
   ClientCredentialsSource,
   Clock,
   Log,
+  LoginTransactionStore,
   MetricSink,
   SessionStore,
 } from './broker/ports.ts';
@@ -21,6 +23,8 @@ import { SalesforceOAuthClient } from './salesforce/oauth-client.ts';
 export interface Runtime {
   config: BrokerConfig;
   store: SessionStore;
+  /** Pending logins (`/login` writes, `/callback` consumes), in the same table. */
+  transactions: LoginTransactionStore;
   vault: TokenVault;
   credentials: ClientCredentialsSource;
   salesforce: SalesforceOAuthClient;
@@ -55,6 +59,10 @@ export function buildRuntime(
   const runtime: Runtime = {
     config,
     store: new DynamoDbSessionStore({ tableName: config.tableName, client: dynamodb }),
+    transactions: new DynamoDbLoginTransactionStore({
+      tableName: config.tableName,
+      client: dynamodb,
+    }),
     vault: new TokenVault(
       new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(clientConfig) }),
     ),

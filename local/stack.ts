@@ -11,6 +11,7 @@ import {
   startKmsEmulator,
   startSecretsManagerEmulator,
 } from './aws-emulators.ts';
+import { type DynamoDbFaultProxy, startDynamoDbFaultProxy } from './dynamodb-fault-proxy.ts';
 import {
   type FakeSalesforce,
   type FakeSalesforceOptions,
@@ -26,6 +27,11 @@ export interface LocalStackOptions {
   clientSecret?: string;
   tableName?: string;
   host?: string;
+  /**
+   * Put a {@link DynamoDbFaultProxy} between the broker and dynalite: `env` then points
+   * the broker at the proxy, while `dynamodb` (the tests' own client) stays on dynalite.
+   */
+  dynamodbFaultProxy?: boolean;
 }
 
 /** dynalite, the KMS and Secrets Manager emulators and the fake Salesforce, on loopback. */
@@ -43,6 +49,8 @@ export interface LocalStack {
   readonly dynamodbCalls: Record<string, number>;
   /** A DynamoDB client on dynalite, for tests that inspect or tamper with items. */
   readonly dynamodb: DynamoDBClient;
+  /** The fault proxy the broker talks to, when `dynamodbFaultProxy` was set. */
+  readonly dynamodbFaults: DynamoDbFaultProxy | undefined;
   close(): Promise<void>;
 }
 
@@ -70,6 +78,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     dynamo.listen(0, host, () => resolve());
   });
   const dynamodbUrl = `http://${host}:${(dynamo.address() as AddressInfo).port}`;
+  const dynamodbFaults = options.dynamodbFaultProxy
+    ? await startDynamoDbFaultProxy({ target: dynamodbUrl, host })
+    : undefined;
   const [kms, secretsManager, salesforce] = await Promise.all([
     startKmsEmulator({ host }),
     startSecretsManagerEmulator({ host }),
@@ -115,7 +126,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     AWS_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
     AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
-    AWS_ENDPOINT_URL_DYNAMODB: dynamodbUrl,
+    AWS_ENDPOINT_URL_DYNAMODB: dynamodbFaults?.url ?? dynamodbUrl,
     AWS_ENDPOINT_URL_KMS: kms.url,
     AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsManager.url,
     TABLE_NAME: tableName,
@@ -135,9 +146,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     keyId,
     secretId,
     dynamodb,
+    dynamodbFaults,
     async close() {
       dynamodb.destroy();
       await Promise.all([
+        dynamodbFaults?.close(),
         kms.close(),
         secretsManager.close(),
         salesforce?.close(),

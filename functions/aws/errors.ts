@@ -8,7 +8,10 @@ import { TemporarilyUnavailableError } from '../broker/errors.ts';
  */
 export function awsUnavailable(service: string, error: unknown): TemporarilyUnavailableError {
   const name = error instanceof Error ? error.name : 'Error';
-  const retryAfter = /Throttl|LimitExceeded|TooManyRequests/i.test(name) ? 2 : 1;
+  // DynamoDB throttles with ProvisionedThroughputExceededException, which names neither.
+  const retryAfter = /Throttl|LimitExceeded|TooManyRequests|ProvisionedThroughput/i.test(name)
+    ? 2
+    : 1;
   return new TemporarilyUnavailableError(
     `${service} is temporarily unavailable (${name}).`,
     retryAfter,

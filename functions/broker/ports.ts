@@ -138,3 +138,35 @@ export interface SessionStore {
   /** Deletes unconditionally and returns what was there. */
   delete(sessionKey: string): Promise<SessionRecord | undefined>;
 }
+
+/**
+ * One pending Web Server Flow login, stored under the hash of its `state` until
+ * `/callback` consumes it. Neither the state nor the login cookie is stored in clear.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-10.12
+ */
+export interface LoginTransaction {
+  /** SHA-256 of the `state` (base64url). */
+  stateKey: string;
+  /** The PKCE `code_verifier`, AES-256-GCM-sealed under a key derived from the `state`. */
+  sealedVerifier: Uint8Array;
+  /** Where `/callback` sends the browser: a validated relative path. */
+  returnTo: string;
+  /** SHA-256 of the `__Host-tb-login` cookie value (base64url). */
+  cookieHash: string;
+  createdAt: number;
+  /** The code checks this itself; DynamoDB TTL only deletes late items. */
+  expiresAt: number;
+  /** The session the browser held at `/login`, ended once the new one exists. */
+  replacesSessionKey?: string | undefined;
+}
+
+/** Login transactions, in the session table under `login#<stateKey>`. */
+export interface LoginTransactionStore {
+  /** Stores a new transaction; false if the key already exists. */
+  create(transaction: LoginTransaction): Promise<boolean>;
+  /**
+   * Deletes the transaction and returns it, exactly once: a second call (a replayed
+   * callback, or a concurrent one) gets `undefined`.
+   */
+  consume(stateKey: string): Promise<LoginTransaction | undefined>;
+}

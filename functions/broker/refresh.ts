@@ -67,6 +67,8 @@ export interface FreshAccessToken {
 
 /** Time kept back from the lease for the fenced commit after the upstream call. */
 const COMMIT_RESERVE_MS = 1500;
+/** A caller takes the lease only if its invocation has this long left for Salesforce. */
+const MIN_UPSTREAM_MS = 1000;
 const FIRST_POLL_MS = 25;
 const MAX_POLL_MS = 400;
 
@@ -94,28 +96,42 @@ export async function refreshSession(
   const newLeaseOwner = deps.newLeaseOwner ?? (() => crypto.randomUUID());
   const startedAt = deps.clock.now();
   const deadline = startedAt + deps.config.waitBudgetMs;
+  // The lease lasts as long as the function timeout (DESIGN.md step 5), so this invocation
+  // is killed around `startedAt + leaseMs`. A waiter that takes the lease late must fit its
+  // upstream call and commit in what is left of its own life, not in the fresh lease.
+  const invocationEnd = startedAt + deps.config.leaseMs;
   const session = logSafeId(sessionKey);
 
   let firstSeenVersion: number | undefined;
   let waited = false;
   let tryAcquire = true;
   let pollDelay = FIRST_POLL_MS;
+  let lastAttempt: { owner: string; leaseUntil: number } | undefined;
+  const timeToHold = (now: number) => now + MIN_UPSTREAM_MS + COMMIT_RESERVE_MS <= invocationEnd;
 
   for (;;) {
-    if (tryAcquire) {
+    if (tryAcquire && timeToHold(deps.clock.now())) {
       const now = deps.clock.now();
       const owner = newLeaseOwner();
+      const leaseUntil = now + deps.config.leaseMs;
+      lastAttempt = { owner, leaseUntil };
       const attempt = await deps.store.tryAcquireLease({
         sessionKey,
         owner,
         now,
-        leaseUntil: now + deps.config.leaseMs,
+        leaseUntil,
         expectedVersion: versionHint,
         committedBefore: versionHint === undefined ? now - deps.config.reuseWindowMs : undefined,
       });
       if (attempt.acquired) {
         if (waited) deps.metrics.timing('LeaseWaitMs', deps.clock.now() - startedAt);
-        return refreshAsLeaseHolder(deps, attempt.record, owner, session);
+        return refreshAsLeaseHolder(
+          deps,
+          attempt.record,
+          owner,
+          session,
+          Math.min(attempt.record.leaseUntil ?? leaseUntil, invocationEnd),
+        );
       }
     }
 
@@ -124,6 +140,23 @@ export async function refreshSession(
     const now = deps.clock.now();
     if (!record || !isLive(record, now)) {
       throw new InvalidSessionError('The session does not exist or has ended.');
+    }
+    if (
+      lastAttempt !== undefined &&
+      record.leaseOwner === lastAttempt.owner &&
+      record.leaseUntil === lastAttempt.leaseUntil &&
+      timeToHold(now)
+    ) {
+      // Our acquire was applied but its answer was lost (a DynamoDB 500 or a dropped
+      // connection after the write), and the SDK's retry then failed its condition on our
+      // own lease. The lease is ours: without this, the session would wait out its lease.
+      return refreshAsLeaseHolder(
+        deps,
+        record,
+        lastAttempt.owner,
+        session,
+        Math.min(lastAttempt.leaseUntil, invocationEnd),
+      );
     }
     if (versionHint !== undefined && versionHint > record.version) {
       throw new InvalidRequestError(
@@ -150,7 +183,7 @@ export async function refreshSession(
     const leaseHeld = record.leaseUntil !== undefined && record.leaseUntil > now;
     if (!leaseHeld) {
       tryAcquire = true;
-      if (now < deadline) continue;
+      if (now < deadline && timeToHold(now)) continue;
     }
     if (now >= deadline) {
       const retryAfter = leaseHeld ? Math.ceil(((record.leaseUntil ?? now) - now) / 1000) : 1;
@@ -162,7 +195,9 @@ export async function refreshSession(
     tryAcquire = false;
     waited = true;
     // Full jitter keeps waiters from polling in lockstep; never sleep past the lease end.
-    const untilLeaseEnds = (record.leaseUntil ?? now) - now + 5;
+    const untilLeaseEnds = leaseHeld
+      ? (record.leaseUntil ?? now) - now + 5
+      : Number.POSITIVE_INFINITY;
     await sleep(Math.max(1, Math.min(random() * pollDelay, deadline - now, untilLeaseEnds)));
     pollDelay = Math.min(pollDelay * 2, MAX_POLL_MS);
   }
@@ -229,10 +264,11 @@ async function refreshAsLeaseHolder(
   record: SessionRecord,
   owner: string,
   session: string,
+  /** The earlier of the lease end and this invocation's end: all work must finish by then. */
+  leaseUntil: number,
 ): Promise<FreshAccessToken> {
   const { store, clock } = deps;
   const sessionKey = record.sessionKey;
-  const leaseUntil = record.leaseUntil ?? clock.now() + deps.config.leaseMs;
   const release = (failureKind: RefreshFailureKind) =>
     store
       .releaseLease({ sessionKey, owner, failedAt: clock.now(), failureKind })
@@ -292,7 +328,7 @@ async function refreshAsLeaseHolder(
   const version = record.version + 1;
   const committedAt = clock.now();
   const sealed = deps.vault.seal(dataKey, sessionKey, version, next);
-  const outcome = await commitWithRetry(
+  let outcome = await commitWithRetry(
     deps,
     {
       sessionKey,
@@ -304,6 +340,18 @@ async function refreshAsLeaseHolder(
     },
     leaseUntil,
   );
+
+  let latest: SessionRecord | undefined;
+  if (outcome === 'fenced') {
+    latest = await store.get(sessionKey);
+    // An earlier attempt of this very commit may have been applied with its answer lost
+    // (a DynamoDB 500 or a dropped connection after the write); the SDK's retry then fails
+    // the condition against our own write. Our ciphertext (random IV) at our version
+    // means the rotated token is stored: not fenced, and no rotation was lost.
+    if (latest?.version === version && sameBytes(latest.sealed.ciphertext, sealed.ciphertext)) {
+      outcome = 'committed';
+    }
+  }
 
   if (outcome === 'committed') {
     deps.metrics.count('RefreshCommitted');
@@ -326,7 +374,6 @@ async function refreshAsLeaseHolder(
 
   // Fenced: a logout deleted the session (it wins), or our lease lapsed and another
   // holder moved on.
-  const latest = await store.get(sessionKey);
   if (!latest || !isLive(latest, clock.now())) {
     deps.log.info('session ended while refreshing; not resurrected', { session });
     throw new InvalidSessionError('The session has ended.');
@@ -490,6 +537,10 @@ function reportRotationLost(
     reason,
     error: error === undefined ? undefined : describe(error),
   });
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return Buffer.from(a).equals(Buffer.from(b));
 }
 
 function clampRetryAfter(seconds: number): number {

@@ -159,11 +159,10 @@ export class SalesforceOAuthClient {
     return url;
   }
 
-  async #post(
-    path: string,
-    form: Record<string, string>,
-    timeoutMs = this.#timeoutMs,
-  ): Promise<Response> {
+  async #post(path: string, form: Record<string, string>, deadlineMs?: number): Promise<Response> {
+    // A caller's deadline (what is left of its lease) can shorten the configured timeout
+    // (`UPSTREAM_TIMEOUT_MS`), never lengthen it.
+    const timeoutMs = Math.min(deadlineMs ?? this.#timeoutMs, this.#timeoutMs);
     const signal = AbortSignal.timeout(Math.max(1, timeoutMs));
     try {
       const response = await this.#fetch(new URL(path, this.loginUrl), {

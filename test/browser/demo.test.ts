@@ -57,14 +57,14 @@ describe.skipIf(!executablePath)('Demo page in Chromium', () => {
     return page;
   }
 
-  const logText = () => page.locator('#log').innerText();
+  const logText = () => page.locator('#log').textContent();
 
   it('logs in, refreshes, calls the API through an expiry, and logs out', async () => {
     const fake = broker.stack.salesforce;
     if (!fake) throw new Error('npm start without SALESFORCE_LOGIN_URL runs the mock org');
     await newPage();
     await page.goto(`${broker.url}/`);
-    await expect.poll(() => page.locator('#status').innerText()).toBe('not logged in');
+    await expect.poll(() => page.locator('#status').textContent()).toBe('not logged in');
 
     // Log in at the mock org's login page
     await page.click('#login');
@@ -72,8 +72,8 @@ describe.skipIf(!executablePath)('Demo page in Chromium', () => {
     expect(await page.locator('input[name="username"]').inputValue()).toBe('demo@example.com');
     await page.click('#allow');
     await page.waitForURL(`${broker.url}/`);
-    await expect.poll(() => page.locator('#status').innerText()).toBe('logged in');
-    expect(await page.locator('#version').innerText()).toBe('1');
+    await expect.poll(() => page.locator('#status').textContent()).toBe('logged in');
+    expect(await page.locator('#version').textContent()).toBe('1');
     expect(page.url()).not.toMatch(/code=|token/);
 
     // Cookies: the session cookie is there, with its attributes; the login cookie is gone
@@ -85,7 +85,7 @@ describe.skipIf(!executablePath)('Demo page in Chromium', () => {
 
     // Refresh
     await page.click('#refresh');
-    await expect.poll(() => page.locator('#version').innerText()).toBe('2');
+    await expect.poll(() => page.locator('#version').textContent()).toBe('2');
 
     // API call, then expiry at the org: 401 INVALID_SESSION_ID -> /refresh -> retry
     await page.click('#call-api');
@@ -95,8 +95,8 @@ describe.skipIf(!executablePath)('Demo page in Chromium', () => {
     await page.click('#call-api');
     await expect.poll(logText).toContain('(retry) -> 200');
     expect(await logText()).toContain('401 INVALID_SESSION_ID');
-    expect(await page.locator('#version').innerText()).toBe('3');
-    expect(await page.locator('#token').innerText()).toMatch(/\.\.\..*chars/);
+    expect(await page.locator('#version').textContent()).toBe('3');
+    expect(await page.locator('#token').textContent()).toMatch(/\.\.\..*chars/);
 
     // Log out: revoked at the org, cookie cleared
     const revokesBefore = fake.calls.revoke;
@@ -105,7 +105,7 @@ describe.skipIf(!executablePath)('Demo page in Chromium', () => {
     expect(fake.calls.revoke).toBe(revokesBefore + 1);
     expect((await context.cookies()).find((c) => c.name === '__Host-tb-session')).toBeUndefined();
     await page.reload();
-    await expect.poll(() => page.locator('#status').innerText()).toBe('not logged in');
+    await expect.poll(() => page.locator('#status').textContent()).toBe('not logged in');
   });
 
   it('shows a clear error when the user denies access', async () => {
@@ -115,7 +115,7 @@ describe.skipIf(!executablePath)('Demo page in Chromium', () => {
     await page.click('#deny');
     await page.waitForURL(`${broker.url}/callback**`);
 
-    const body = JSON.parse(await page.locator('body').innerText());
+    const body = JSON.parse((await page.locator('body').textContent()) ?? '');
 
     expect(body).toMatchObject({ error: 'access_denied' });
     expect((await context.cookies()).find((c) => c.name === '__Host-tb-session')).toBeUndefined();

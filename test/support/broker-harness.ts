@@ -52,9 +52,20 @@ export interface SeededSession {
  * Secrets Manager emulators and the fake Salesforce.
  */
 export async function startBrokerHarness(
-  options: { salesforce?: FakeSalesforceOptions; env?: Record<string, string>; log?: Log } = {},
+  options: {
+    salesforce?: FakeSalesforceOptions;
+    env?: Record<string, string>;
+    log?: Log;
+    /** Route the broker's DynamoDB requests through a fault proxy (`stack.dynamodbFaults`). */
+    dynamodbFaultProxy?: boolean;
+    /** Parts of the runtime to replace (e.g. a Salesforce client with a recording fetch). */
+    overrides?: Partial<Runtime>;
+  } = {},
 ): Promise<BrokerHarness> {
-  const stack = await startLocalStack({ salesforce: options.salesforce ?? {} });
+  const stack = await startLocalStack({
+    salesforce: options.salesforce ?? {},
+    dynamodbFaultProxy: options.dynamodbFaultProxy ?? false,
+  });
   // The SDK clients read AWS_ENDPOINT_URL_<SERVICE> and credentials from process.env.
   Object.assign(process.env, stack.env);
   const log = new CaptureLog();
@@ -68,7 +79,7 @@ export async function startBrokerHarness(
       WAIT_BUDGET_MS: '2500',
       ...options.env,
     },
-    { log: options.log ?? log, metrics },
+    { log: options.log ?? log, metrics, ...options.overrides },
   );
   const server = await startLocalServer({
     routes: { '/refresh': createRefreshHandler(runtime) },

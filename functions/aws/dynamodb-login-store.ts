@@ -1,0 +1,117 @@
+import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  DeleteItemCommand,
+  DynamoDBClient,
+  PutItemCommand,
+} from '@aws-sdk/client-dynamodb';
+import type { LoginTransaction, LoginTransactionStore } from '../broker/ports.ts';
+import { awsUnavailable } from './errors.ts';
+
+type Item = Record<string, AttributeValue>;
+
+/** Partition key prefix of login transactions (the table also holds sessions). */
+export const LOGIN_PREFIX = 'login#';
+
+/**
+ * {@link LoginTransactionStore} on DynamoDB, in the session table: one item per pending
+ * login under `login#<SHA-256 of the state>`, with `ttl` (epoch seconds) at its expiry so
+ * DynamoDB TTL removes abandoned logins. TTL deletes late (up to days), so the code
+ * checks `expiresAt` itself; TTL is only housekeeping.
+ * @see https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/TTL.html
+ */
+export class DynamoDbLoginTransactionStore implements LoginTransactionStore {
+  readonly #client: DynamoDBClient;
+  readonly #tableName: string;
+
+  constructor(options: { tableName: string; client?: DynamoDBClient }) {
+    this.#tableName = options.tableName;
+    this.#client = options.client ?? new DynamoDBClient({});
+  }
+
+  async create(transaction: LoginTransaction): Promise<boolean> {
+    const item: Item = {
+      ...key(transaction.stateKey),
+      kind: { S: 'login' },
+      sealedVerifier: { B: transaction.sealedVerifier },
+      returnTo: { S: transaction.returnTo },
+      cookieHash: { S: transaction.cookieHash },
+      createdAt: number(transaction.createdAt),
+      expiresAt: number(transaction.expiresAt),
+      ttl: number(Math.ceil(transaction.expiresAt / 1000)),
+    };
+    if (transaction.replacesSessionKey !== undefined) {
+      item.replacesSessionKey = { S: transaction.replacesSessionKey };
+    }
+    try {
+      await this.#client.send(
+        new PutItemCommand({
+          TableName: this.#tableName,
+          Item: item,
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
+      throw awsUnavailable('DynamoDB', error);
+    }
+  }
+
+  async consume(stateKey: string): Promise<LoginTransaction | undefined> {
+    // One conditional delete returning the old item: of any number of concurrent or
+    // replayed callbacks with this state, exactly one gets the transaction.
+    let attributes: Item | undefined;
+    try {
+      const result = await this.#client.send(
+        new DeleteItemCommand({
+          TableName: this.#tableName,
+          Key: key(stateKey),
+          ConditionExpression: 'attribute_exists(pk)',
+          ReturnValues: 'ALL_OLD',
+        }),
+      );
+      attributes = result.Attributes;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return undefined;
+      throw awsUnavailable('DynamoDB', error);
+    }
+    return attributes ? fromItem(stateKey, attributes) : undefined;
+  }
+}
+
+function key(stateKey: string): Item {
+  return { pk: { S: LOGIN_PREFIX + stateKey } };
+}
+
+function number(value: number): AttributeValue {
+  return { N: String(value) };
+}
+
+/** A damaged item is treated as no transaction: the login cannot be completed. */
+function fromItem(stateKey: string, item: Item): LoginTransaction | undefined {
+  const sealedVerifier = item.sealedVerifier?.B;
+  const returnTo = item.returnTo?.S;
+  const cookieHash = item.cookieHash?.S;
+  const createdAt = item.createdAt?.N;
+  const expiresAt = item.expiresAt?.N;
+  if (
+    item.kind?.S !== 'login' ||
+    sealedVerifier === undefined ||
+    returnTo === undefined ||
+    cookieHash === undefined ||
+    createdAt === undefined ||
+    expiresAt === undefined
+  ) {
+    return undefined;
+  }
+  return {
+    stateKey,
+    sealedVerifier,
+    returnTo,
+    cookieHash,
+    createdAt: Number(createdAt),
+    expiresAt: Number(expiresAt),
+    replacesSessionKey: item.replacesSessionKey?.S,
+  };
+}

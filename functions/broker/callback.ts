@@ -1,0 +1,354 @@
+import {
+  InvalidClientError,
+  InvalidGrantError,
+  InvalidTokenResponseError,
+  OAuthRequestError,
+  SalesforceUnavailableError,
+  TokenRequestInProgressError,
+} from '../salesforce/errors.ts';
+import type { TokenResponse } from '../salesforce/oauth-client.ts';
+import type { BrokerConfig } from './config.ts';
+import type { TokenVault } from './envelope.ts';
+import {
+  AccessDeniedError,
+  InvalidRequestError,
+  InvalidStateError,
+  LoginFailedError,
+  TemporarilyUnavailableError,
+  UpstreamMisconfiguredError,
+} from './errors.ts';
+import {
+  isWellFormedRandomValue,
+  matchesLoginCookie,
+  openVerifier,
+  stateKeyOf,
+} from './login-transaction.ts';
+import { endSession, type RevocationClient } from './logout.ts';
+import type {
+  ClientCredentials,
+  ClientCredentialsSource,
+  Clock,
+  DataKey,
+  Log,
+  LoginTransaction,
+  LoginTransactionStore,
+  MetricSink,
+  SessionRecord,
+  SessionStore,
+  TokenSet,
+} from './ports.ts';
+import { logSafeId, newSessionHandle, sessionKeyOf } from './session-handle.ts';
+
+/** The part of the Salesforce client `/callback` uses. */
+export interface CodeExchangeClient extends RevocationClient {
+  authorizationCodeGrant(
+    credentials: ClientCredentials,
+    grant: { code: string; codeVerifier: string; redirectUri: string },
+    options?: { timeoutMs?: number },
+  ): Promise<TokenResponse>;
+}
+
+export interface CallbackDependencies {
+  transactions: LoginTransactionStore;
+  store: Pick<SessionStore, 'create' | 'delete'>;
+  vault: TokenVault;
+  credentials: ClientCredentialsSource;
+  salesforce: CodeExchangeClient;
+  clock: Clock;
+  log: Log;
+  metrics: MetricSink;
+  config: Pick<BrokerConfig, 'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs'> & { callbackUrl: URL };
+  /** Replaced in tests. */
+  newHandle?: () => string;
+}
+
+/** The parameters of the redirect back from Salesforce, already parsed strictly. */
+export interface CallbackRequest {
+  state: string | undefined;
+  code: string | undefined;
+  /** Salesforce's `error` (e.g. `access_denied`); its description is never used. */
+  error: string | undefined;
+  /** Every `__Host-tb-login` value the browser sent. */
+  loginCookies: readonly string[];
+  /** Well-formed session handles the browser sent (replaced by the new session). */
+  sessionHandles: readonly string[];
+}
+
+export interface CompletedLogin {
+  /** The new session handle: goes into the session cookie only. */
+  handle: string;
+  returnTo: string;
+}
+
+/** Longest authorization code accepted (Salesforce's are under 100 characters). */
+const MAX_CODE_LENGTH = 2048;
+
+/**
+ * Finishes the Web Server Flow (DESIGN.md `GET /callback`):
+ *
+ * 1. consumes the login transaction with a conditional delete, before anything else,
+ *    so a state works at most once whatever happens next;
+ * 2. checks its expiry (10 minutes) and the login cookie (hash, constant time);
+ *    any failure so far is `invalid_state`;
+ * 3. maps an `error` from Salesforce to `access_denied` / `login_failed`;
+ * 4. exchanges the code with the client secret and the PKCE verifier (secret re-read once
+ *    on `invalid_client`), the response validated field by field by the client;
+ * 5. stores the session, envelope-encrypted as version 1, with a conditional put, and
+ *    mints its handle; then ends the session this browser held before, if any.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3
+ * @see https://www.rfc-editor.org/rfc/rfc7636#section-4.5
+ */
+export async function completeLogin(
+  deps: CallbackDependencies,
+  request: CallbackRequest,
+): Promise<CompletedLogin> {
+  const { transaction, state } = await consumeTransaction(deps, request);
+  const transactionId = logSafeId(transaction.stateKey);
+
+  if (request.error !== undefined) {
+    const upstreamError = /^[a-z_]{1,64}$/.test(request.error) ? request.error : 'other';
+    deps.metrics.count('LoginFailed', 1, { class: upstreamError });
+    deps.log.info('Salesforce ended the login with an error', {
+      event: 'login_error_from_salesforce',
+      transaction: transactionId,
+      upstreamError,
+    });
+    if (request.error === 'access_denied') {
+      throw new AccessDeniedError('Access was not granted at Salesforce.');
+    }
+    throw new LoginFailedError('Salesforce did not complete the login; try again.');
+  }
+  const code = request.code;
+  if (code === undefined || code.length === 0) {
+    throw new InvalidRequestError('The callback lacks the "code" parameter.');
+  }
+  if (code.length > MAX_CODE_LENGTH || !/^[\x21-\x7E]+$/.test(code)) {
+    throw new InvalidRequestError('The "code" parameter is malformed.');
+  }
+  const codeVerifier = openVerifier(state, transaction.sealedVerifier);
+
+  // Mint the handle now so the data key (bound to its session key) is generated while
+  // Salesforce answers: after the exchange, the only network step left is the put.
+  const handle = (deps.newHandle ?? newSessionHandle)();
+  const sessionKey = sessionKeyOf(handle);
+  const session = logSafeId(sessionKey);
+  const dataKeyPromise = deps.vault.generateDataKey(sessionKey);
+  dataKeyPromise.catch(() => {});
+
+  const response = await exchangeCode(deps, code, codeVerifier, transactionId);
+
+  const revokeOrphan = async (why: string) => {
+    // The grant exists at Salesforce but no session will hold it: end it, so it neither
+    // lingers nor counts against the user's approvals limit.
+    try {
+      if (response.refreshToken) await deps.salesforce.revoke(response.refreshToken);
+    } catch (error) {
+      deps.log.error('an unused refresh token could not be revoked', {
+        event: 'revoke_failed',
+        alarm: true,
+        transaction: transactionId,
+        reason: why,
+        error: error instanceof Error ? error.name : typeof error,
+      });
+    }
+  };
+
+  let dataKey: DataKey;
+  try {
+    dataKey = await dataKeyPromise;
+  } catch (error) {
+    await revokeOrphan('data key unavailable');
+    throw error;
+  }
+  const now = deps.clock.now();
+  const absoluteExpiresAt = now + deps.config.sessionAbsoluteTtlMs;
+  const tokens: TokenSet = {
+    accessToken: response.accessToken,
+    // processTokenResponse guarantees it on the code exchange (reason refresh_token_missing).
+    refreshToken: response.refreshToken ?? '',
+    instanceUrl: response.instanceUrl,
+    issuedAt: response.issuedAt,
+    scope: response.scope,
+    identityUrl: response.id,
+  };
+  const record: SessionRecord = {
+    sessionKey,
+    version: 1,
+    sealed: deps.vault.seal(dataKey, sessionKey, 1, tokens),
+    // So that an immediate /refresh returns this token within the reuse window.
+    committedAt: now,
+    createdAt: now,
+    absoluteExpiresAt,
+    idleExpiresAt: Math.min(now + deps.config.sessionIdleTtlMs, absoluteExpiresAt),
+    orgId: response.orgId,
+    userId: response.userId,
+  };
+  let created: boolean;
+  try {
+    created = await deps.store.create(record);
+  } catch (error) {
+    await revokeOrphan('session store unavailable');
+    throw error;
+  }
+  if (!created) {
+    await revokeOrphan('session key collision');
+    throw new TemporarilyUnavailableError('The session could not be stored; log in again.', 1);
+  }
+  deps.metrics.count('LoginCompleted');
+  deps.log.info('login completed; session created', {
+    event: 'login_completed',
+    transaction: transactionId,
+    session,
+    org: logSafeId(response.orgId),
+    user: logSafeId(response.userId),
+  });
+
+  // The browser's previous session (from the login cookie's transaction, or a session
+  // cookie on this request) is replaced: deleted and its refresh token revoked.
+  const previous = new Set<string>();
+  if (transaction.replacesSessionKey) previous.add(transaction.replacesSessionKey);
+  for (const old of request.sessionHandles) previous.add(sessionKeyOf(old));
+  previous.delete(sessionKey);
+  for (const oldKey of previous) {
+    try {
+      await endSession(deps, oldKey, 'replaced');
+    } catch (error) {
+      deps.log.warn('the replaced session could not be ended', {
+        event: 'replace_failed',
+        session: logSafeId(oldKey),
+        error: error instanceof Error ? error.name : typeof error,
+      });
+    }
+  }
+  return { handle, returnTo: transaction.returnTo };
+}
+
+/**
+ * Step 1 and 2: the one-time, browser-bound, unexpired transaction for this `state`.
+ * Every failure is the same `invalid_state` to the client; the log says which.
+ */
+async function consumeTransaction(
+  deps: CallbackDependencies,
+  request: CallbackRequest,
+): Promise<{ transaction: LoginTransaction; state: string }> {
+  const reject = (reason: string, transaction?: string): never => {
+    deps.metrics.count('InvalidState', 1, { class: reason });
+    deps.log.warn('callback state rejected', { event: 'invalid_state', reason, transaction });
+    throw new InvalidStateError(
+      'This login is unknown, expired, already used or was started in another browser; start it again.',
+    );
+  };
+  const state = request.state;
+  if (state === undefined || state === '') return reject('missing');
+  if (!isWellFormedRandomValue(state)) return reject('malformed');
+  const stateKey = stateKeyOf(state);
+  const transactionId = logSafeId(stateKey);
+  // Consumed first, whatever comes next: a replay, or a second tab racing this one,
+  // finds nothing.
+  const transaction = await deps.transactions.consume(stateKey);
+  if (!transaction) return reject('unknown_or_replayed', transactionId);
+  if (deps.clock.now() >= transaction.expiresAt) return reject('expired', transactionId);
+  if (!matchesLoginCookie(request.loginCookies, transaction.cookieHash)) {
+    return reject(
+      request.loginCookies.length === 0 ? 'cookie_missing' : 'cookie_mismatch',
+      transactionId,
+    );
+  }
+  return { transaction, state };
+}
+
+/** Step 4: the code exchange, with one secret re-read on `invalid_client` (rotation). */
+async function exchangeCode(
+  deps: CallbackDependencies,
+  code: string,
+  codeVerifier: string,
+  transaction: string,
+): Promise<TokenResponse> {
+  const grant = { code, codeVerifier, redirectUri: deps.config.callbackUrl.toString() };
+  try {
+    try {
+      return await deps.salesforce.authorizationCodeGrant(await deps.credentials.get(), grant);
+    } catch (error) {
+      if (!(error instanceof InvalidClientError)) throw error;
+      deps.log.warn('Salesforce rejected the client credentials; re-reading the secret once', {
+        event: 'invalid_client_retry',
+        transaction,
+      });
+      return await deps.salesforce.authorizationCodeGrant(await deps.credentials.reload(), grant);
+    }
+  } catch (error) {
+    throw codeExchangeFailure(deps, error, transaction);
+  }
+}
+
+/** Maps a failed code exchange to the contract's error; the log keeps the details. */
+function codeExchangeFailure(deps: CallbackDependencies, error: unknown, transaction: string) {
+  if (error instanceof SalesforceUnavailableError) {
+    deps.metrics.count('UpstreamError', 1, { class: 'unavailable' });
+    deps.log.warn('Salesforce is unavailable for the code exchange', {
+      event: 'upstream_unavailable',
+      transaction,
+      detail: error.message,
+    });
+    return new TemporarilyUnavailableError(
+      'Salesforce is temporarily unavailable; log in again shortly.',
+      Math.min(Math.max(Math.round(error.retryAfterSeconds ?? 5), 1), 120),
+      { cause: error },
+    );
+  }
+  if (error instanceof InvalidClientError) {
+    deps.metrics.count('UpstreamMisconfigured');
+    deps.log.error('Salesforce rejected the connected app configuration', {
+      event: 'upstream_misconfigured',
+      alarm: true,
+      transaction,
+      upstreamError: error.upstreamError,
+    });
+    return new UpstreamMisconfiguredError('Salesforce rejected the connected app credentials.', {
+      cause: error,
+    });
+  }
+  if (error instanceof InvalidTokenResponseError) {
+    deps.metrics.count('LoginFailed', 1, { class: error.reason });
+    // A bad signature or a foreign instance_url is either an attack or a broken proxy.
+    deps.log.error('Salesforce token response failed validation', {
+      event: 'upstream_invalid_response',
+      alarm: true,
+      transaction,
+      reason: error.reason,
+      detail: error.message,
+    });
+    return new LoginFailedError(
+      error.reason === 'refresh_token_missing'
+        ? 'Salesforce granted no refresh token: an administrator must add the "refresh_token" ' +
+            '(or "offline_access") scope to the connected app and to SALESFORCE_SCOPES.'
+        : 'Salesforce sent a token response that failed verification.',
+      { cause: error },
+    );
+  }
+  if (
+    error instanceof InvalidGrantError ||
+    error instanceof TokenRequestInProgressError ||
+    error instanceof OAuthRequestError
+  ) {
+    const upstreamError = error.upstreamError ?? 'unknown';
+    deps.metrics.count('LoginFailed', 1, { class: upstreamError });
+    // redirect_uri_mismatch and the like are configuration problems: alarm on those.
+    const configuration = !(error instanceof InvalidGrantError);
+    deps.log[configuration ? 'error' : 'warn']('Salesforce rejected the code exchange', {
+      event: 'code_exchange_rejected',
+      alarm: configuration,
+      transaction,
+      upstreamError,
+      upstreamDescription: error.upstreamDescription,
+    });
+    return new LoginFailedError(
+      error instanceof InvalidGrantError
+        ? 'Salesforce rejected the authorization code (expired or already used); log in again.'
+        : 'Salesforce rejected the login request.',
+      { cause: error },
+    );
+  }
+  return error;
+}

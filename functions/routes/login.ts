@@ -1,0 +1,81 @@
+import type { BrokerConfig } from '../broker/config.ts';
+import { ConfigError } from '../broker/config.ts';
+import {
+  type LoginDependencies,
+  startLogin,
+  validateLoginHint,
+  validatePrompt,
+  validateReturnTo,
+} from '../broker/login.ts';
+import { isWellFormedHandle, sessionKeyOf } from '../broker/session-handle.ts';
+import { SESSION_COOKIE } from '../http/caller.ts';
+import { loginCookie } from '../http/cookies.ts';
+import { withAttributes } from '../http/observability.ts';
+import { parseQuery, singleParameter } from '../http/query.ts';
+import { cookieValues, parseEvent } from '../http/request.ts';
+import { errorResponse, redirect } from '../http/responses.ts';
+import type { HttpHandler } from './refresh.ts';
+
+export interface LoginRouteDependencies extends Omit<LoginDependencies, 'config'> {
+  config: Pick<BrokerConfig, 'scopes' | 'returnToPrefixes' | 'callbackUrl'>;
+  metrics: LoginDependencies['metrics'] & { flush?(): void };
+}
+
+/**
+ * `GET /login?return_to=/path[&prompt=...][&login_hint=...]` (DESIGN.md "HTTP contract"):
+ * validates the parameters, starts the Web Server Flow and answers `302` to Salesforce's
+ * authorize endpoint with the `__Host-tb-login` cookie. Throws {@link ConfigError} at
+ * construction (cold start) when `CALLBACK_URL` is not configured.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.1.1
+ */
+export function createLoginHandler(deps: LoginRouteDependencies): HttpHandler {
+  const callbackUrl = requireCallbackUrl(deps.config);
+  const domain: LoginDependencies = {
+    ...deps,
+    config: { scopes: deps.config.scopes, callbackUrl },
+  };
+  return async (event, context) => {
+    const log = withAttributes(deps.log, {
+      route: 'login',
+      requestId: event.requestContext?.requestId,
+      lambdaRequestId: context?.awsRequestId,
+    });
+    try {
+      const request = parseEvent(event, ['GET']);
+      const query = parseQuery(request.rawQueryString);
+      // Without return_to: `/`, or the first allowed prefix when `/` is not allowed.
+      const returnTo = validateReturnTo(
+        singleParameter(query, 'return_to') ?? defaultReturnTo(deps.config.returnToPrefixes),
+        deps.config.returnToPrefixes,
+      );
+      const prompt = validatePrompt(singleParameter(query, 'prompt'));
+      const loginHint = validateLoginHint(singleParameter(query, 'login_hint'));
+      // A browser that already holds a session replaces it; the key is remembered here
+      // because the SameSite=Strict cookie is not sent on Salesforce's redirect back.
+      const handles = cookieValues(request, SESSION_COOKIE).filter(isWellFormedHandle);
+      const currentSessionKey =
+        handles.length === 1 && handles[0] ? sessionKeyOf(handles[0]) : undefined;
+      const started = await startLogin(
+        { ...domain, log },
+        { returnTo, prompt, loginHint, currentSessionKey },
+      );
+      return redirect(started.authorizeUrl.toString(), [loginCookie(started.loginCookieValue)]);
+    } catch (error) {
+      return errorResponse(error, log);
+    } finally {
+      deps.metrics.flush?.();
+    }
+  };
+}
+
+function defaultReturnTo(prefixes: readonly string[]): string {
+  return prefixes.includes('/') ? '/' : (prefixes[0] ?? '/');
+}
+
+/** `/login` and `/callback` cannot work without the registered callback URL. */
+export function requireCallbackUrl(config: Pick<BrokerConfig, 'callbackUrl'>): URL {
+  if (!config.callbackUrl) {
+    throw new ConfigError('CALLBACK_URL', 'is required by /login and /callback');
+  }
+  return config.callbackUrl;
+}

@@ -1,0 +1,48 @@
+import { InvalidSessionError } from '../broker/errors.ts';
+import { type EndSessionDependencies, endSession } from '../broker/logout.ts';
+import { sessionKeyOf } from '../broker/session-handle.ts';
+import { CLEAR_SESSION_COOKIE, callerHandle } from '../http/caller.ts';
+import { withAttributes } from '../http/observability.ts';
+import { parseEvent } from '../http/request.ts';
+import { errorResponse, noContent } from '../http/responses.ts';
+import type { HttpHandler } from './refresh.ts';
+
+export interface LogoutRouteDependencies extends EndSessionDependencies {
+  config: { allowedOrigins: readonly string[] };
+  metrics: EndSessionDependencies['metrics'] & { flush?(): void };
+}
+
+/**
+ * `POST /logout` (DESIGN.md "HTTP contract"): the caller authenticates like `/refresh`
+ * (a foreign `Origin` or a missing `X-CSRF: 1` is still `403`); the session is deleted,
+ * then its refresh token revoked at Salesforce (RFC 7009). Idempotent: no credential, an
+ * unknown or malformed handle, or a failed revocation all answer `204` and clear the
+ * session cookie.
+ * @see https://www.rfc-editor.org/rfc/rfc7009
+ */
+export function createLogoutHandler(deps: LogoutRouteDependencies): HttpHandler {
+  return async (event, context) => {
+    const log = withAttributes(deps.log, {
+      route: 'logout',
+      requestId: event.requestContext?.requestId,
+      lambdaRequestId: context?.awsRequestId,
+    });
+    try {
+      const request = parseEvent(event, ['POST']);
+      let handle: string;
+      try {
+        handle = callerHandle(request, deps.config.allowedOrigins);
+      } catch (error) {
+        if (!(error instanceof InvalidSessionError)) throw error;
+        log.info('logout without a usable credential', { event: 'logout_no_session' });
+        return noContent({}, [CLEAR_SESSION_COOKIE]);
+      }
+      await endSession({ ...deps, log }, sessionKeyOf(handle), 'logout');
+      return noContent({}, [CLEAR_SESSION_COOKIE]);
+    } catch (error) {
+      return errorResponse(error, log);
+    } finally {
+      deps.metrics.flush?.();
+    }
+  };
+}

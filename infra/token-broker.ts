@@ -1,0 +1,533 @@
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Duration, RemovalPolicy, Stack, Token, Validations } from 'aws-cdk-lib';
+import { AccessLogFormat } from 'aws-cdk-lib/aws-apigateway';
+import {
+  type CfnStage,
+  DomainName,
+  HttpApi,
+  HttpMethod,
+  HttpRoute,
+  HttpRouteKey,
+  HttpStage,
+  LogGroupLogDestination,
+  SecurityPolicy,
+} from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
+import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
+import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import {
+  AccountRootPrincipal,
+  type IRole,
+  PolicyDocument,
+  PolicyStatement,
+} from 'aws-cdk-lib/aws-iam';
+import { Key } from 'aws-cdk-lib/aws-kms';
+import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
+import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
+import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
+import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
+import { Construct } from 'constructs';
+import { type BrokerFunction, brokerFunction } from './broker-function.ts';
+import { API_GATEWAY_INTEGRATION_TIMEOUT_MS } from './budget.ts';
+import { BrokerObservability } from './observability.ts';
+import {
+  BROKER_ROUTES,
+  type BrokerRoute,
+  type ResolvedSettings,
+  resolveSettings,
+  type TokenBrokerSettings,
+} from './settings.ts';
+
+/** The `purpose` member of every KMS encryption context (`functions/aws/kms-data-keys.ts`). */
+export const ENCRYPTION_PURPOSE = 'salesforce-token';
+
+/** Partition-key prefixes of the two item kinds in the table (`functions/aws/dynamodb-*-store.ts`). */
+export const ITEM_PREFIX = { session: 'session#', login: 'login#' } as const;
+
+type KmsAction = 'kms:GenerateDataKey' | 'kms:Decrypt';
+
+export interface FunctionAccess {
+  /** DynamoDB actions per item kind; a statement covers only keys with that prefix. */
+  items: { kind: keyof typeof ITEM_PREFIX; actions: string[] }[];
+  /** Envelope encryption: `GenerateDataKey` to seal a token set, `Decrypt` to open one. */
+  kms: KmsAction[];
+  /** Reads the connected app's credentials (logout's revoke needs none). */
+  clientSecret: boolean;
+}
+
+/**
+ * What each function may do, and nothing else: exactly the DynamoDB actions it sends, on
+ * the item kind it touches (`dynamodb:LeadingKeys`), the KMS operations of envelope
+ * encryption where it seals or opens a token set, and the client secret where it
+ * authenticates to Salesforce. `test/infra/iam-usage.test.ts` runs every route against
+ * the local emulators and checks each call it makes against this table.
+ */
+export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
+  refresh: {
+    items: [
+      {
+        kind: 'session',
+        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+      },
+    ],
+    kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
+    clientSecret: true,
+  },
+  login: {
+    items: [{ kind: 'login', actions: ['dynamodb:PutItem'] }],
+    kms: [],
+    clientSecret: true,
+  },
+  callback: {
+    items: [
+      { kind: 'login', actions: ['dynamodb:DeleteItem'] },
+      { kind: 'session', actions: ['dynamodb:PutItem'] },
+    ],
+    kms: ['kms:GenerateDataKey'],
+    clientSecret: true,
+  },
+  logout: {
+    items: [{ kind: 'session', actions: ['dynamodb:DeleteItem'] }],
+    kms: ['kms:Decrypt'],
+    clientSecret: false,
+  },
+};
+
+/**
+ * Memory per function, chosen by `npm run bench` ("Bundles and cold start"): peak RSS
+ * after a warm invocation is about 80 MB, so memory is not the limit; CPU is. Lambda gives
+ * CPU in proportion to memory (1,769 MB = one vCPU), and a cold start (importing the bundle,
+ * then the first invocation) is about 130-200 ms of CPU on a full core: projected 1.0-1.4 s
+ * at 256 MB, 0.5-0.7 s at 512 MB, 0.25-0.35 s at 1024 MB. 512 MB is the smallest size
+ * under the 800 ms target; warm invocations wait on the network, so more memory would mostly
+ * cost more. The four routes share one runtime (all three SDK clients), hence one size.
+ */
+export const MEMORY_MB: Record<BrokerRoute | 'notFound', number> = {
+  refresh: 512,
+  login: 512,
+  callback: 512,
+  logout: 512,
+  notFound: 128,
+};
+
+/** Login stores a transaction and reads the secret; it never waits on Salesforce. */
+const LOGIN_TIMEOUT = Duration.seconds(6);
+
+/** Key administration without key use: no Encrypt/Decrypt/GenerateDataKey, no CreateGrant. */
+export const KEY_ADMIN_ACTIONS = [
+  'kms:CancelKeyDeletion',
+  'kms:CreateAlias',
+  'kms:DeleteAlias',
+  'kms:DescribeKey',
+  'kms:DisableKey',
+  'kms:DisableKeyRotation',
+  'kms:EnableKey',
+  'kms:EnableKeyRotation',
+  'kms:GetKeyPolicy',
+  'kms:GetKeyRotationStatus',
+  'kms:ListGrants',
+  'kms:ListKeyPolicies',
+  'kms:ListKeyRotations',
+  'kms:ListResourceTags',
+  'kms:PutKeyPolicy',
+  'kms:RevokeGrant',
+  'kms:RotateKeyOnDemand',
+  'kms:ScheduleKeyDeletion',
+  'kms:TagResource',
+  'kms:UntagResource',
+  'kms:UpdateAlias',
+  'kms:UpdateKeyDescription',
+];
+
+/** JSON access log line: no query string, cookie, header or authorizer value. */
+export const ACCESS_LOG_FIELDS = {
+  requestId: '$context.requestId',
+  requestTime: '$context.requestTime',
+  requestTimeEpoch: '$context.requestTimeEpoch',
+  ip: '$context.identity.sourceIp',
+  userAgent: '$context.identity.userAgent',
+  domainName: '$context.domainName',
+  httpMethod: '$context.httpMethod',
+  routeKey: '$context.routeKey',
+  path: '$context.path',
+  protocol: '$context.protocol',
+  status: '$context.status',
+  responseLength: '$context.responseLength',
+  responseLatency: '$context.responseLatency',
+  integrationLatency: '$context.integrationLatency',
+  integrationStatus: '$context.integrationStatus',
+  integrationError: '$context.integrationErrorMessage',
+  error: '$context.error.message',
+};
+
+export interface TokenBrokerProps extends TokenBrokerSettings {
+  /**
+   * Directory with `package-lock.json` and `functions/<route>.ts`; default: this
+   * repository. Another CDK app importing the construct can point it at its copy.
+   */
+  readonly projectRoot?: string;
+}
+
+/**
+ * The Salesforce token broker: an HTTP API with `/login`, `/callback`, `/refresh` and
+ * `/logout`, one least-privilege function per route, a DynamoDB table for sessions and
+ * login transactions, a KMS key for envelope encryption of refresh tokens, the connected
+ * app's credentials in Secrets Manager, alarms and a dashboard.
+ */
+export class TokenBroker extends Construct {
+  readonly settings: ResolvedSettings;
+  readonly api: HttpApi;
+  readonly stage: HttpStage;
+  /** Public base URL (custom domain when set), with a trailing slash. */
+  readonly url: string;
+  /** The redirect URI to register in the connected app. */
+  readonly callbackUrl: string;
+  readonly table: Table;
+  readonly key: Key;
+  readonly clientSecret: ISecret;
+  readonly functions: Record<BrokerRoute, BrokerFunction>;
+  readonly notFoundFunction: BrokerFunction;
+  readonly alarmTopic: ITopic;
+  readonly observability: BrokerObservability;
+  readonly domainName: DomainName | undefined;
+
+  constructor(scope: Construct, id: string, props: TokenBrokerProps = {}) {
+    super(scope, id);
+    const stack = Stack.of(this);
+    const settings = resolveSettings(props, {
+      serviceName: stack.stackName,
+      isToken: (value) => Token.isUnresolved(value),
+    });
+    this.settings = settings;
+    const projectRoot = props.projectRoot ?? join(dirname(fileURLToPath(import.meta.url)), '..');
+    const removalPolicy = settings.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
+    const logRetention = settings.logRetentionDays as RetentionDays;
+
+    this.table = new Table(this, 'Table', {
+      partitionKey: { name: 'pk', type: AttributeType.STRING },
+      billingMode: BillingMode.PAY_PER_REQUEST,
+      timeToLiveAttribute: 'ttl',
+      pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
+      // Tokens are already sealed with the broker's key; the table's own SSE uses the
+      // AWS managed key so no extra KMS permission reaches the functions.
+      encryption: TableEncryption.AWS_MANAGED,
+      deletionProtection: settings.retainData,
+      removalPolicy,
+    });
+
+    this.key = new Key(this, 'TokenKey', {
+      description: `Envelope encryption of Salesforce refresh tokens (${stack.stackName} token broker)`,
+      enableKeyRotation: true,
+      pendingWindow: Duration.days(settings.retainData ? 30 : 7),
+      removalPolicy,
+      policy: new PolicyDocument({
+        statements: [
+          new PolicyStatement({
+            sid: 'AccountAdministersKeyWithoutUsingIt',
+            principals: [new AccountRootPrincipal()],
+            actions: KEY_ADMIN_ACTIONS,
+            resources: ['*'],
+          }),
+        ],
+      }),
+    });
+
+    this.clientSecret = settings.existingClientSecretArn
+      ? Secret.fromSecretCompleteArn(this, 'ClientSecret', settings.existingClientSecretArn)
+      : new Secret(this, 'ClientSecret', {
+          description:
+            'Salesforce connected app credentials {"client_id","client_secret"} for the token ' +
+            'broker. Placeholder until set with "aws secretsmanager put-secret-value".',
+          generateSecretString: {
+            secretStringTemplate: JSON.stringify({ client_id: 'REPLACE_WITH_CONSUMER_KEY' }),
+            generateStringKey: 'client_secret',
+            excludePunctuation: true,
+            passwordLength: 32,
+          },
+          removalPolicy,
+        });
+    if (this.clientSecret instanceof Secret) {
+      Validations.of(this.clientSecret).acknowledge({
+        id: 'AwsSolutions::AwsSolutions-SMG4',
+        reason:
+          "The secret holds the connected app's consumer key and secret, which only " +
+          'Salesforce can issue; a rotation Lambda cannot mint a new one. Operators rotate ' +
+          'in Salesforce, then put-secret-value; the functions re-read the secret on ' +
+          'invalid_client, so the new value takes effect without a deploy.',
+      });
+    }
+
+    // The API and its stage come first: the functions' CALLBACK_URL needs the endpoint.
+    this.api = new HttpApi(this, 'Api', {
+      apiName: `${stack.stackName}-token-broker`,
+      description: `Salesforce token broker (${stack.stackName})`,
+      createDefaultStage: false,
+      // With a custom domain, one host only: the __Host- cookies are bound to it.
+      disableExecuteApiEndpoint: settings.customDomain !== undefined,
+    });
+    if (settings.customDomain) {
+      this.domainName = new DomainName(this, 'DomainName', {
+        domainName: settings.customDomain.domainName,
+        certificate: Certificate.fromCertificateArn(
+          this,
+          'Certificate',
+          settings.customDomain.certificateArn,
+        ),
+        securityPolicy: SecurityPolicy.TLS_1_2,
+      });
+    }
+    const accessLogs = new LogGroup(this, 'AccessLogs', {
+      retention: logRetention,
+      removalPolicy,
+    });
+    this.stage = new HttpStage(this, 'Stage', {
+      httpApi: this.api,
+      stageName: '$default',
+      autoDeploy: true,
+      throttle: settings.throttling.default,
+      accessLogSettings: {
+        destination: new LogGroupLogDestination(accessLogs),
+        format: AccessLogFormat.custom(JSON.stringify(ACCESS_LOG_FIELDS)),
+      },
+      ...(this.domainName ? { domainMapping: { domainName: this.domainName } } : {}),
+    });
+    this.url = settings.customDomain
+      ? `https://${settings.customDomain.domainName}/`
+      : this.stage.url;
+    this.callbackUrl = `${this.url}callback`;
+
+    const { budget } = settings;
+    const environment: Record<string, string> = {
+      TABLE_NAME: this.table.tableName,
+      KMS_KEY_ID: this.key.keyArn,
+      CLIENT_SECRET_ID: this.clientSecret.secretArn,
+      SECRET_CACHE_TTL_SECONDS: String(settings.secretCacheTtlSeconds),
+      SALESFORCE_LOGIN_URL: settings.salesforceLoginUrl,
+      SALESFORCE_SCOPES: settings.scopes,
+      CALLBACK_URL: this.callbackUrl,
+      RETURN_TO_PREFIXES: settings.returnToPrefixes.join(','),
+      REUSE_WINDOW_SECONDS: String(settings.reuseWindowSeconds),
+      UPSTREAM_TIMEOUT_MS: String(budget.upstreamTimeoutMs),
+      LEASE_MS: String(budget.leaseMs),
+      WAIT_BUDGET_MS: String(budget.waitBudgetMs),
+      SESSION_ABSOLUTE_TTL_SECONDS: String(settings.sessionAbsoluteTtlSeconds),
+      SESSION_IDLE_TTL_SECONDS: String(settings.sessionIdleTtlSeconds),
+      POWERTOOLS_SERVICE_NAME: settings.serviceName,
+      POWERTOOLS_METRICS_NAMESPACE: settings.metricsNamespace,
+      LOG_LEVEL: settings.logLevel,
+      // Set even when empty, so `sam local invoke --env-vars` can override it.
+      ALLOWED_ORIGINS: settings.allowedOrigins.join(','),
+    };
+
+    const descriptions: Record<BrokerRoute, string> = {
+      refresh: 'token broker POST /refresh (single-flight Salesforce refresh)',
+      login: 'token broker GET /login (starts the Web Server Flow with PKCE)',
+      callback: 'token broker GET /callback (code exchange, session creation)',
+      logout: 'token broker POST /logout (revoke and delete the session)',
+    };
+    const functionTimeout = Duration.millis(budget.functionTimeoutMs);
+    const make = (route: BrokerRoute): BrokerFunction => {
+      const created = brokerFunction(this, capitalize(route), {
+        entry: join(projectRoot, 'functions', `${route}.ts`),
+        projectRoot,
+        description: descriptions[route],
+        memorySize: MEMORY_MB[route],
+        timeout: route === 'login' ? LOGIN_TIMEOUT : functionTimeout,
+        environment,
+        logRetention,
+        removalPolicy,
+      });
+      this.grantAccess(created, FUNCTION_ACCESS[route]);
+      return created;
+    };
+    this.functions = {
+      refresh: make('refresh'),
+      login: make('login'),
+      callback: make('callback'),
+      logout: make('logout'),
+    };
+    this.notFoundFunction = brokerFunction(this, 'NotFound', {
+      entry: join(projectRoot, 'infra', 'runtime', 'not-found.ts'),
+      projectRoot,
+      description: 'token broker $default route (404 not_found JSON for unknown paths)',
+      memorySize: MEMORY_MB.notFound,
+      timeout: Duration.seconds(3),
+      environment: {},
+      logRetention,
+      removalPolicy,
+    });
+    this.addKeyPolicy();
+
+    // Every method of a route reaches its function, which answers 405 to wrong methods and
+    // the CORS preflight (OPTIONS) itself: HTTP API's CORS setting is API-wide, and the
+    // contract wants CORS on /refresh and /logout only.
+    const integrationTimeout = Duration.millis(API_GATEWAY_INTEGRATION_TIMEOUT_MS);
+    const routes = new Map<string, HttpRoute>();
+    for (const route of BROKER_ROUTES) {
+      const [created] = this.api.addRoutes({
+        path: `/${route}`,
+        methods: [HttpMethod.ANY],
+        integration: new HttpLambdaIntegration(
+          `${capitalize(route)}Integration`,
+          this.functions[route].function,
+          { timeout: integrationTimeout },
+        ),
+      });
+      if (created) routes.set(`ANY /${route}`, created);
+    }
+    const notFoundRoute = new HttpRoute(this, 'DefaultRoute', {
+      httpApi: this.api,
+      routeKey: HttpRouteKey.DEFAULT,
+      integration: new HttpLambdaIntegration(
+        'NotFoundIntegration',
+        this.notFoundFunction.function,
+        {
+          timeout: integrationTimeout,
+        },
+      ),
+    });
+    routes.set('$default', notFoundRoute);
+    this.acknowledgeNoAuthorizers(routes);
+
+    // Route-level throttling (the L2 stage only sets the default route settings). The
+    // stage must be updated after its routes exist, or CloudFormation cannot find them.
+    const cfnStage = this.stage.node.defaultChild as CfnStage;
+    cfnStage.routeSettings = Object.fromEntries(
+      BROKER_ROUTES.map((route) => [
+        `ANY /${route}`,
+        {
+          ThrottlingRateLimit: settings.throttling[route].rateLimit,
+          ThrottlingBurstLimit: settings.throttling[route].burstLimit,
+        },
+      ]),
+    );
+    for (const route of routes.values()) this.stage.node.addDependency(route);
+
+    this.alarmTopic = settings.alarmTopicArn
+      ? Topic.fromTopicArn(this, 'AlarmTopic', settings.alarmTopicArn)
+      : this.createAlarmTopic();
+    if (settings.alarmEmail) {
+      this.alarmTopic.addSubscription(new EmailSubscription(settings.alarmEmail));
+    }
+    this.observability = new BrokerObservability(this, 'Observability', {
+      namespace: settings.metricsNamespace,
+      serviceName: settings.serviceName,
+      api: this.api,
+      functions: {
+        ...Object.fromEntries(
+          BROKER_ROUTES.map((route) => [route, this.functions[route].function]),
+        ),
+        notFound: this.notFoundFunction.function,
+      } as Record<string, NodejsFunction>,
+      topic: this.alarmTopic,
+    });
+  }
+
+  private grantAccess(target: BrokerFunction, access: FunctionAccess): void {
+    for (const { kind, actions } of access.items) {
+      target.allow(
+        new PolicyStatement({
+          sid: kind === 'session' ? 'SessionItems' : 'LoginTransactionItems',
+          actions,
+          resources: [this.table.tableArn],
+          conditions: {
+            'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${ITEM_PREFIX[kind]}*`] },
+          },
+        }),
+      );
+    }
+    if (access.kms.length > 0) {
+      target.allow(
+        new PolicyStatement({
+          sid: 'TokenEnvelope',
+          actions: access.kms,
+          resources: [this.key.keyArn],
+          conditions: encryptionContextConditions(),
+        }),
+      );
+    }
+    if (access.clientSecret) {
+      target.allow(
+        new PolicyStatement({
+          sid: 'ClientCredentials',
+          actions: ['secretsmanager:GetSecretValue'],
+          resources: [this.clientSecret.secretArn],
+        }),
+      );
+    }
+  }
+
+  /**
+   * The key policy mirrors the functions' grants: the account may administer the key but
+   * not use it, and each KMS operation is allowed only to the roles that need it, only
+   * for the broker's encryption context. (Principals are named in a condition rather than
+   * as principals, so a role being created cannot fail the key policy's validation.)
+   */
+  private addKeyPolicy(): void {
+    for (const action of ['kms:GenerateDataKey', 'kms:Decrypt'] as const) {
+      const roles: IRole[] = BROKER_ROUTES.filter((route) =>
+        FUNCTION_ACCESS[route].kms.includes(action),
+      ).map((route) => this.functions[route].role);
+      this.key.addToResourcePolicy(
+        new PolicyStatement({
+          sid:
+            action === 'kms:Decrypt' ? 'BrokerFunctionsDecrypt' : 'BrokerFunctionsGenerateDataKey',
+          principals: [new AccountRootPrincipal()],
+          actions: [action],
+          resources: ['*'],
+          conditions: {
+            ...encryptionContextConditions(),
+            ArnEquals: { 'aws:PrincipalArn': roles.map((role) => role.roleArn) },
+          },
+        }),
+      );
+    }
+  }
+
+  private acknowledgeNoAuthorizers(routes: Map<string, HttpRoute>): void {
+    const reasons: Record<string, string> = {
+      'ANY /login':
+        '/login starts the OAuth Web Server Flow for a browser that has no credential yet; ' +
+        'it only stores a one-time PKCE transaction and redirects to Salesforce.',
+      'ANY /callback':
+        '/callback is the OAuth redirect target; the request is authenticated by the ' +
+        'one-time state, the transaction cookie and PKCE, which an authorizer cannot check.',
+      'ANY /refresh':
+        'The function authenticates the opaque session handle (cookie plus X-CSRF, or ' +
+        'Bearer) against DynamoDB; a Lambda authorizer would repeat that lookup, and JWT/IAM ' +
+        'authorizers do not apply to opaque handles.',
+      'ANY /logout':
+        'The function authenticates the opaque session handle itself (cookie plus X-CSRF, ' +
+        'or Bearer); logout is idempotent and answers 204 to unknown handles.',
+      $default:
+        'The $default route only answers 404 not_found to paths that are not broker routes; ' +
+        'its function has no permission and reads nothing from the request.',
+    };
+    for (const [routeKey, route] of routes) {
+      const reason = reasons[routeKey];
+      if (reason === undefined) throw new Error(`No acknowledgement reason for route ${routeKey}`);
+      Validations.of(route).acknowledge({ id: 'AwsSolutions::AwsSolutions-APIG4', reason });
+    }
+  }
+
+  private createAlarmTopic(): ITopic {
+    const topic = new Topic(this, 'AlarmTopic', {
+      displayName: 'Token broker alarms',
+      enforceSSL: true,
+    });
+    return topic;
+  }
+}
+
+function encryptionContextConditions(): Record<string, Record<string, string | string[]>> {
+  return {
+    StringEquals: { 'kms:EncryptionContext:purpose': ENCRYPTION_PURPOSE },
+    'ForAllValues:StringEquals': { 'kms:EncryptionContextKeys': ['purpose', 'session'] },
+  };
+}
+
+function capitalize(word: string): string {
+  return word.charAt(0).toUpperCase() + word.slice(1);
+}

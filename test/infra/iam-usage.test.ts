@@ -1,0 +1,204 @@
+/**
+ * The IAM grants of `infra/token-broker.ts` against what the functions really call: every
+ * route runs its real entry composition (`buildRuntime` + the route, one runtime per
+ * function as in Lambda) against dynalite, the KMS and Secrets Manager emulators and the
+ * fake Salesforce, and the operations each one sent (with the kind of item each DynamoDB
+ * call touched) are compared with its grant. A new AWS call without a grant fails here
+ * instead of as AccessDenied after `cdk deploy`.
+ */
+import { readFileSync } from 'node:fs';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import type {
+  APIGatewayProxyEventV2,
+  APIGatewayProxyStructuredResultV2,
+  Context,
+} from 'aws-lambda';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createCallbackHandler } from '../../functions/routes/callback.ts';
+import { createLoginHandler } from '../../functions/routes/login.ts';
+import { createLogoutHandler } from '../../functions/routes/logout.ts';
+import { createRefreshHandler } from '../../functions/routes/refresh.ts';
+import { buildRuntime } from '../../functions/runtime.ts';
+import type { BrokerRoute } from '../../infra/settings.ts';
+import { FUNCTION_ACCESS, ITEM_PREFIX } from '../../infra/token-broker.ts';
+import { type LocalStack, startLocalStack } from '../../local/stack.ts';
+import { repoRoot } from './synth.ts';
+
+type Handler = (
+  event: APIGatewayProxyEventV2,
+  context?: Context,
+) => Promise<APIGatewayProxyStructuredResultV2>;
+
+const CALLBACK_URL = 'https://broker.example.com/callback';
+const ORIGIN = 'https://app.example.com';
+
+/** `dynamodb:<Action> <prefix>`, `kms:<Action>`, `secretsmanager:<Action>` as granted. */
+const granted = (route: BrokerRoute) =>
+  [
+    ...FUNCTION_ACCESS[route].items.flatMap(({ kind, actions }) =>
+      actions.map((action) => `${action} ${ITEM_PREFIX[kind]}`),
+    ),
+    ...FUNCTION_ACCESS[route].kms,
+    ...(FUNCTION_ACCESS[route].clientSecret ? ['secretsmanager:GetSecretValue'] : []),
+  ].sort();
+
+describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () => {
+  let stack: LocalStack;
+  const handlers = {} as Record<BrokerRoute, Handler>;
+  const used: Record<BrokerRoute, Set<string>> = {
+    refresh: new Set(),
+    login: new Set(),
+    callback: new Set(),
+    logout: new Set(),
+  };
+
+  /** DynamoDB requests seen by the recording proxy: `dynamodb:<Action> <key prefix>`. */
+  const dynamodbRequests: string[] = [];
+  let proxy: Server;
+
+  /** Runs `act` as `route` and records the AWS operations it sent. */
+  async function as<T>(route: BrokerRoute, act: () => Promise<T>): Promise<T> {
+    const counters = [stack.kms.calls, stack.secretsManager.calls];
+    for (const calls of counters) for (const key of Object.keys(calls)) delete calls[key];
+    dynamodbRequests.length = 0;
+    const result = await act();
+    for (const operation of Object.keys(stack.kms.calls)) used[route].add(`kms:${operation}`);
+    for (const operation of Object.keys(stack.secretsManager.calls)) {
+      used[route].add(`secretsmanager:${operation}`);
+    }
+    for (const call of dynamodbRequests) used[route].add(call);
+    return result;
+  }
+
+  const sample = (name: string) =>
+    JSON.parse(
+      readFileSync(join(repoRoot, 'events', `${name}.json`), 'utf8'),
+    ) as APIGatewayProxyEventV2;
+
+  /** `/login` then the fake's auto-approved authorize then `/callback`: a new handle. */
+  async function signIn(): Promise<string> {
+    const login = await as('login', () => handlers.login(sample('login')));
+    expect(login.statusCode).toBe(302);
+    const authorize = String(login.headers?.location);
+    const loginCookie = (login.cookies ?? [])[0]?.split(';')[0] ?? '';
+    const approved = await fetch(authorize, { redirect: 'manual' });
+    const redirect = new URL(approved.headers.get('location') ?? '');
+    expect(`${redirect.origin}${redirect.pathname}`).toBe(CALLBACK_URL);
+
+    const event = sample('callback');
+    event.rawQueryString = redirect.search.slice(1);
+    event.queryStringParameters = Object.fromEntries(redirect.searchParams);
+    event.cookies = [loginCookie];
+    const callback = await as('callback', () => handlers.callback(event));
+    expect(callback.statusCode, callback.body).toBe(302);
+    const session = (callback.cookies ?? []).find((c) => c.startsWith('__Host-tb-session='));
+    return session?.split(';')[0]?.split('=')[1] ?? '';
+  }
+
+  const refresh = (handle: string, version: number) => {
+    const event = sample('refresh');
+    event.headers = { ...event.headers, authorization: `Bearer ${handle}` };
+    event.body = JSON.stringify({ version });
+    return handlers.refresh(event);
+  };
+
+  beforeAll(async () => {
+    stack = await startLocalStack({ salesforce: { autoApprove: true, tokenLatencyMs: 150 } });
+    proxy = await recordingProxy(stack.dynamodbUrl, dynamodbRequests);
+    const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    // The SDK clients read AWS_ENDPOINT_URL_<SERVICE> and credentials from process.env.
+    Object.assign(process.env, stack.env, { AWS_ENDPOINT_URL_DYNAMODB: proxyUrl });
+    const env = {
+      ...stack.env,
+      AWS_ENDPOINT_URL_DYNAMODB: proxyUrl,
+      CALLBACK_URL,
+      ALLOWED_ORIGINS: ORIGIN,
+      LEASE_MS: '3000',
+      UPSTREAM_TIMEOUT_MS: '1500',
+      WAIT_BUDGET_MS: '2500',
+      POWERTOOLS_METRICS_DISABLED: 'true',
+    };
+    const silent = { debug() {}, info() {}, warn() {}, error() {} };
+    const metrics = { count() {}, timing() {}, flush() {} };
+    const runtime = () => buildRuntime(env, { log: silent, metrics });
+    handlers.login = createLoginHandler(runtime());
+    handlers.callback = createCallbackHandler(runtime());
+    handlers.refresh = createRefreshHandler(runtime());
+    handlers.logout = createLogoutHandler(runtime());
+
+    // A full life: sign in, refresh (holder and waiter), lose the grant, sign in, log out.
+    const first = await signIn();
+    const refreshed = await as('refresh', () => refresh(first, 1));
+    expect(refreshed.statusCode, refreshed.body).toBe(200);
+    const both = await as('refresh', () => Promise.all([refresh(first, 2), refresh(first, 2)]));
+    expect(both.map((r) => r.statusCode)).toEqual([200, 200]);
+    stack.salesforce?.inject({
+      endpoint: 'token',
+      kind: 'error',
+      error: 'invalid_grant',
+      description: 'expired access/refresh token',
+      times: 1,
+    });
+    const lost = await as('refresh', () => refresh(first, 3));
+    expect(lost.statusCode, lost.body).toBe(401);
+
+    const second = await signIn();
+    const logoutEvent = sample('logout');
+    logoutEvent.cookies = [`__Host-tb-session=${second}`];
+    const logout = await as('logout', () => handlers.logout(logoutEvent));
+    expect(logout.statusCode, logout.body).toBe(204);
+  }, 60_000);
+
+  afterAll(async () => {
+    await new Promise((resolve) => proxy?.close(resolve));
+    await stack?.close();
+  });
+
+  it.each(['refresh', 'login', 'callback', 'logout'] as const)(
+    '%s is granted exactly the operations it sends',
+    (route) => {
+      expect([...used[route]].sort()).toEqual(granted(route));
+    },
+  );
+});
+
+/**
+ * A loopback proxy in front of dynalite that notes each request's operation and the
+ * prefix of the partition key it names (`session#`, `login#`).
+ */
+async function recordingProxy(target: string, seen: string[]): Promise<Server> {
+  const upstream = new URL(target);
+  const server = createServer((incoming, outgoing) => {
+    const chunks: Buffer[] = [];
+    incoming.on('data', (chunk: Buffer) => chunks.push(chunk));
+    incoming.on('end', () => {
+      const body = Buffer.concat(chunks);
+      const operation = String(incoming.headers['x-amz-target'] ?? '').split('.')[1] ?? '?';
+      const parsed = JSON.parse(body.toString('utf8') || '{}') as {
+        Key?: { pk?: { S?: string } };
+        Item?: { pk?: { S?: string } };
+      };
+      const key = parsed.Key?.pk?.S ?? parsed.Item?.pk?.S ?? '';
+      seen.push(`dynamodb:${operation} ${key.slice(0, key.indexOf('#') + 1) || key}`);
+      const forward = request(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          path: incoming.url,
+          method: incoming.method,
+          headers: incoming.headers,
+        },
+        (response) => {
+          outgoing.writeHead(response.statusCode ?? 500, response.headers);
+          response.pipe(outgoing);
+        },
+      );
+      forward.on('error', (error) => outgoing.destroy(error));
+      forward.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return server;
+}
