@@ -2,6 +2,7 @@ import { InvalidSessionError } from '../broker/errors.ts';
 import { type EndSessionDependencies, endSession } from '../broker/logout.ts';
 import { sessionKeyOf } from '../broker/session-handle.ts';
 import { CLEAR_SESSION_COOKIE, callerHandle } from '../http/caller.ts';
+import { withCors } from '../http/cors.ts';
 import { withAttributes } from '../http/observability.ts';
 import { parseEvent } from '../http/request.ts';
 import { errorResponse, noContent } from '../http/responses.ts';
@@ -21,6 +22,10 @@ export interface LogoutRouteDependencies extends EndSessionDependencies {
  * @see https://www.rfc-editor.org/rfc/rfc7009
  */
 export function createLogoutHandler(deps: LogoutRouteDependencies): HttpHandler {
+  return withCors(logoutRoute(deps), deps.config.allowedOrigins, ['POST']);
+}
+
+function logoutRoute(deps: LogoutRouteDependencies): HttpHandler {
   return async (event, context) => {
     const log = withAttributes(deps.log, {
       route: 'logout',

@@ -7,6 +7,7 @@ import { InvalidRequestError } from '../broker/errors.ts';
 import { type RefreshDependencies, refreshSession } from '../broker/refresh.ts';
 import { logSafeId, sessionKeyOf } from '../broker/session-handle.ts';
 import { callerHandle } from '../http/caller.ts';
+import { withCors } from '../http/cors.ts';
 import { withAttributes } from '../http/observability.ts';
 import { parseEvent } from '../http/request.ts';
 import { errorResponse, json } from '../http/responses.ts';
@@ -26,6 +27,10 @@ export type HttpHandler = (
  * runs the single-flight refresh and answers the token (DESIGN.md "HTTP contract").
  */
 export function createRefreshHandler(deps: RefreshRouteDependencies): HttpHandler {
+  return withCors(refreshRoute(deps), deps.config.allowedOrigins, ['POST']);
+}
+
+function refreshRoute(deps: RefreshRouteDependencies): HttpHandler {
   return async (event, context) => {
     const log = withAttributes(deps.log, {
       route: 'refresh',

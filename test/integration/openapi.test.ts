@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { type BrokerHarness, startBrokerHarness } from '../support/broker-harness.ts';
+import { APP_ORIGIN, type BrokerHarness, startBrokerHarness } from '../support/broker-harness.ts';
 import { openApiProblems } from '../support/openapi.ts';
 
 /** Real responses of the routes, checked against docs/openapi.yaml. */
@@ -54,6 +54,25 @@ describe('docs/openapi.yaml', () => {
 
     expect(statuses).toEqual([200, 400, 401, 403, 405, 413, 503, 502]);
     expect(problems.slice(0, 4).concat(problems.slice(5))).toEqual(Array(7).fill([]));
+  });
+
+  it('describes the CORS preflight of /refresh and /logout', async () => {
+    const preflight = (path: string, origin: string) =>
+      fetch(`${broker.server.url}${path}`, {
+        method: 'OPTIONS',
+        headers: { origin, 'access-control-request-method': 'POST' },
+      });
+
+    const answers = [
+      await preflight('/refresh', APP_ORIGIN),
+      await preflight('/refresh', 'https://evil.example'),
+    ];
+    const problems = await Promise.all(
+      answers.map((r) => openApiProblems('OPTIONS', '/refresh', r)),
+    );
+
+    expect(answers.map((r) => r.status)).toEqual([204, 403]);
+    expect(problems).toEqual([[], []]);
   });
 
   it('catches a response that breaks the document', async () => {

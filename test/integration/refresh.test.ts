@@ -381,3 +381,49 @@ describe('Logs', () => {
     }
   });
 });
+
+describe('CORS for browser apps on an allowed origin', () => {
+  const preflight = (origin: string) =>
+    fetch(`${broker.server.url}/refresh`, {
+      method: 'OPTIONS',
+      headers: {
+        origin,
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'x-csrf, content-type',
+      },
+    });
+
+  it('answers the preflight of an allowed origin with exact, credentialed headers', async () => {
+    const response = await preflight(APP_ORIGIN);
+
+    expect(response.status).toBe(204);
+    expect(response.headers.get('access-control-allow-origin')).toBe(APP_ORIGIN);
+    expect(response.headers.get('access-control-allow-credentials')).toBe('true');
+    expect(response.headers.get('access-control-allow-methods')).toBe('POST');
+    expect(response.headers.get('access-control-allow-headers')).toContain('x-csrf');
+    expect(response.headers.get('vary')).toContain('Origin');
+  });
+
+  it('refuses the preflight of a foreign origin', async () => {
+    const response = await preflight('https://evil.example');
+
+    expect(response.status).toBe(403);
+    expect(response.headers.get('access-control-allow-origin')).toBeNull();
+    expect(await readJson(response)).toMatchObject({ error: 'csrf_check_failed' });
+  });
+
+  it('marks real answers for the allowed origin only', async () => {
+    const session = await broker.seedSession();
+    const cookie = `__Host-tb-session=${session.handle}`;
+
+    const allowed = await broker.refresh(session.handle, undefined, { origin: APP_ORIGIN });
+    const foreign = await fetch(`${broker.server.url}/refresh`, {
+      method: 'POST',
+      headers: { cookie, 'x-csrf': '1', origin: 'https://evil.example' },
+    });
+
+    expect(allowed.headers.get('access-control-allow-origin')).toBe(APP_ORIGIN);
+    expect(foreign.status).toBe(403);
+    expect(foreign.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});

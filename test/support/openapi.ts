@@ -34,7 +34,7 @@ export async function openApiProblems(
   path: string,
   response: Response,
 ): Promise<string[]> {
-  const operation = document.paths?.[path]?.[method.toLowerCase()];
+  const operation = resolve(document.paths?.[path]?.[method.toLowerCase()]);
   if (!operation) return [`${method} ${path} is not in the document`];
   const spec = resolve(operation.responses?.[String(response.status)]);
   if (!spec) return [`${method} ${path}: status ${response.status} is not documented`];
