@@ -1,8 +1,19 @@
 /**
- * Lambda entry for `GET /callback` (HTTP API, payload format 2.0). Builds the adapters
+ * Lambda entry for `GET /callback` (HTTP API, payload format 2.0). Builds its adapters
  * once per cold start; the route does the rest.
  */
-import { createCallbackHandler } from './routes/callback.ts';
-import { runtimeFromEnvironment } from './runtime.ts';
 
-export const handler = createCallbackHandler(runtimeFromEnvironment());
+import * as production from './production.ts';
+import { createCallbackHandler } from './routes/callback.ts';
+
+export const handler = createCallbackHandler({
+  config: production.config(),
+  transactions: production.transactions(),
+  store: production.sessions(),
+  vault: production.vault(),
+  credentials: production.credentials(),
+  salesforce: production.salesforce(),
+  clock: production.clock(),
+  log: production.log(),
+  metrics: production.metrics(),
+});

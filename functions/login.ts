@@ -1,8 +1,17 @@
 /**
- * Lambda entry for `GET /login` (HTTP API, payload format 2.0). Builds the adapters once
+ * Lambda entry for `GET /login` (HTTP API, payload format 2.0). Builds its adapters once
  * per cold start; the route does the rest.
  */
-import { createLoginHandler } from './routes/login.ts';
-import { runtimeFromEnvironment } from './runtime.ts';
 
-export const handler = createLoginHandler(runtimeFromEnvironment());
+import * as production from './production.ts';
+import { createLoginHandler } from './routes/login.ts';
+
+export const handler = createLoginHandler({
+  config: production.config(),
+  transactions: production.transactions(),
+  credentials: production.credentials(),
+  salesforce: production.salesforce(),
+  clock: production.clock(),
+  log: production.log(),
+  metrics: production.metrics(),
+});

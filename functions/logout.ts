@@ -1,8 +1,17 @@
 /**
- * Lambda entry for `POST /logout` (HTTP API, payload format 2.0). Builds the adapters once
- * per cold start; the route does the rest.
+ * Lambda entry for `POST /logout` (HTTP API, payload format 2.0). Builds its adapters
+ * once per cold start; the route does the rest. No client credentials: Salesforce's
+ * revocation endpoint needs none.
  */
-import { createLogoutHandler } from './routes/logout.ts';
-import { runtimeFromEnvironment } from './runtime.ts';
 
-export const handler = createLogoutHandler(runtimeFromEnvironment());
+import * as production from './production.ts';
+import { createLogoutHandler } from './routes/logout.ts';
+
+export const handler = createLogoutHandler({
+  config: production.config(),
+  store: production.sessions(),
+  vault: production.vault(),
+  salesforce: production.salesforce(),
+  log: production.log(),
+  metrics: production.metrics(),
+});

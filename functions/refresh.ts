@@ -1,10 +1,18 @@
 /**
- * Lambda entry for `POST /refresh` (HTTP API, payload format 2.0). Builds the adapters once
- * per cold start; the route does the rest.
+ * Lambda entry for `POST /refresh` (HTTP API, payload format 2.0). Builds its adapters
+ * once per cold start; the route does the rest.
  */
+
+import * as production from './production.ts';
 import { createRefreshHandler } from './routes/refresh.ts';
-import { runtimeFromEnvironment } from './runtime.ts';
 
-const runtime = runtimeFromEnvironment();
-
-export const handler = createRefreshHandler({ ...runtime, config: runtime.config });
+export const handler = createRefreshHandler({
+  config: production.config(),
+  store: production.sessions(),
+  vault: production.vault(),
+  credentials: production.credentials(),
+  salesforce: production.salesforce(),
+  clock: production.clock(),
+  log: production.log(),
+  metrics: production.metrics(),
+});

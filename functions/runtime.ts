@@ -34,29 +34,21 @@ export interface Runtime {
   dynamodb: DynamoDBClient;
 }
 
-let cached: Runtime | undefined;
+/** Fail fast inside the Lambda timeout instead of letting the SDK retry for longer. */
+export const CLIENT_CONFIG = { maxAttempts: 3 };
 
 /**
- * Builds the production adapters from the environment. The SDK clients read
- * `AWS_ENDPOINT_URL_<SERVICE>` themselves, which is how local runs reach dynalite and
- * the emulators without any "local mode" branch here.
+ * Every adapter at once, from an explicit environment, with parts replaced: for tests and
+ * tools. The SDK clients read `AWS_ENDPOINT_URL_<SERVICE>` themselves, which is how local
+ * runs reach dynalite and the emulators without any "local mode" branch here.
  */
-export function runtimeFromEnvironment(env: NodeJS.ProcessEnv = process.env): Runtime {
-  cached ??= buildRuntime(env);
-  return cached;
-}
-
-/** Like {@link runtimeFromEnvironment}, uncached, with parts replaced (tests, local server). */
 export function buildRuntime(
   env: Readonly<Record<string, string | undefined>>,
   overrides: Partial<Runtime> = {},
 ): Runtime {
   const config = loadConfig(env);
-  const log = createLogger();
-  // Fail fast inside the Lambda timeout instead of letting the SDK retry for longer.
-  const clientConfig = { maxAttempts: 3 };
-  const dynamodb = new DynamoDBClient(clientConfig);
-  const runtime: Runtime = {
+  const dynamodb = new DynamoDBClient(CLIENT_CONFIG);
+  return {
     config,
     store: new DynamoDbSessionStore({ tableName: config.tableName, client: dynamodb }),
     transactions: new DynamoDbLoginTransactionStore({
@@ -64,27 +56,21 @@ export function buildRuntime(
       client: dynamodb,
     }),
     vault: new TokenVault(
-      new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(clientConfig) }),
+      new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(CLIENT_CONFIG) }),
     ),
     credentials: new SecretsManagerCredentials({
       secretId: config.clientSecretId,
       ttlMs: config.secretCacheTtlMs,
-      client: new SecretsManagerClient(clientConfig),
+      client: new SecretsManagerClient(CLIENT_CONFIG),
     }),
     salesforce: new SalesforceOAuthClient({
       loginUrl: config.salesforceLoginUrl,
       timeoutMs: config.upstreamTimeoutMs,
     }),
     clock: systemClock,
-    log,
+    log: createLogger(),
     metrics: new EmfMetrics(),
     dynamodb,
     ...overrides,
   };
-  return runtime;
-}
-
-/** Forgets the cached runtime (tests that change the environment). */
-export function resetRuntime(): void {
-  cached = undefined;
 }

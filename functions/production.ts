@@ -1,0 +1,67 @@
+/**
+ * Per-process adapters for the Lambda entry files, each built on first use and reused by
+ * warm invocations. One export per adapter, imported as a namespace, so that each bundle
+ * keeps only the SDK clients its entry uses (the SDK packages are side-effect free and
+ * tree-shake). The SDK clients read `AWS_ENDPOINT_URL_<SERVICE>` themselves, which is how
+ * local runs reach dynalite and the emulators without any "local mode" branch here.
+ */
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { KMSClient } from '@aws-sdk/client-kms';
+import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
+import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
+import { KmsDataKeys } from './aws/kms-data-keys.ts';
+import { SecretsManagerCredentials } from './aws/secrets-manager-credentials.ts';
+import { loadConfig } from './broker/config.ts';
+import { TokenVault } from './broker/envelope.ts';
+import { type Clock, systemClock } from './broker/ports.ts';
+import { createLogger, EmfMetrics } from './http/observability.ts';
+import { CLIENT_CONFIG } from './runtime.ts';
+import { SalesforceOAuthClient } from './salesforce/oauth-client.ts';
+
+// `@__PURE__`: an adapter no entry uses is dropped from its bundle, SDK client and all.
+export const config = /* @__PURE__ */ once(() => loadConfig(process.env));
+const dynamodb = /* @__PURE__ */ once(() => new DynamoDBClient(CLIENT_CONFIG));
+
+export const log = /* @__PURE__ */ once(() => createLogger());
+export const metrics = /* @__PURE__ */ once(() => new EmfMetrics());
+export const clock = (): Clock => systemClock;
+export const sessions = /* @__PURE__ */ once(
+  () => new DynamoDbSessionStore({ tableName: config().tableName, client: dynamodb() }),
+);
+export const transactions = /* @__PURE__ */ once(
+  () => new DynamoDbLoginTransactionStore({ tableName: config().tableName, client: dynamodb() }),
+);
+export const vault = /* @__PURE__ */ once(
+  () =>
+    new TokenVault(
+      new KmsDataKeys({ keyId: config().kmsKeyId, client: new KMSClient(CLIENT_CONFIG) }),
+    ),
+);
+export const credentials = /* @__PURE__ */ once(
+  () =>
+    new SecretsManagerCredentials({
+      secretId: config().clientSecretId,
+      ttlMs: config().secretCacheTtlMs,
+      client: new SecretsManagerClient(CLIENT_CONFIG),
+    }),
+);
+export const salesforce = /* @__PURE__ */ once(
+  () =>
+    new SalesforceOAuthClient({
+      loginUrl: config().salesforceLoginUrl,
+      timeoutMs: config().upstreamTimeoutMs,
+    }),
+);
+
+function once<T>(build: () => T): () => T {
+  let value: T | undefined;
+  let built = false;
+  return () => {
+    if (!built) {
+      value = build();
+      built = true;
+    }
+    return value as T;
+  };
+}
