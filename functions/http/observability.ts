@@ -32,6 +32,8 @@ export function withAttributes(log: Log, attributes: Record<string, unknown>): L
 /** CloudWatch Embedded Metric Format through Powertools Metrics, flushed per invocation. */
 export class EmfMetrics implements MetricSink {
   readonly metrics: Metrics;
+  /** Whether anything waits in the buffer: Powertools warns on every empty flush. */
+  #pending = false;
 
   constructor(serviceName = 'token-broker') {
     this.metrics = new Metrics({
@@ -49,13 +51,17 @@ export class EmfMetrics implements MetricSink {
       return;
     }
     this.metrics.addMetric(name, MetricUnit.Count, value);
+    this.#pending = true;
   }
 
   timing(name: string, milliseconds: number): void {
     this.metrics.addMetric(name, MetricUnit.Milliseconds, milliseconds);
+    this.#pending = true;
   }
 
   flush(): void {
+    if (!this.#pending) return;
+    this.#pending = false;
     this.metrics.publishStoredMetrics();
   }
 }
