@@ -121,7 +121,10 @@ export async function refreshSession(
         now,
         leaseUntil,
         expectedVersion: versionHint,
-        committedBefore: versionHint === undefined ? now - deps.config.reuseWindowMs : undefined,
+        // "+ 1": a token committed exactly one window ago is stale here as it is for the
+        // waiter's reuse check below; otherwise neither applies and the loop spins.
+        committedBefore:
+          versionHint === undefined ? now - deps.config.reuseWindowMs + 1 : undefined,
       });
       if (attempt.acquired) {
         if (waited) deps.metrics.timing('LeaseWaitMs', deps.clock.now() - startedAt);
@@ -150,6 +153,10 @@ export async function refreshSession(
       // Our acquire was applied but its answer was lost (a DynamoDB 500 or a dropped
       // connection after the write), and the SDK's retry then failed its condition on our
       // own lease. The lease is ours: without this, the session would wait out its lease.
+      deps.log.info('the lease acquire landed but its answer was lost', {
+        event: 'acquire_answer_lost',
+        session,
+      });
       return refreshAsLeaseHolder(
         deps,
         record,
@@ -349,6 +356,11 @@ async function refreshAsLeaseHolder(
     // the condition against our own write. Our ciphertext (random IV) at our version
     // means the rotated token is stored: not fenced, and no rotation was lost.
     if (latest?.version === version && sameBytes(latest.sealed.ciphertext, sealed.ciphertext)) {
+      deps.log.info('the commit landed but its answer was lost', {
+        event: 'commit_answer_lost',
+        session,
+        version,
+      });
       outcome = 'committed';
     }
   }
@@ -391,8 +403,14 @@ async function callSalesforce(
 ): Promise<TokenResponse> {
   const timeoutMs = () => leaseUntil - deps.clock.now() - COMMIT_RESERVE_MS;
   const first = await deps.credentials.get();
+  const budget = timeoutMs();
+  if (budget < MIN_UPSTREAM_MS) {
+    // The acquire, the decrypt or the secret read ate the lease: another caller may own it
+    // by now. A request sent anyway could reach Salesforce beside theirs.
+    throw new SalesforceUnavailableError('No time left in the lease for the upstream call');
+  }
   try {
-    return await deps.salesforce.refreshTokenGrant(first, refreshToken, { timeoutMs: timeoutMs() });
+    return await deps.salesforce.refreshTokenGrant(first, refreshToken, { timeoutMs: budget });
   } catch (error) {
     if (!(error instanceof InvalidClientError)) throw error;
     deps.log.warn('Salesforce rejected the client credentials; re-reading the secret once', {
