@@ -40,6 +40,20 @@ export class TokenVault {
    * ciphertext does not belong to this session and version.
    */
   async open(sealed: SealedTokenSet, sessionKey: string, version: number): Promise<TokenSet> {
+    return (await this.openWithKey(sealed, sessionKey, version)).tokens;
+  }
+
+  /**
+   * Like {@link open}, and also returns the session's data key, so a refresh can seal the
+   * next version with it when KMS cannot hand out a new one after Salesforce has already
+   * rotated the refresh token. Reusing a data key is safe here: every seal draws a fresh
+   * random IV, and the additional data binds each ciphertext to its version.
+   */
+  async openWithKey(
+    sealed: SealedTokenSet,
+    sessionKey: string,
+    version: number,
+  ): Promise<{ tokens: TokenSet; dataKey: DataKey }> {
     const key = await this.#dataKeys.decrypt(sealed.encryptedDataKey, sessionKey);
     const blob = Buffer.from(sealed.ciphertext);
     if (blob.length <= IV_BYTES + TAG_BYTES) {
@@ -57,7 +71,10 @@ export class TokenVault {
     } catch (cause) {
       throw new SessionIntegrityError('The stored session is damaged.', { cause });
     }
-    return parseTokenSet(plaintext);
+    return {
+      tokens: parseTokenSet(plaintext),
+      dataKey: { plaintext: key, encrypted: sealed.encryptedDataKey },
+    };
   }
 }
 

@@ -38,6 +38,8 @@ export interface RefreshGrantClient {
     refreshToken: string,
     options?: { timeoutMs?: number },
   ): Promise<TokenResponse>;
+  /** RFC 7009; used for a token rotated for a session that a logout ended meanwhile. */
+  revoke?(token: string, options?: { timeoutMs?: number }): Promise<void>;
 }
 
 export interface RefreshDependencies {
@@ -246,8 +248,16 @@ async function openOrReport(
   record: SessionRecord,
   session: string,
 ): Promise<TokenSet> {
+  return (await openWithKeyOrReport(deps, record, session)).tokens;
+}
+
+async function openWithKeyOrReport(
+  deps: RefreshDependencies,
+  record: SessionRecord,
+  session: string,
+): Promise<{ tokens: TokenSet; dataKey: DataKey }> {
   try {
-    return await deps.vault.open(record.sealed, record.sessionKey, record.version);
+    return await deps.vault.openWithKey(record.sealed, record.sessionKey, record.version);
   } catch (error) {
     if (error instanceof SessionIntegrityError) {
       deps.metrics.count('IntegrityError');
@@ -287,8 +297,13 @@ async function refreshAsLeaseHolder(
       );
 
   let current: TokenSet;
+  let currentDataKey: DataKey;
   try {
-    current = await openOrReport(deps, record, session);
+    ({ tokens: current, dataKey: currentDataKey } = await openWithKeyOrReport(
+      deps,
+      record,
+      session,
+    ));
   } catch (error) {
     await release(error instanceof SessionIntegrityError ? 'integrity' : 'unavailable');
     throw error;
@@ -321,16 +336,16 @@ async function refreshAsLeaseHolder(
   const rotated =
     response.refreshToken !== undefined && response.refreshToken !== current.refreshToken;
 
-  let dataKey: DataKey;
-  try {
-    dataKey = await dataKeyPromise.catch(() => deps.vault.generateDataKey(sessionKey));
-  } catch (error) {
-    reportRotationLost(deps, session, rotated, 'data key unavailable', error);
-    await release('unavailable');
-    throw new TemporarilyUnavailableError('The key service is temporarily unavailable.', 2, {
-      cause: error,
+  // Salesforce has answered (and may have rotated): KMS must not be able to lose that.
+  // Without a fresh data key, seal the new version under the one just decrypted.
+  const dataKey = await dataKeyPromise.catch((error: unknown) => {
+    deps.log.warn('no fresh data key; sealing under the current one', {
+      event: 'data_key_reused',
+      session,
+      error: describe(error),
     });
-  }
+    return currentDataKey;
+  });
 
   const version = record.version + 1;
   const committedAt = clock.now();
@@ -388,11 +403,37 @@ async function refreshAsLeaseHolder(
   // holder moved on.
   if (!latest || !isLive(latest, clock.now())) {
     deps.log.info('session ended while refreshing; not resurrected', { session });
+    // The logout revoked the refresh token it found; the one Salesforce just rotated to
+    // would otherwise stay valid with no session to end it.
+    if (rotated && response.refreshToken) await revokeOrphan(deps, response.refreshToken, session);
     throw new InvalidSessionError('The session has ended.');
   }
   reportRotationLost(deps, session, rotated, 'commit fenced', undefined);
   if (latest.version > record.version) return openStored(deps, latest, 'coalesced', session);
   throw new TemporarilyUnavailableError('The refresh did not complete; retry shortly.', 1);
+}
+
+/** Best effort: a failure is logged for follow-up, the caller's answer does not change. */
+async function revokeOrphan(
+  deps: RefreshDependencies,
+  refreshToken: string,
+  session: string,
+): Promise<void> {
+  if (!deps.salesforce.revoke) return;
+  try {
+    await deps.salesforce.revoke(refreshToken, { timeoutMs: COMMIT_RESERVE_MS });
+    deps.log.info('revoked the refresh token rotated for an ended session', {
+      event: 'orphan_revoked',
+      session,
+    });
+  } catch (error) {
+    deps.log.error('could not revoke the refresh token rotated for an ended session', {
+      event: 'revoke_failed',
+      alarm: true,
+      session,
+      error: describe(error),
+    });
+  }
 }
 
 /** One upstream refresh; on `invalid_client` the secret is re-read once (rotation). */

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { sessionKeyOf } from '../../functions/broker/session-handle.ts';
 import type { DynamoDbFaultProxy } from '../../local/dynamodb-fault-proxy.ts';
 import { type BrokerHarness, readJson, startBrokerHarness } from '../support/broker-harness.ts';
 import { extraBroker, sessionState, waitUntil } from '../support/fault-kit.ts';
@@ -324,20 +325,22 @@ describe('KMS', () => {
     });
   });
 
-  it('reports rotation_lost when no data key can be had after Salesforce rotated', async () => {
+  it('seals under the current data key when KMS cannot give a new one after Salesforce rotated', async () => {
     const session = await broker.seedSession();
     broker.stack.kms.inject({ operation: 'GenerateDataKey', kind: 'internal', times: 6 });
 
     const response = await broker.refresh(session.handle);
+    const next = await broker.refresh(session.handle, { version: 2 });
 
-    expect(response.status).toBe(503);
-    expect(broker.log.events()).toContain('rotation_lost');
-    expect(broker.metrics.get('RotationLost')).toBe(1);
+    expect(response.status).toBe(200);
+    expect(broker.log.events()).toContain('data_key_reused');
+    expect(broker.log.events()).not.toContain('rotation_lost');
+    expect(next.status).toBe(200);
     clearAllFaults();
     expect(await sessionState(broker, fake(), session)).toMatchObject({
       exists: true,
-      version: 1,
-      storedTokenActive: false,
+      version: 3,
+      storedTokenActive: true,
       leaseHeld: false,
     });
   });
@@ -441,5 +444,31 @@ describe('Secrets Manager', () => {
     expect(response.status).toBe(503);
     clearAllFaults();
     expect(await sessionState(broker, fake(), session)).toMatchObject(untouched);
+  });
+});
+
+describe('A logout that lands between the rotation and the commit', () => {
+  it('leaves no live refresh token behind: the rotated one is revoked', async () => {
+    // Prepare: the commit is held 800 ms after Salesforce has rotated
+    const session = await broker.seedSession();
+    dynamo().inject({ operation: 'UpdateItem', match: COMMIT, kind: 'delay', ms: 800 });
+
+    // Act: the logout deletes the session while the commit waits
+    const refreshing = broker.refresh(session.handle);
+    const until = Date.now() + 3000;
+    while (fake().calls.tokenRefresh < 1 && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    await broker.runtime.store.delete(sessionKeyOf(session.handle));
+    const response = await refreshing;
+
+    // Assert
+    expect(response.status).toBe(401);
+    expect(await broker.rawItem(session.handle)).toBeUndefined();
+    expect(fake().calls.revoke).toBe(1);
+    expect(broker.log.events()).toContain('orphan_revoked');
+    expect(broker.log.events()).not.toContain('rotation_lost');
+    expect(fake().isRefreshTokenActive(session.refreshToken)).toBe(false);
   });
 });
