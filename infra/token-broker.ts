@@ -83,9 +83,11 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
   callback: {
     items: [
       { kind: 'login', actions: ['dynamodb:DeleteItem'] },
-      { kind: 'session', actions: ['dynamodb:PutItem'] },
+      // DeleteItem and Decrypt: a new login replaces the browser's previous session (its
+      // item is deleted and its refresh token revoked, which needs the token in clear).
+      { kind: 'session', actions: ['dynamodb:PutItem', 'dynamodb:DeleteItem'] },
     ],
-    kms: ['kms:GenerateDataKey'],
+    kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
   },
   logout: {

@@ -77,9 +77,14 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
       readFileSync(join(repoRoot, 'events', `${name}.json`), 'utf8'),
     ) as APIGatewayProxyEventV2;
 
-  /** `/login` then the fake's auto-approved authorize then `/callback`: a new handle. */
-  async function signIn(): Promise<string> {
-    const login = await as('login', () => handlers.login(sample('login')));
+  /**
+   * `/login` then the fake's auto-approved authorize then `/callback`: a new handle. With
+   * `replacing`, the browser still holds that session, which the new login ends.
+   */
+  async function signIn(replacing?: string): Promise<string> {
+    const loginEvent = sample('login');
+    if (replacing) loginEvent.cookies = [`__Host-tb-session=${replacing}`];
+    const login = await as('login', () => handlers.login(loginEvent));
     expect(login.statusCode).toBe(302);
     const authorize = String(login.headers?.location);
     const loginCookie = (login.cookies ?? [])[0]?.split(';')[0] ?? '';
@@ -145,8 +150,10 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     expect(lost.statusCode, lost.body).toBe(401);
 
     const second = await signIn();
+    // Logging in again from a browser that holds a session replaces it (revoke + delete).
+    const third = await signIn(second);
     const logoutEvent = sample('logout');
-    logoutEvent.cookies = [`__Host-tb-session=${second}`];
+    logoutEvent.cookies = [`__Host-tb-session=${third}`];
     const logout = await as('logout', () => handlers.logout(logoutEvent));
     expect(logout.statusCode, logout.body).toBe(204);
   }, 60_000);

@@ -301,14 +301,14 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'SessionItems',
             Effect: 'Allow',
-            Action: 'dynamodb:PutItem',
+            Action: ['dynamodb:DeleteItem', 'dynamodb:PutItem'],
             Resource: table(),
             Condition: only('session#'),
           },
           {
             Sid: 'TokenEnvelope',
             Effect: 'Allow',
-            Action: 'kms:GenerateDataKey',
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
             Resource: key(),
             Condition: PURPOSE_CONDITION,
           },
@@ -418,7 +418,11 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
                 Condition: {
                   ...PURPOSE_CONDITION,
                   ArnEquals: {
-                    'aws:PrincipalArn': [roleArn('refresh'), roleArn('logout')],
+                    'aws:PrincipalArn': [
+                      roleArn('refresh'),
+                      roleArn('callback'),
+                      roleArn('logout'),
+                    ],
                   },
                 },
               },
