@@ -3,12 +3,11 @@ import type { BrokerConfig } from '../broker/config.ts';
 import { isWellFormedHandle } from '../broker/session-handle.ts';
 import { SESSION_COOKIE } from '../http/caller.ts';
 import { CLEAR_LOGIN_COOKIE, LOGIN_COOKIE, sessionCookie } from '../http/cookies.ts';
-import { withAttributes } from '../http/observability.ts';
 import { parseQuery, singleParameter } from '../http/query.ts';
 import { cookieValues, parseEvent } from '../http/request.ts';
-import { errorResponse, redirect } from '../http/responses.ts';
+import { redirect } from '../http/responses.ts';
+import { type HttpHandler, httpRoute } from '../http/route.ts';
 import { requireCallbackUrl } from './login.ts';
-import type { HttpHandler } from './refresh.ts';
 
 export interface CallbackRouteDependencies extends Omit<CallbackDependencies, 'config'> {
   config: Pick<BrokerConfig, 'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'callbackUrl'>;
@@ -33,13 +32,10 @@ export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHand
       callbackUrl,
     },
   };
-  return async (event, context) => {
-    const log = withAttributes(deps.log, {
-      route: 'callback',
-      requestId: event.requestContext?.requestId,
-      lambdaRequestId: context?.awsRequestId,
-    });
-    try {
+  return httpRoute(
+    'callback',
+    deps,
+    async (event, log) => {
       const request = parseEvent(event, ['GET']);
       const query = parseQuery(request.rawQueryString);
       const state = singleParameter(query, 'state');
@@ -56,10 +52,7 @@ export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHand
         },
       );
       return redirect(result.returnTo, [sessionCookie(result.handle), CLEAR_LOGIN_COOKIE]);
-    } catch (error) {
-      return { ...errorResponse(error, log), cookies: [CLEAR_LOGIN_COOKIE] };
-    } finally {
-      deps.metrics.flush?.();
-    }
-  };
+    },
+    (response) => ({ ...response, cookies: [CLEAR_LOGIN_COOKIE] }),
+  );
 }

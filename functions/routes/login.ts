@@ -10,11 +10,10 @@ import {
 import { isWellFormedHandle, sessionKeyOf } from '../broker/session-handle.ts';
 import { SESSION_COOKIE } from '../http/caller.ts';
 import { loginCookie } from '../http/cookies.ts';
-import { withAttributes } from '../http/observability.ts';
 import { parseQuery, singleParameter } from '../http/query.ts';
 import { cookieValues, parseEvent } from '../http/request.ts';
-import { errorResponse, redirect } from '../http/responses.ts';
-import type { HttpHandler } from './refresh.ts';
+import { redirect } from '../http/responses.ts';
+import { type HttpHandler, httpRoute } from '../http/route.ts';
 
 export interface LoginRouteDependencies extends Omit<LoginDependencies, 'config'> {
   config: Pick<BrokerConfig, 'scopes' | 'returnToPrefixes' | 'callbackUrl'>;
@@ -34,38 +33,27 @@ export function createLoginHandler(deps: LoginRouteDependencies): HttpHandler {
     ...deps,
     config: { scopes: deps.config.scopes, callbackUrl },
   };
-  return async (event, context) => {
-    const log = withAttributes(deps.log, {
-      route: 'login',
-      requestId: event.requestContext?.requestId,
-      lambdaRequestId: context?.awsRequestId,
-    });
-    try {
-      const request = parseEvent(event, ['GET']);
-      const query = parseQuery(request.rawQueryString);
-      // Without return_to: `/`, or the first allowed prefix when `/` is not allowed.
-      const returnTo = validateReturnTo(
-        singleParameter(query, 'return_to') ?? defaultReturnTo(deps.config.returnToPrefixes),
-        deps.config.returnToPrefixes,
-      );
-      const prompt = validatePrompt(singleParameter(query, 'prompt'));
-      const loginHint = validateLoginHint(singleParameter(query, 'login_hint'));
-      // A browser that already holds a session replaces it; the key is remembered here
-      // because the SameSite=Strict cookie is not sent on Salesforce's redirect back.
-      const handles = cookieValues(request, SESSION_COOKIE).filter(isWellFormedHandle);
-      const currentSessionKey =
-        handles.length === 1 && handles[0] ? sessionKeyOf(handles[0]) : undefined;
-      const started = await startLogin(
-        { ...domain, log },
-        { returnTo, prompt, loginHint, currentSessionKey },
-      );
-      return redirect(started.authorizeUrl.toString(), [loginCookie(started.loginCookieValue)]);
-    } catch (error) {
-      return errorResponse(error, log);
-    } finally {
-      deps.metrics.flush?.();
-    }
-  };
+  return httpRoute('login', deps, async (event, log) => {
+    const request = parseEvent(event, ['GET']);
+    const query = parseQuery(request.rawQueryString);
+    // Without return_to: `/`, or the first allowed prefix when `/` is not allowed.
+    const returnTo = validateReturnTo(
+      singleParameter(query, 'return_to') ?? defaultReturnTo(deps.config.returnToPrefixes),
+      deps.config.returnToPrefixes,
+    );
+    const prompt = validatePrompt(singleParameter(query, 'prompt'));
+    const loginHint = validateLoginHint(singleParameter(query, 'login_hint'));
+    // A browser that already holds a session replaces it; the key is remembered here
+    // because the SameSite=Strict cookie is not sent on Salesforce's redirect back.
+    const handles = cookieValues(request, SESSION_COOKIE).filter(isWellFormedHandle);
+    const currentSessionKey =
+      handles.length === 1 && handles[0] ? sessionKeyOf(handles[0]) : undefined;
+    const started = await startLogin(
+      { ...domain, log },
+      { returnTo, prompt, loginHint, currentSessionKey },
+    );
+    return redirect(started.authorizeUrl.toString(), [loginCookie(started.loginCookieValue)]);
+  });
 }
 
 function defaultReturnTo(prefixes: readonly string[]): string {

@@ -3,10 +3,9 @@ import { type EndSessionDependencies, endSession } from '../broker/logout.ts';
 import { sessionKeyOf } from '../broker/session-handle.ts';
 import { CLEAR_SESSION_COOKIE, callerHandle } from '../http/caller.ts';
 import { withCors } from '../http/cors.ts';
-import { withAttributes } from '../http/observability.ts';
 import { parseEvent } from '../http/request.ts';
-import { errorResponse, noContent } from '../http/responses.ts';
-import type { HttpHandler } from './refresh.ts';
+import { noContent } from '../http/responses.ts';
+import { type HttpHandler, httpRoute } from '../http/route.ts';
 
 export interface LogoutRouteDependencies extends EndSessionDependencies {
   config: { allowedOrigins: readonly string[] };
@@ -26,28 +25,17 @@ export function createLogoutHandler(deps: LogoutRouteDependencies): HttpHandler 
 }
 
 function logoutRoute(deps: LogoutRouteDependencies): HttpHandler {
-  return async (event, context) => {
-    const log = withAttributes(deps.log, {
-      route: 'logout',
-      requestId: event.requestContext?.requestId,
-      lambdaRequestId: context?.awsRequestId,
-    });
+  return httpRoute('logout', deps, async (event, log) => {
+    const request = parseEvent(event, ['POST']);
+    let handle: string;
     try {
-      const request = parseEvent(event, ['POST']);
-      let handle: string;
-      try {
-        handle = callerHandle(request, deps.config.allowedOrigins);
-      } catch (error) {
-        if (!(error instanceof InvalidSessionError)) throw error;
-        log.info('logout without a usable credential', { event: 'logout_no_session' });
-        return noContent({}, [CLEAR_SESSION_COOKIE]);
-      }
-      await endSession({ ...deps, log }, sessionKeyOf(handle), 'logout');
-      return noContent({}, [CLEAR_SESSION_COOKIE]);
+      handle = callerHandle(request, deps.config.allowedOrigins);
     } catch (error) {
-      return errorResponse(error, log);
-    } finally {
-      deps.metrics.flush?.();
+      if (!(error instanceof InvalidSessionError)) throw error;
+      log.info('logout without a usable credential', { event: 'logout_no_session' });
+      return noContent({}, [CLEAR_SESSION_COOKIE]);
     }
-  };
+    await endSession({ ...deps, log }, sessionKeyOf(handle), 'logout');
+    return noContent({}, [CLEAR_SESSION_COOKIE]);
+  });
 }

@@ -1,26 +1,18 @@
-import type {
-  APIGatewayProxyEventV2,
-  APIGatewayProxyStructuredResultV2,
-  Context,
-} from 'aws-lambda';
 import { InvalidRequestError } from '../broker/errors.ts';
 import { type RefreshDependencies, refreshSession } from '../broker/refresh.ts';
 import { logSafeId, sessionKeyOf } from '../broker/session-handle.ts';
 import { callerHandle } from '../http/caller.ts';
 import { withCors } from '../http/cors.ts';
-import { withAttributes } from '../http/observability.ts';
 import { parseEvent } from '../http/request.ts';
-import { errorResponse, json } from '../http/responses.ts';
+import { json } from '../http/responses.ts';
+import { type HttpHandler, httpRoute } from '../http/route.ts';
 
 export interface RefreshRouteDependencies extends RefreshDependencies {
   config: RefreshDependencies['config'] & { allowedOrigins: readonly string[] };
   metrics: RefreshDependencies['metrics'] & { flush?(): void };
 }
 
-export type HttpHandler = (
-  event: APIGatewayProxyEventV2,
-  context?: Context,
-) => Promise<APIGatewayProxyStructuredResultV2>;
+export type { HttpHandler } from '../http/route.ts';
 
 /**
  * `POST /refresh`: authenticates the caller, reads the optional `{"version": n}` hint,
@@ -31,35 +23,24 @@ export function createRefreshHandler(deps: RefreshRouteDependencies): HttpHandle
 }
 
 function refreshRoute(deps: RefreshRouteDependencies): HttpHandler {
-  return async (event, context) => {
-    const log = withAttributes(deps.log, {
-      route: 'refresh',
-      requestId: event.requestContext?.requestId,
-      lambdaRequestId: context?.awsRequestId,
+  return httpRoute('refresh', deps, async (event, log) => {
+    const request = parseEvent(event, ['POST']);
+    const handle = callerHandle(request, deps.config.allowedOrigins);
+    const versionHint = parseRefreshBody(request.body);
+    const result = await refreshSession({ ...deps, log }, handle, versionHint);
+    log.info('refresh answered', {
+      session: logSafeId(sessionKeyOf(handle)),
+      outcome: result.outcome,
+      version: result.version,
     });
-    try {
-      const request = parseEvent(event, ['POST']);
-      const handle = callerHandle(request, deps.config.allowedOrigins);
-      const versionHint = parseRefreshBody(request.body);
-      const result = await refreshSession({ ...deps, log }, handle, versionHint);
-      log.info('refresh answered', {
-        session: logSafeId(sessionKeyOf(handle)),
-        outcome: result.outcome,
-        version: result.version,
-      });
-      return json(200, {
-        access_token: result.accessToken,
-        instance_url: result.instanceUrl,
-        token_type: 'Bearer',
-        issued_at: result.issuedAt,
-        version: result.version,
-      });
-    } catch (error) {
-      return errorResponse(error, log);
-    } finally {
-      deps.metrics.flush?.();
-    }
-  };
+    return json(200, {
+      access_token: result.accessToken,
+      instance_url: result.instanceUrl,
+      token_type: 'Bearer',
+      issued_at: result.issuedAt,
+      version: result.version,
+    });
+  });
 }
 
 /** The body is optional; when present it is `{"version": <non-negative integer>}`. */
