@@ -16,8 +16,10 @@ import { loadConfig } from './broker/config.ts';
 import { TokenVault } from './broker/envelope.ts';
 import { type Clock, systemClock } from './broker/ports.ts';
 import { createLogger, EmfMetrics } from './http/observability.ts';
-import { CLIENT_CONFIG } from './runtime.ts';
 import { SalesforceOAuthClient } from './salesforce/oauth-client.ts';
+
+/** Fail fast inside the Lambda timeout instead of letting the SDK retry for longer. */
+export const CLIENT_CONFIG = { maxAttempts: 3 };
 
 // `@__PURE__`: an adapter no entry uses is dropped from its bundle, SDK client and all.
 export const config = /* @__PURE__ */ once(() => loadConfig(process.env));

@@ -17,9 +17,14 @@ import type {
 } from './broker/ports.ts';
 import { systemClock } from './broker/ports.ts';
 import { createLogger, EmfMetrics } from './http/observability.ts';
+import { CLIENT_CONFIG } from './production.ts';
 import { SalesforceOAuthClient } from './salesforce/oauth-client.ts';
 
-/** Everything a route needs, built once per cold start and reused by warm invocations. */
+/**
+ * Every adapter at once, for tests and tools that serve several routes from one process
+ * with parts replaced. The Lambda entries use `production.ts` instead, which builds only
+ * what each entry needs.
+ */
 export interface Runtime {
   config: BrokerConfig;
   store: SessionStore;
@@ -31,11 +36,7 @@ export interface Runtime {
   clock: Clock;
   log: Log;
   metrics: MetricSink & { flush(): void };
-  dynamodb: DynamoDBClient;
 }
-
-/** Fail fast inside the Lambda timeout instead of letting the SDK retry for longer. */
-export const CLIENT_CONFIG = { maxAttempts: 3 };
 
 /**
  * Every adapter at once, from an explicit environment, with parts replaced: for tests and
@@ -70,7 +71,6 @@ export function buildRuntime(
     clock: systemClock,
     log: createLogger(),
     metrics: new EmfMetrics(),
-    dynamodb,
     ...overrides,
   };
 }
