@@ -1,5 +1,5 @@
 /**
- * A faithful fake Salesforce authorization server (see /work/shared/SALESFORCE.md), for
+ * A faithful fake Salesforce authorization server (it behaves as Salesforce's OAuth endpoints do), for
  * integration tests and as the embedded "mock org" of `npm start`: login/consent page,
  * authorization codes with PKCE, token endpoint with refresh-token rotation, reuse
  * detection, Salesforce's concurrency block and approvals limit, revoke, introspect,
