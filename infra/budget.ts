@@ -1,5 +1,5 @@
 /**
- * The timeout budget of DESIGN.md ("Single-flight refresh", step 5), derived from one
+ * The timeout budget (README "The refresh path"), derived from one
  * number so the pieces cannot drift apart (defaults shown):
  *
  *   0 s        8 s              10 s           12 s                                29 s

@@ -84,7 +84,7 @@ export interface CompletedLogin {
 const MAX_CODE_LENGTH = 2048;
 
 /**
- * Finishes the Web Server Flow (DESIGN.md `GET /callback`):
+ * Finishes the Web Server Flow (README "HTTP contract (v1)"):
  *
  * 1. consumes the login transaction with a conditional delete, before anything else,
  *    so a state works at most once whatever happens next;

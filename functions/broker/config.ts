@@ -67,7 +67,7 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
     sessionIdleTtlMs:
       integer(env, 'SESSION_IDLE_TTL_SECONDS', 7 * 86_400, 60, 3650 * 86_400) * 1000,
   };
-  // The timeout budget of DESIGN.md: a holder's upstream call must end before its lease.
+  // The timeout budget (README "The refresh path"): a holder's upstream call must end before its lease.
   if (config.upstreamTimeoutMs >= config.leaseMs) {
     throw new ConfigError('UPSTREAM_TIMEOUT_MS', `must be lower than LEASE_MS (${config.leaseMs})`);
   }

@@ -6,7 +6,7 @@ const IV_BYTES = 12;
 const TAG_BYTES = 16;
 
 /**
- * Envelope encryption of token sets (DESIGN.md "Encryption at rest"): a KMS data key,
+ * Envelope encryption of token sets (README "Encryption at rest"): a KMS data key,
  * bound to the session by the encryption context, encrypts the token set with
  * AES-256-GCM; the additional data binds the ciphertext to the session key and version,
  * so a ciphertext copied to another row, or an old version replayed, fails to open.

@@ -1,6 +1,6 @@
 /**
  * Domain errors of the broker. Every error a client can see has a stable `code` (the
- * `error` member of the JSON body, see DESIGN.md "HTTP contract") and an HTTP status.
+ * `error` member of the JSON body, see README "HTTP contract (v1)") and an HTTP status.
  * Adapters translate SDK and network failures into these types and keep the original
  * error as `cause`; `functions/http/responses.ts` maps them to HTTP in one place.
  */

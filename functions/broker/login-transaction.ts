@@ -18,7 +18,7 @@ const TAG_BYTES = 16;
 
 /**
  * A fresh OAuth `state`: 256 random bits, base64url (RFC 6749 asks for a value an attacker
- * cannot guess; DESIGN.md asks for at least 128 bits).
+ * cannot guess; the contract asks for at least 128 bits).
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-10.12
  */
 export function newState(): string {

@@ -58,7 +58,7 @@ export interface StartedLogin {
 }
 
 /**
- * Starts the OAuth 2.0 Web Server Flow (DESIGN.md `GET /login`): a fresh PKCE verifier
+ * Starts the OAuth 2.0 Web Server Flow (README "HTTP contract (v1)"): a fresh PKCE verifier
  * (S256), a fresh `state`, and a one-time login transaction bound to the browser by the
  * login cookie, stored for 10 minutes under the hash of the state.
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.1.1
@@ -115,7 +115,7 @@ export const MAX_RETURN_TO_LENGTH = 2048;
 const URI_CHARACTERS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/?#%]*$/;
 
 /**
- * Validates `return_to` (DESIGN.md "HTTP contract"): a relative path with one leading
+ * Validates `return_to` (README "HTTP contract (v1)"): a relative path with one leading
  * `/` (not `//` or `/\`), no scheme, no backslash, no control characters, no `.` or `..`
  * segment, no percent-encoded `/`, `\`, `.`, `%` or control character in the path, and a
  * path within one of the allowed prefixes, matched on whole segments (`/app` allows

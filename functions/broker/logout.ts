@@ -20,7 +20,7 @@ export interface EndSessionDependencies {
 export type EndSessionOutcome = 'revoked' | 'revoke_failed' | 'absent';
 
 /**
- * Ends a session (DESIGN.md `POST /logout`): deletes the item first, so the handle is
+ * Ends a session (README "HTTP contract (v1)"): deletes the item first, so the handle is
  * unusable at once and a concurrent refresh's fenced commit cannot resurrect it; then
  * opens the deleted token set and revokes the refresh token at Salesforce (RFC 7009;
  * revoking a refresh token also revokes its access tokens). A revocation that fails

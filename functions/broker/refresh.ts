@@ -76,7 +76,7 @@ const MAX_POLL_MS = 400;
 
 /**
  * Returns a fresh Salesforce access token for the session behind `handle`, single-flight
- * across any number of concurrent invocations (DESIGN.md "Single-flight refresh"):
+ * across any number of concurrent invocations (README "The refresh path"):
  *
  * - no `versionHint`: a token committed within the reuse window is returned as is;
  *   otherwise the call refreshes;
@@ -98,7 +98,7 @@ export async function refreshSession(
   const newLeaseOwner = deps.newLeaseOwner ?? (() => crypto.randomUUID());
   const startedAt = deps.clock.now();
   const deadline = startedAt + deps.config.waitBudgetMs;
-  // The lease lasts as long as the function timeout (DESIGN.md step 5), so this invocation
+  // The lease lasts as long as the function timeout (the timeout budget in the README), so this invocation
   // is killed around `startedAt + leaseMs`. A waiter that takes the lease late must fit its
   // upstream call and commit in what is left of its own life, not in the fresh lease.
   const invocationEnd = startedAt + deps.config.leaseMs;

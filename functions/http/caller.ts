@@ -5,7 +5,7 @@ import { cookieValues, type HttpRequest } from './request.ts';
 export const SESSION_COOKIE = '__Host-tb-session';
 
 /**
- * Finds the caller's session handle (DESIGN.md "Caller authentication"):
+ * Finds the caller's session handle (README "HTTP contract (v1)"):
  * `Authorization: Bearer <handle>` wins when present; otherwise the `__Host-tb-session`
  * cookie, which is accepted only with `X-CSRF: 1` and, when an `Origin` is sent, an
  * allow-listed one. These checks come before any session lookup. A malformed handle is

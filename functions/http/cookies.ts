@@ -49,7 +49,7 @@ export function loginCookie(value: string): string {
 /** Removes the login cookie (the transaction is consumed either way). */
 export const CLEAR_LOGIN_COOKIE = hostCookie(LOGIN_COOKIE, '', { sameSite: 'Lax', maxAge: 0 });
 
-/** `__Host-tb-session=<handle>; Path=/; Secure; HttpOnly; SameSite=Strict` (DESIGN.md). */
+/** `__Host-tb-session=<handle>; Path=/; Secure; HttpOnly; SameSite=Strict` (README "HTTP contract (v1)"). */
 export function sessionCookie(handle: string): string {
   return hostCookie(SESSION_COOKIE, handle, { sameSite: 'Strict' });
 }

@@ -49,7 +49,7 @@ export function redirect(location: string, cookies: string[] = []): HttpResponse
 }
 
 /**
- * The one place where errors become HTTP responses (DESIGN.md "HTTP contract"): a JSON
+ * The one place where errors become HTTP responses (README "HTTP contract (v1)"): a JSON
  * `{"error","error_description"}` body with the contract's status. Unknown errors are a
  * `500 server_error` whose details go to the log only, never to the client.
  */

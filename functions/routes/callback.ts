@@ -15,7 +15,7 @@ export interface CallbackRouteDependencies extends Omit<CallbackDependencies, 'c
 }
 
 /**
- * `GET /callback?code=...&state=...` (DESIGN.md "HTTP contract"): parses the raw query
+ * `GET /callback?code=...&state=...` (README "HTTP contract (v1)"): parses the raw query
  * strictly (a duplicated `code` or `state` is refused, not joined), completes the login
  * and answers `302` to `return_to` with the `__Host-tb-session` cookie; the login cookie
  * is cleared on every answer, success or not, because the transaction is consumed either

@@ -21,7 +21,7 @@ export interface LoginRouteDependencies extends Omit<LoginDependencies, 'config'
 }
 
 /**
- * `GET /login?return_to=/path[&prompt=...][&login_hint=...]` (DESIGN.md "HTTP contract"):
+ * `GET /login?return_to=/path[&prompt=...][&login_hint=...]` (README "HTTP contract (v1)"):
  * validates the parameters, starts the Web Server Flow and answers `302` to Salesforce's
  * authorize endpoint with the `__Host-tb-login` cookie. Throws {@link ConfigError} at
  * construction (cold start) when `CALLBACK_URL` is not configured.

@@ -13,7 +13,7 @@ export interface LogoutRouteDependencies extends EndSessionDependencies {
 }
 
 /**
- * `POST /logout` (DESIGN.md "HTTP contract"): the caller authenticates like `/refresh`
+ * `POST /logout` (README "HTTP contract (v1)"): the caller authenticates like `/refresh`
  * (a foreign `Origin` or a missing `X-CSRF: 1` is still `403`); the session is deleted,
  * then its refresh token revoked at Salesforce (RFC 7009). Idempotent: no credential, an
  * unknown or malformed handle, or a failed revocation all answer `204` and clear the

@@ -16,7 +16,7 @@ export type { HttpHandler } from '../http/route.ts';
 
 /**
  * `POST /refresh`: authenticates the caller, reads the optional `{"version": n}` hint,
- * runs the single-flight refresh and answers the token (DESIGN.md "HTTP contract").
+ * runs the single-flight refresh and answers the token (README "HTTP contract (v1)").
  */
 export function createRefreshHandler(deps: RefreshRouteDependencies): HttpHandler {
   return withCors(refreshRoute(deps), deps.config.allowedOrigins, ['POST']);

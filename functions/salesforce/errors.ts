@@ -1,6 +1,6 @@
 /**
- * Failures of the Salesforce OAuth endpoints, classified the way DESIGN.md "Errors from
- * Salesforce" needs them. Salesforce's own `error_description` is kept for logs
+ * Failures of the Salesforce OAuth endpoints, classified the way the refresh path needs
+ * them (README "The refresh path"). Salesforce's own `error_description` is kept for logs
  * (`upstreamDescription`) but never shown to clients.
  */
 export abstract class SalesforceError extends Error {

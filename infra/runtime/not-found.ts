@@ -1,6 +1,6 @@
 /**
  * Lambda behind the HTTP API's `$default` route: any path that is not one of the broker's
- * four routes gets the contract's `404 not_found` JSON (DESIGN.md "HTTP contract") instead
+ * four routes gets the contract's `404 not_found` JSON (README "HTTP contract (v1)") instead
  * of API Gateway's own `{"message":"Not Found"}`. It has no permission and reads nothing.
  */
 import type { APIGatewayProxyStructuredResultV2 } from 'aws-lambda';

@@ -724,7 +724,7 @@ export async function checkOneEvent(
       check(typeof headers.allow === 'string', `405 without Allow for ${described}`);
   }
 
-  // DESIGN.md: a body over 16 KB is 413, checked right after the method.
+  // The contract: a body over 16 KB is 413, checked right after the method.
   const method = (input.requestContext?.http?.method ?? '').toUpperCase();
   const bodyBytes =
     typeof input.body === 'string'
