@@ -22,6 +22,7 @@ import {
   type TokenResponse,
 } from '../../functions/salesforce/oauth-client.ts';
 import { CaptureLog, CaptureMetrics } from './capture-log.ts';
+import { httpEvent } from './http-event.ts';
 import { MemoryDataKeys } from './memory-data-keys.ts';
 import { MemoryLoginStore } from './memory-login-store.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
@@ -302,44 +303,7 @@ export async function prepareRun(ports: FuzzPorts): Promise<RunSecrets> {
 }
 
 /** A well-formed HTTP API v2 event. */
-export function event(options: {
-  method: string;
-  path: string;
-  rawQueryString?: string;
-  headers?: Record<string, string>;
-  cookies?: string[];
-  body?: string;
-  isBase64Encoded?: boolean;
-}): APIGatewayProxyEventV2 {
-  return {
-    version: '2.0',
-    routeKey: '$default',
-    rawPath: options.path,
-    rawQueryString: options.rawQueryString ?? '',
-    headers: options.headers ?? {},
-    ...(options.cookies ? { cookies: options.cookies } : {}),
-    ...(options.body !== undefined ? { body: options.body } : {}),
-    isBase64Encoded: options.isBase64Encoded ?? false,
-    requestContext: {
-      accountId: '000000000000',
-      apiId: 'fuzz',
-      domainName: 'broker.example.com',
-      domainPrefix: 'broker',
-      http: {
-        method: options.method,
-        path: options.path,
-        protocol: 'HTTP/1.1',
-        sourceIp: '203.0.113.10',
-        userAgent: 'fuzz',
-      },
-      requestId: 'fuzz-request',
-      routeKey: '$default',
-      stage: '$default',
-      time: '',
-      timeEpoch: 0,
-    },
-  };
-}
+export const event = httpEvent;
 
 // ---------------------------------------------------------------------------------------
 // Generated events

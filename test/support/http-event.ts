@@ -8,6 +8,7 @@ export function httpEvent(options: {
   headers?: Record<string, string>;
   cookies?: string[];
   body?: string;
+  isBase64Encoded?: boolean;
 }): APIGatewayProxyEventV2 {
   return {
     version: '2.0',
@@ -17,7 +18,7 @@ export function httpEvent(options: {
     headers: options.headers ?? {},
     ...(options.cookies ? { cookies: options.cookies } : {}),
     ...(options.body !== undefined ? { body: options.body } : {}),
-    isBase64Encoded: false,
+    isBase64Encoded: options.isBase64Encoded ?? false,
     requestContext: {
       accountId: '000000000000',
       apiId: 'unit',
