@@ -42,27 +42,60 @@ export async function endSession(
     return 'absent';
   }
   deps.metrics.count('SessionEnded', 1, { class: reason });
+  let refreshToken: string;
   try {
-    const tokens = await deps.vault.open(record.sealed, record.sessionKey, record.version);
-    // The client's own timeout (UPSTREAM_TIMEOUT_MS) bounds the call.
-    await deps.salesforce.revoke(tokens.refreshToken);
+    refreshToken = (await deps.vault.open(record.sealed, record.sessionKey, record.version))
+      .refreshToken;
   } catch (error) {
-    deps.metrics.count('RevokeFailed');
-    deps.log.error('the refresh token of an ended session could not be revoked', {
-      event: 'revoke_failed',
-      alarm: true,
-      session,
-      reason,
-      integrity: error instanceof SessionIntegrityError,
-      error: error instanceof Error ? error.name : typeof error,
-      detail: error instanceof Error ? error.message : undefined,
-    });
+    reportRevokeFailed(deps, error, { session, reason });
     return 'revoke_failed';
   }
+  // The client's own timeout (UPSTREAM_TIMEOUT_MS) bounds the call.
+  if (!(await revokeOrReport(deps, refreshToken, { session, reason }))) return 'revoke_failed';
   deps.log.info('session ended; refresh token revoked', {
     event: 'session_ended',
     session,
     reason,
   });
   return 'revoked';
+}
+
+/**
+ * Revokes a refresh token at Salesforce (RFC 7009). A failure is counted and logged as
+ * the alarm-worthy `revoke_failed`, never thrown: the broker has already let go of the
+ * token, so the caller's answer does not depend on Salesforce.
+ * @see https://www.rfc-editor.org/rfc/rfc7009#section-2
+ */
+export async function revokeOrReport(
+  deps: Pick<EndSessionDependencies, 'salesforce' | 'log' | 'metrics'>,
+  refreshToken: string,
+  context: { session: string; reason: string; timeoutMs?: number },
+): Promise<boolean> {
+  try {
+    await deps.salesforce.revoke(
+      refreshToken,
+      context.timeoutMs === undefined ? undefined : { timeoutMs: context.timeoutMs },
+    );
+    return true;
+  } catch (error) {
+    reportRevokeFailed(deps, error, context);
+    return false;
+  }
+}
+
+function reportRevokeFailed(
+  deps: Pick<EndSessionDependencies, 'log' | 'metrics'>,
+  error: unknown,
+  context: { session: string; reason: string },
+): void {
+  deps.metrics.count('RevokeFailed');
+  deps.log.error('a refresh token the broker let go of could not be revoked', {
+    event: 'revoke_failed',
+    alarm: true,
+    session: context.session,
+    reason: context.reason,
+    integrity: error instanceof SessionIntegrityError,
+    error: error instanceof Error ? error.name : typeof error,
+    detail: error instanceof Error ? error.message : undefined,
+  });
 }

@@ -17,6 +17,7 @@ import {
   TemporarilyUnavailableError,
   UpstreamMisconfiguredError,
 } from './errors.ts';
+import { revokeOrReport } from './logout.ts';
 import type {
   ClientCredentials,
   ClientCredentialsSource,
@@ -413,25 +414,23 @@ async function refreshAsLeaseHolder(
   throw new TemporarilyUnavailableError('The refresh did not complete; retry shortly.', 1);
 }
 
-/** Best effort: a failure is logged for follow-up, the caller's answer does not change. */
+/** Best effort (see {@link revokeOrReport}): the caller's answer does not change. */
 async function revokeOrphan(
   deps: RefreshDependencies,
   refreshToken: string,
   session: string,
 ): Promise<void> {
-  if (!deps.salesforce.revoke) return;
-  try {
-    await deps.salesforce.revoke(refreshToken, { timeoutMs: COMMIT_RESERVE_MS });
+  const { revoke } = deps.salesforce;
+  if (!revoke) return;
+  const revoked = await revokeOrReport(
+    { ...deps, salesforce: { revoke: revoke.bind(deps.salesforce) } },
+    refreshToken,
+    { session, reason: 'orphaned', timeoutMs: COMMIT_RESERVE_MS },
+  );
+  if (revoked) {
     deps.log.info('revoked the refresh token rotated for an ended session', {
       event: 'orphan_revoked',
       session,
-    });
-  } catch (error) {
-    deps.log.error('could not revoke the refresh token rotated for an ended session', {
-      event: 'revoke_failed',
-      alarm: true,
-      session,
-      error: describe(error),
     });
   }
 }

@@ -316,6 +316,44 @@ describe('Function: refreshSession', () => {
     });
   });
 
+  describe('a logout that lands while Salesforce rotates', () => {
+    async function raceLogout(revoke: (token: string) => Promise<void>) {
+      const ctx = await setup();
+      const gate = deferred<TokenResponse>();
+      ctx.answerWith(() => gate.promise);
+      const revoked: string[] = [];
+      ctx.deps.salesforce.revoke = async (token) => {
+        revoked.push(token);
+        await revoke(token);
+      };
+      const refreshing = refreshSession(ctx.deps, ctx.handle).catch((e: unknown) => e);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+      await ctx.store.delete(ctx.sessionKey);
+      gate.resolve(tokenResponse(1));
+      return { ctx, outcome: await refreshing, revoked };
+    }
+
+    it('revokes the freshly rotated refresh token and answers 401', async () => {
+      const { ctx, outcome, revoked } = await raceLogout(async () => {});
+
+      expect(outcome).toBeInstanceOf(InvalidSessionError);
+      expect(revoked).toEqual(['refresh-1']);
+      expect(ctx.log.events()).toContain('orphan_revoked');
+      expect(ctx.store.items.has(ctx.sessionKey)).toBe(false);
+    });
+
+    it('logs revoke_failed when that revocation fails, and still answers 401', async () => {
+      const { ctx, outcome } = await raceLogout(async () => {
+        throw new SalesforceUnavailableError('Salesforce answered HTTP 503');
+      });
+
+      expect(outcome).toBeInstanceOf(InvalidSessionError);
+      const entry = ctx.log.entries.find((e) => e.attributes.event === 'revoke_failed');
+      expect(entry?.attributes).toMatchObject({ alarm: true, reason: 'orphaned' });
+      expect(ctx.log.text()).not.toContain('refresh-1');
+    });
+  });
+
   describe('errors from Salesforce', () => {
     it('deletes the session on invalid_grant', async () => {
       const ctx = await setup();
