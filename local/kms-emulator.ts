@@ -29,6 +29,8 @@ import {
 
 export type { EmulatorFault } from './aws-json-server.ts';
 
+import type { AwsJsonServer } from './aws-json-server.ts';
+
 export interface KmsEmulator {
   readonly url: string;
   readonly calls: Record<string, number>;
@@ -225,17 +227,8 @@ export async function startKmsEmulator(
     opts,
   );
 
-  return {
-    get url() {
-      return server.url;
-    },
-    get calls() {
-      return server.calls;
-    },
-    resetCalls: () => server.resetCalls(),
-    inject: (fault) => server.inject(fault),
-    clearFaults: () => server.clearFaults(),
-    close: () => server.close(),
+  // The server's own controls (url, calls, faults, close), plus this service's seeding.
+  const seeding: Omit<KmsEmulator, keyof AwsJsonServer> = {
     createKey(createOpts = {}) {
       const { alias } = createOpts;
       if (alias !== undefined) {
@@ -268,6 +261,7 @@ export async function startKmsEmulator(
       key.enabled = enabled;
     },
   };
+  return Object.assign(server, seeding);
 }
 
 function notFound(keyId: string): AwsJsonError {

@@ -21,6 +21,8 @@ import {
 
 export type { EmulatorFault } from './aws-json-server.ts';
 
+import type { AwsJsonServer } from './aws-json-server.ts';
+
 export interface SecretsManagerEmulator {
   readonly url: string;
   readonly calls: Record<string, number>;
@@ -291,17 +293,8 @@ export async function startSecretsManagerEmulator(
     opts,
   );
 
-  return {
-    get url() {
-      return server.url;
-    },
-    get calls() {
-      return server.calls;
-    },
-    resetCalls: () => server.resetCalls(),
-    inject: (fault) => server.inject(fault),
-    clearFaults: () => server.clearFaults(),
-    close: () => server.close(),
+  // The server's own controls (url, calls, faults, close), plus this service's seeding.
+  const seeding: Omit<SecretsManagerEmulator, keyof AwsJsonServer> = {
     putSecret(name, value) {
       let secret = findSecret(name);
       if (secret === undefined) {
@@ -314,6 +307,7 @@ export async function startSecretsManagerEmulator(
       return secret.arn;
     },
   };
+  return Object.assign(server, seeding);
 }
 
 function randomSuffix(): string {
