@@ -83,15 +83,20 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
   callback: {
     items: [
       { kind: 'login', actions: ['dynamodb:DeleteItem'] },
-      // DeleteItem and Decrypt: a new login replaces the browser's previous session (its
-      // item is deleted and its refresh token revoked, which needs the token in clear).
-      { kind: 'session', actions: ['dynamodb:PutItem', 'dynamodb:DeleteItem'] },
+      // GetItem: a put whose answer was lost is read back. GetItem, DeleteItem and Decrypt:
+      // a new login replaces the browser's previous session (read, deleted by version, its
+      // refresh token revoked, which needs the token in clear).
+      {
+        kind: 'session',
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
+      },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
   },
   logout: {
-    items: [{ kind: 'session', actions: ['dynamodb:DeleteItem'] }],
+    // Read first, then delete that version: a delete whose answer was lost still revokes.
+    items: [{ kind: 'session', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] }],
     kms: ['kms:Decrypt'],
     clientSecret: false,
   },

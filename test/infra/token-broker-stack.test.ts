@@ -301,7 +301,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'SessionItems',
             Effect: 'Allow',
-            Action: ['dynamodb:DeleteItem', 'dynamodb:PutItem'],
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem'],
             Resource: table(),
             Condition: only('session#'),
           },
@@ -319,7 +319,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'SessionItems',
             Effect: 'Allow',
-            Action: 'dynamodb:DeleteItem',
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem'],
             Resource: table(),
             Condition: only('session#'),
           },
