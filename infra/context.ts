@@ -123,7 +123,7 @@ function throttling(get: Get, key: string): ThrottlingSettings | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ContextError(
       key,
-      'must be an object such as {"refresh":{"rateLimit":50,"burstLimit":100}}',
+      'must be an object such as {"refresh":{"rateLimit":500,"burstLimit":1000}}',
     );
   }
   const result: Record<string, { rateLimit?: number; burstLimit?: number }> = {};

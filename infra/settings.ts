@@ -91,14 +91,38 @@ export interface ResolvedSettings {
 }
 
 /**
- * Defaults sized for one org's interactive users. `/refresh` is called about once per
- * access-token lifetime per tab plus on page loads; the login flow far less often.
+ * Route limits are a safety valve, not a quota: HTTP APIs throttle each route for all
+ * callers together (there is no per-client throttling), so the limits must pass every
+ * ordinary peak and only stop a runaway fleet (a client release that refreshes in a loop
+ * on every instance) before it spends the account's shared capacity. The numbers
+ * (README "Settings", "Throttling defaults"):
+ *
+ * - Ordinary load is small and spiky. A few thousand app instances that each refresh once
+ *   per access-token lifetime (15 min at the shortest) make single-digit requests per
+ *   second; the peaks are synchronized (a deploy reloads every tab, clients retry together
+ *   after an outage, a morning login wave). A burst of 500 on `/refresh` serves 500
+ *   instances at the same instant, and 250/s refills it; 100 on each login route lets a
+ *   whole office press "log in" in the same second.
+ * - Lambda's default account concurrency is 1,000 per region (shared with every other
+ *   function). Concurrency = rate x duration: at these rates and the usual durations
+ *   (refresh 50-500 ms, callback about 1 s, login and logout well under) the broker uses
+ *   about 200; even all bursts at once (810 requests) fit under 1,000, so a peak is
+ *   answered by the broker or by API Gateway's 429, not by Lambda throttling (a 500 and
+ *   the `Throttles` alarm). Durations grow toward the 12 s timeout only while Salesforce
+ *   is slow, and then no rate limit keeps concurrency down.
+ * - API Gateway's account limit (10,000 requests/s, burst 5,000 per region) is shared by
+ *   all APIs in the account: the broker's sums (405/s, burst 810) leave most of it.
+ * - Unknown paths (`default`) only reach the 404 function: scanners and typos.
+ *
+ * Scale every number with the account: an account whose Lambda concurrency is below
+ * 1,000 (new accounts can have much less) should lower them in proportion or raise the
+ * quota; a larger fleet raises them.
  */
 export const DEFAULT_THROTTLING: Record<BrokerRoute | 'default', RouteThrottle> = {
-  refresh: { rateLimit: 50, burstLimit: 100 },
-  login: { rateLimit: 10, burstLimit: 20 },
-  callback: { rateLimit: 10, burstLimit: 20 },
-  logout: { rateLimit: 10, burstLimit: 20 },
+  refresh: { rateLimit: 250, burstLimit: 500 },
+  login: { rateLimit: 50, burstLimit: 100 },
+  callback: { rateLimit: 50, burstLimit: 100 },
+  logout: { rateLimit: 50, burstLimit: 100 },
   default: { rateLimit: 5, burstLimit: 10 },
 };
 

@@ -98,10 +98,10 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         AutoDeploy: true,
         DefaultRouteSettings: { ThrottlingRateLimit: 5, ThrottlingBurstLimit: 10 },
         RouteSettings: {
-          'ANY /refresh': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
-          'ANY /login': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
-          'ANY /callback': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
-          'ANY /logout': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
+          'ANY /refresh': { ThrottlingRateLimit: 250, ThrottlingBurstLimit: 500 },
+          'ANY /login': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+          'ANY /callback': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+          'ANY /logout': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
         },
       });
       // Route settings name routes, so the stage must be deployed after them.
@@ -650,7 +650,7 @@ describe('Stack: TokenBroker (custom domain, existing secret and topic, throwawa
     synth.template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       RouteSettings: Match.objectLike({
         'ANY /refresh': { ThrottlingRateLimit: 200, ThrottlingBurstLimit: 400 },
-        'ANY /login': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
+        'ANY /login': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
       }),
     });
   });
