@@ -476,9 +476,11 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
   });
 
   describe('observability', () => {
-    it('alarms on 5xx rate, upstream misconfiguration, integrity errors and throttles', () => {
+    it('alarms on 5xx rate, each alarmed log event and throttles', () => {
       const alarms = resourcesOfType(synth.template, 'AWS::CloudWatch::Alarm');
-      expect(Object.keys(alarms)).toHaveLength(4);
+      // 5xx rate, Lambda throttles, and one per metric of ALARMED_LOG_EVENTS
+      // (test/infra/alarms.test.ts ties those to the functions' log events).
+      expect(Object.keys(alarms)).toHaveLength(8);
       const topic = { Ref: id(stack.broker.node.findChild('AlarmTopic')) };
       for (const alarm of Object.values(alarms)) {
         expect(alarm.Properties.AlarmActions).toEqual([topic]);
@@ -541,7 +543,10 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         'ReauthenticationRequired',
         'IntegrityError',
         'UpstreamMisconfigured',
+        'UpstreamInvalidResponse',
+        'UpstreamForbidden',
         'RotationLost',
+        'RevokeFailed',
       ]) {
         expect(body).toContain(`\\"${metric}\\"`);
       }
