@@ -50,6 +50,7 @@ export function readAppContext(node: Pick<Node, 'tryGetContext'>): AppContext {
     customDomainName: str(get, 'customDomainName'),
     customDomainCertificateArn: str(get, 'customDomainCertificateArn'),
     existingClientSecretArn: str(get, 'existingClientSecretArn'),
+    existingClientSecretKeyArn: str(get, 'existingClientSecretKeyArn'),
     alarmEmail: str(get, 'alarmEmail'),
     alarmTopicArn: str(get, 'alarmTopicArn'),
     retainData: bool(get, 'retainData'),

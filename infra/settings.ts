@@ -33,6 +33,13 @@ export interface TokenBrokerSettings {
   readonly customDomainCertificateArn?: string;
   /** Use this existing `{"client_id","client_secret"}` secret (complete ARN) instead of creating one. */
   readonly existingClientSecretArn?: string;
+  /**
+   * The customer-managed KMS key (key ARN) that encrypts `existingClientSecretArn`, if it
+   * is not the AWS managed `aws/secretsmanager` key: the functions that read the secret
+   * get `kms:Decrypt` on it, only through Secrets Manager and only for that secret. The
+   * key's own policy must also allow the function roles (or delegate to IAM).
+   */
+  readonly existingClientSecretKeyArn?: string;
   /** E-mail address subscribed to the alarm topic. */
   readonly alarmEmail?: string;
   /** Existing SNS topic for alarms; by default the broker creates one. */
@@ -81,6 +88,7 @@ export interface ResolvedSettings {
   throttling: Record<BrokerRoute | 'default', RouteThrottle>;
   customDomain: { domainName: string; certificateArn: string } | undefined;
   existingClientSecretArn: string | undefined;
+  existingClientSecretKeyArn: string | undefined;
   alarmEmail: string | undefined;
   alarmTopicArn: string | undefined;
   retainData: boolean;
@@ -318,6 +326,32 @@ export function resolveSettings(
     }
   });
 
+  const existingClientSecretKeyArn = check(settings.existingClientSecretKeyArn, (value) => {
+    const key = /^arn:aws[\w-]*:kms:([a-z0-9-]+):\d{12}:key\/(?:mrk-)?[0-9a-f-]{32,36}$/.exec(
+      value,
+    );
+    if (!key) {
+      throw new SettingError(
+        'existingClientSecretKeyArn',
+        `must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>; not an alias), got "${value}"`,
+      );
+    }
+    // Secrets Manager only uses a key in the secret's own region.
+    const secretRegion = existingClientSecretArn?.split(':')[3];
+    if (secretRegion && !isToken(existingClientSecretArn ?? '') && secretRegion !== key[1]) {
+      throw new SettingError(
+        'existingClientSecretKeyArn',
+        `is in ${key[1]} but the secret is in ${secretRegion}; Secrets Manager needs a key in the secret's region`,
+      );
+    }
+  });
+  if (existingClientSecretKeyArn !== undefined && existingClientSecretArn === undefined) {
+    throw new SettingError(
+      'existingClientSecretKeyArn',
+      'only applies to an existing secret: set existingClientSecretArn too (the secret the broker creates uses the AWS managed key)',
+    );
+  }
+
   const alarmEmail = check(settings.alarmEmail, (value) => {
     if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(value)) {
       throw new SettingError('alarmEmail', `must be an e-mail address, got "${value}"`);
@@ -380,6 +414,7 @@ export function resolveSettings(
         ? { domainName, certificateArn }
         : undefined,
     existingClientSecretArn,
+    existingClientSecretKeyArn,
     alarmEmail,
     alarmTopicArn,
     retainData: settings.retainData ?? true,
