@@ -463,6 +463,26 @@ export class TokenBroker extends Construct {
           resources: [this.clientSecret.secretArn],
         }),
       );
+      const secretKeyArn = this.settings.existingClientSecretKeyArn;
+      if (secretKeyArn !== undefined) {
+        // GetSecretValue on a secret under a customer-managed key makes Secrets Manager
+        // call kms:Decrypt as the caller. Only through Secrets Manager in this region, and
+        // only for this secret (Secrets Manager puts its ARN in the encryption context):
+        // the role cannot use the key directly or for any other secret.
+        target.allow(
+          new PolicyStatement({
+            sid: 'ClientCredentialsKey',
+            actions: ['kms:Decrypt'],
+            resources: [secretKeyArn],
+            conditions: {
+              StringEquals: {
+                'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com`,
+                'kms:EncryptionContext:SecretARN': this.clientSecret.secretArn,
+              },
+            },
+          }),
+        );
+      }
     }
   }
 

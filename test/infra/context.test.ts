@@ -62,7 +62,7 @@ describe('Function: readAppContext', () => {
     });
     expect(resolveSettings(context.broker, notToken).throttling.refresh).toEqual({
       rateLimit: 200,
-      burstLimit: 100,
+      burstLimit: 500,
     });
   });
 

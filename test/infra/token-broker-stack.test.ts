@@ -98,10 +98,10 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         AutoDeploy: true,
         DefaultRouteSettings: { ThrottlingRateLimit: 5, ThrottlingBurstLimit: 10 },
         RouteSettings: {
-          'ANY /refresh': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
-          'ANY /login': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
-          'ANY /callback': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
-          'ANY /logout': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
+          'ANY /refresh': { ThrottlingRateLimit: 250, ThrottlingBurstLimit: 500 },
+          'ANY /login': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+          'ANY /callback': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+          'ANY /logout': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
         },
       });
       // Route settings name routes, so the stage must be deployed after them.
@@ -476,9 +476,11 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
   });
 
   describe('observability', () => {
-    it('alarms on 5xx rate, upstream misconfiguration, integrity errors and throttles', () => {
+    it('alarms on 5xx rate, each alarmed log event and throttles', () => {
       const alarms = resourcesOfType(synth.template, 'AWS::CloudWatch::Alarm');
-      expect(Object.keys(alarms)).toHaveLength(4);
+      // 5xx rate, Lambda throttles, and one per metric of ALARMED_LOG_EVENTS
+      // (test/infra/alarms.test.ts ties those to the functions' log events).
+      expect(Object.keys(alarms)).toHaveLength(8);
       const topic = { Ref: id(stack.broker.node.findChild('AlarmTopic')) };
       for (const alarm of Object.values(alarms)) {
         expect(alarm.Properties.AlarmActions).toEqual([topic]);
@@ -541,7 +543,10 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         'ReauthenticationRequired',
         'IntegrityError',
         'UpstreamMisconfigured',
+        'UpstreamInvalidResponse',
+        'UpstreamForbidden',
         'RotationLost',
+        'RevokeFailed',
       ]) {
         expect(body).toContain(`\\"${metric}\\"`);
       }
@@ -650,7 +655,7 @@ describe('Stack: TokenBroker (custom domain, existing secret and topic, throwawa
     synth.template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       RouteSettings: Match.objectLike({
         'ANY /refresh': { ThrottlingRateLimit: 200, ThrottlingBurstLimit: 400 },
-        'ANY /login': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
+        'ANY /login': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
       }),
     });
   });
