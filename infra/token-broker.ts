@@ -319,6 +319,7 @@ export class TokenBroker extends Construct {
       UPSTREAM_TIMEOUT_MS: String(budget.upstreamTimeoutMs),
       LEASE_MS: String(budget.leaseMs),
       WAIT_BUDGET_MS: String(budget.waitBudgetMs),
+      INVOCATION_DEADLINE_MS: String(budget.invocationDeadlineMs),
       SESSION_ABSOLUTE_TTL_SECONDS: String(settings.sessionAbsoluteTtlSeconds),
       SESSION_IDLE_TTL_SECONDS: String(settings.sessionIdleTtlSeconds),
       POWERTOOLS_SERVICE_NAME: settings.serviceName,

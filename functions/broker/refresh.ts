@@ -302,6 +302,7 @@ async function openWithKeyOrReport(
       deps.metrics.count('IntegrityError');
       deps.log.error('session integrity check failed', {
         event: 'integrity_error',
+        alarm: true,
         session,
         version: record.version,
         reason: error.message,

@@ -35,6 +35,7 @@ describe('Function: readAppContext', () => {
       leaseMs: 12_000,
       upstreamTimeoutMs: 8_000,
       waitBudgetMs: 10_000,
+      invocationDeadlineMs: 11_000,
     });
   });
 
@@ -138,6 +139,7 @@ describe('Function: timeoutBudget', () => {
       expect(budget.leaseMs).toBe(functionTimeoutSeconds * 1000);
       expect(budget.upstreamTimeoutMs).toBeLessThan(budget.leaseMs);
       expect(budget.waitBudgetMs).toBeLessThan(budget.functionTimeoutMs);
+      expect(budget.invocationDeadlineMs).toBe(budget.functionTimeoutMs - 1000);
     }
   });
 });

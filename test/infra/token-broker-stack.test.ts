@@ -177,6 +177,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         LEASE_MS: '12000',
         UPSTREAM_TIMEOUT_MS: '8000',
         WAIT_BUDGET_MS: '10000',
+        INVOCATION_DEADLINE_MS: '11000',
         REUSE_WINDOW_SECONDS: '5',
         SESSION_ABSOLUTE_TTL_SECONDS: '2592000',
         SESSION_IDLE_TTL_SECONDS: '604800',
@@ -192,6 +193,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       expect(Number(env.LEASE_MS)).toBeGreaterThanOrEqual(timeoutMs);
       expect(Number(env.UPSTREAM_TIMEOUT_MS)).toBeLessThan(Number(env.LEASE_MS));
       expect(Number(env.WAIT_BUDGET_MS)).toBeLessThan(timeoutMs);
+      expect(Number(env.INVOCATION_DEADLINE_MS)).toBeLessThan(timeoutMs);
       expect(timeoutMs).toBeLessThan(29_000);
       expect(env.TABLE_NAME).toEqual({ Ref: id(stack.broker.table) });
       expect(env.KMS_KEY_ID).toEqual({ 'Fn::GetAtt': [id(stack.broker.key), 'Arn'] });
@@ -647,6 +649,7 @@ describe('Stack: TokenBroker (custom domain, existing secret and topic, throwawa
         Variables: Match.objectLike({
           LEASE_MS: '15000',
           WAIT_BUDGET_MS: '13000',
+          INVOCATION_DEADLINE_MS: '14000',
           UPSTREAM_TIMEOUT_MS: '8000',
           POWERTOOLS_SERVICE_NAME: 'BrokerDev',
         }),
