@@ -140,9 +140,9 @@ function parentOf(pid: number): number | undefined {
 
 /**
  * Calls `onGone` once the process that launched this one has ended. Under `npm start` the
- * chain is npm -> sh -> node, and npm forwards no signal the shell passes on: killing npm
- * (SIGTERM, SIGHUP, SIGKILL) ends npm and often the shell, while this process, holding the
- * port, would live on. So it watches its parent and, on Linux, its parent's parent.
+ * chain is npm -> sh -> node: npm hands SIGTERM to the shell, which dies without passing it
+ * on, SIGHUP and SIGKILL end npm alone, and this process, holding the port, would live on.
+ * So it watches its parent (the shell) and, on Linux, its parent's parent (npm).
  */
 function whenLauncherEnds(onGone: () => void): void {
   const parent = process.ppid;
