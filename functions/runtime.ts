@@ -1,7 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
-import { AWS_CLIENT_CONFIG } from './aws/client-config.ts';
+import { awsClientConfig } from './aws/client-config.ts';
 import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
 import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
 import { KmsDataKeys } from './aws/kms-data-keys.ts';
@@ -48,7 +48,7 @@ export function buildRuntime(
   overrides: Partial<Runtime> = {},
 ): Runtime {
   const config = loadConfig(env);
-  const dynamodb = new DynamoDBClient(AWS_CLIENT_CONFIG);
+  const dynamodb = new DynamoDBClient(awsClientConfig(env));
   return {
     config,
     store: new DynamoDbSessionStore({ tableName: config.tableName, client: dynamodb }),
@@ -57,12 +57,12 @@ export function buildRuntime(
       client: dynamodb,
     }),
     vault: new TokenVault(
-      new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(AWS_CLIENT_CONFIG) }),
+      new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(awsClientConfig(env)) }),
     ),
     credentials: new SecretsManagerCredentials({
       secretId: config.clientSecretId,
       ttlMs: config.secretCacheTtlMs,
-      client: new SecretsManagerClient(AWS_CLIENT_CONFIG),
+      client: new SecretsManagerClient(awsClientConfig(env)),
     }),
     salesforce: new SalesforceOAuthClient({
       loginUrl: config.salesforceLoginUrl,

@@ -15,11 +15,27 @@
  * @see https://docs.aws.amazon.com/sdk-for-javascript/v3/developer-guide/node-configuring-maxsockets.html
  * @see https://github.com/smithy-lang/smithy-typescript/blob/main/packages/node-http-handler/README.md
  */
-export const AWS_CLIENT_CONFIG = {
-  maxAttempts: 3,
-  requestHandler: {
-    connectionTimeout: 1_000,
-    requestTimeout: 1_000,
-    throwOnRequestTimeout: true,
-  },
-} as const;
+export function awsClientConfig(env: Readonly<Record<string, string | undefined>> = process.env) {
+  return {
+    maxAttempts: 3,
+    requestHandler: {
+      connectionTimeout: 1_000,
+      requestTimeout: requestTimeoutMs(env.AWS_SDK_REQUEST_TIMEOUT_MS),
+      throwOnRequestTimeout: true,
+    },
+  };
+}
+
+/**
+ * Deployments use the default. `AWS_SDK_REQUEST_TIMEOUT_MS` exists for one case: the soak
+ * run, which serves hundreds of callers and dynalite from one process on a loaded machine,
+ * where a slow event loop, not a stalled network, would trip the 1 s.
+ */
+function requestTimeoutMs(raw: string | undefined): number {
+  if (raw === undefined || raw.trim() === '') return 1_000;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 100 || value > 10_000) {
+    throw new Error('AWS_SDK_REQUEST_TIMEOUT_MS must be a whole number from 100 to 10000');
+  }
+  return value;
+}

@@ -93,9 +93,19 @@ async function deleteCurrentVersion(
     const record = await deps.store.get(sessionKey, left());
     if (!record) return last;
     last = record;
-    if ((await deps.store.deleteVersion(sessionKey, record.version, left())) === 'deleted') {
-      return record;
+    let outcome: 'deleted' | 'changed';
+    try {
+      outcome = await deps.store.deleteVersion(sessionKey, record.version, left());
+    } catch (error) {
+      // Every attempt failed, yet one may have landed with its answer lost: look again, or
+      // a retried logout would find nothing and leave the grant alive at Salesforce.
+      const after = await deps.store.get(sessionKey, left()).catch(() => {
+        throw error;
+      });
+      if (after === undefined) return record;
+      throw error;
     }
+    if (outcome === 'deleted') return record;
   }
   // Refreshes kept committing between our reads and deletes (it takes one per attempt):
   // the store answers; let the caller retry.

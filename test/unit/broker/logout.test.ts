@@ -229,4 +229,21 @@ describe('Function: endSession', () => {
     expect(timeouts[0]).toBeGreaterThan(0);
     expect(timeouts[0]).toBeLessThanOrEqual(1500);
   });
+
+  it('revokes when every delete attempt failed but one landed (read again before giving up)', async () => {
+    // Prepare: the delete is applied, then every answer is lost (the SDK gives up)
+    const t = await setup();
+    const remove = t.store.deleteVersion.bind(t.store);
+    t.store.deleteVersion = async (key, version) => {
+      await remove(key, version);
+      throw new TemporarilyUnavailableError('DynamoDB is temporarily unavailable.');
+    };
+
+    // Act
+    const outcome = await endSession(t.deps, t.sessionKey, 'logout');
+
+    // Assert
+    expect(outcome).toBe('revoked');
+    expect(t.revoked).toEqual(['refresh-canary']);
+  });
 });
