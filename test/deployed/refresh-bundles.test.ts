@@ -5,6 +5,7 @@ import {
   LAMBDA_RUNTIME_VARIABLES,
   LOCAL_OVERRIDES,
 } from '../../local/bundle-runtime.ts';
+import type { FakeSalesforceOptions } from '../../local/fake-salesforce.ts';
 import { type Json, readJson } from '../support/broker-harness.ts';
 import {
   type DeployedBroker,
@@ -20,13 +21,13 @@ import {
  *
  * Two assemblies: the deployed shape (`cdk.json`), and one re-synthesized with a short
  * function timeout (`functionTimeoutSeconds: 5`, `upstreamTimeoutMs: 3000`), so the lease,
- * the wait budget and the upstream timeout are the ones the template derives from it.
+ * the wait budget and the upstream timeout are the ones the template derives from it,
+ * never edited into the environment.
  */
 const SHORT_TIMEOUT = { functionTimeoutSeconds: 5, upstreamTimeoutMs: 3000 };
 /** cdk-nag validates and never changes the template; the infra tests run it. */
 const SHORT_CONTEXT = { ...SHORT_TIMEOUT, nag: false };
-/** The three `UpdateItem`s of a refresh are told apart by their condition expressions. */
-const ACQUIRE = 'attribute_exists(pk)';
+/** The fenced commit, told apart from the other `UpdateItem`s by its condition. */
 const COMMIT = 'leaseOwner = :owner AND version = :version';
 const CONCURRENT_CALLERS = 20;
 
@@ -200,11 +201,21 @@ describe('single flight on the shipped refresh bundle (deployed shape)', () => {
 describe.concurrent(`the function timeout (re-synthesized: functionTimeoutSeconds ${SHORT_TIMEOUT.functionTimeoutSeconds}, lease = function timeout)`, () => {
   const timeoutMs = SHORT_TIMEOUT.functionTimeoutSeconds * 1000;
 
-  async function withBroker(test: (broker: DeployedBroker) => Promise<void>): Promise<void> {
+  async function withBroker(
+    test: (broker: DeployedBroker) => Promise<void>,
+    salesforce: FakeSalesforceOptions = {},
+  ): Promise<void> {
     const broker = await startDeployedBroker({
       app: short,
       dynamodbFaultProxy: true,
-      salesforce: { rotation: true, reuseDetection: true, concurrencyBlock: true },
+      salesforce: {
+        rotation: true,
+        reuseDetection: true,
+        concurrencyBlock: true,
+        // GET /authorize redirects to /callback at once, as if the user pressed Allow.
+        autoApprove: true,
+        ...salesforce,
+      },
     });
     try {
       await test(broker);
@@ -212,6 +223,9 @@ describe.concurrent(`the function timeout (re-synthesized: functionTimeoutSecond
       await broker.close();
     }
   }
+
+  /** Just inside UPSTREAM_TIMEOUT_MS (3000), and two of them beyond the function timeout. */
+  const CALLBACK_EXCHANGE_MS = Math.ceil(timeoutMs / 2) + 300;
 
   function lastRefreshInvocation(broker: DeployedBroker) {
     return broker.api.invocations.filter((call) => call.functionName === 'RefreshFunction').at(-1);
@@ -234,28 +248,45 @@ describe.concurrent(`the function timeout (re-synthesized: functionTimeoutSecond
       expect(lastRefreshInvocation(broker)).toMatchObject({ timedOut: false, failed: false });
     }));
 
-  it('an invocation stalled on a DynamoDB answer is killed at the function timeout and API Gateway answers 500', ({
+  it('a /callback whose two code exchanges outlast the function timeout is killed, and API Gateway answers 500', ({
     expect,
   }) =>
-    withBroker(async (broker) => {
-      // Prepare: the lease acquire is answered only after the function timeout
-      const session = await broker.seedSession();
-      broker.stack.dynamodbFaults?.inject({
-        operation: 'UpdateItem',
-        match: ACQUIRE,
-        kind: 'delay',
-        ms: timeoutMs + 2000,
-      });
+    withBroker(
+      async (broker) => {
+        // Prepare: Salesforce has a new consumer secret that the secret does not hold yet, and
+        // answers each code exchange just inside UPSTREAM_TIMEOUT_MS. /callback re-reads the
+        // secret once on invalid_client and exchanges again, each exchange bounded on its
+        // own but not by what is left of the invocation: two of them outlast the timeout.
+        const authorize = await fetch(`${broker.api.url}/login?return_to=/`, {
+          redirect: 'manual',
+        });
+        const loginCookie = authorize.headers.getSetCookie().map((raw) => raw.split(';')[0]);
+        const approved = await fetch(authorize.headers.get('location') ?? '', {
+          redirect: 'manual',
+        });
+        const callbackUrl = approved.headers.get('location') ?? '';
+        broker.fake.setClientSecret('rotated-at-salesforce');
 
-      // Act
-      const response = await broker.refresh(session.handle);
+        // Act
+        const response = await fetch(callbackUrl, {
+          headers: { cookie: loginCookie.join('; ') },
+          redirect: 'manual',
+        });
 
-      // Assert
-      expect(response.status).toBe(500);
-      expect(await response.text()).toBe(FUNCTION_ERROR_RESULT.body);
-      expect(lastRefreshInvocation(broker)).toMatchObject({ timedOut: true, statusCode: 500 });
-      expect(broker.fake.calls.tokenRefresh).toBe(0);
-    }));
+        // Assert
+        expect(authorize.status).toBe(302);
+        expect(callbackUrl.startsWith(`${broker.api.url}/callback?`)).toBe(true);
+        expect(response.status).toBe(500);
+        expect(await response.text()).toBe(FUNCTION_ERROR_RESULT.body);
+        const callback = broker.api.invocations.filter(
+          (call) => call.functionName === 'CallbackFunction',
+        );
+        expect(callback).toMatchObject([{ timedOut: true, statusCode: 500 }]);
+        expect(broker.fake.calls.tokenCode).toBe(2);
+        expect(broker.logEvents()).toContain('invalid_client_retry');
+      },
+      { tokenLatencyMs: CALLBACK_EXCHANGE_MS },
+    ));
 
   // passes once SDK timeouts land: today the holder's stalled commit has no request timeout,
   // so the holder is killed at the function timeout still waiting, the second caller takes
