@@ -257,6 +257,8 @@ describe.concurrent(`the function timeout (re-synthesized: functionTimeoutSecond
         // answers each code exchange just inside UPSTREAM_TIMEOUT_MS. /callback re-reads the
         // secret once on invalid_client and exchanges again, each exchange bounded on its
         // own but not by what is left of the invocation: two of them outlast the timeout.
+        // (A gap in /callback's budget; once the retry is capped by the time left, this case
+        // answers 502 itself, and the kill stays covered by test/unit/local.)
         const authorize = await fetch(`${broker.api.url}/login?return_to=/`, {
           redirect: 'manual',
         });
