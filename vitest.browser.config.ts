@@ -4,6 +4,8 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/browser/**/*.test.ts'],
+    // The functions' JSON logs are shown only for a failing test.
+    setupFiles: ['test/support/quiet-output.ts'],
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: 'forks',

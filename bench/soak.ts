@@ -238,7 +238,7 @@ async function main(): Promise<number> {
     },
     releaseLease: (input) => store.releaseLease(input),
     deleteAsLeaseHolder: (key, owner) => store.deleteAsLeaseHolder(key, owner),
-    delete: (key) => store.delete(key),
+    deleteVersion: (key, version) => store.deleteVersion(key, version),
   };
   const routes = {
     '/refresh': createRefreshHandler({ ...runtime, store: countingStore }),

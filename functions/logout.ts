@@ -12,6 +12,7 @@ export const handler = createLogoutHandler({
   store: production.sessions(),
   vault: production.vault(),
   salesforce: production.salesforce(),
+  clock: production.clock(),
   log: production.log(),
   metrics: production.metrics(),
 });

@@ -8,6 +8,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { AWS_CLIENT_CONFIG } from './aws/client-config.ts';
 import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
 import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
 import { KmsDataKeys } from './aws/kms-data-keys.ts';
@@ -18,12 +19,9 @@ import { type Clock, systemClock } from './broker/ports.ts';
 import { createLogger, EmfMetrics } from './http/observability.ts';
 import { SalesforceOAuthClient } from './salesforce/oauth-client.ts';
 
-/** Fail fast inside the Lambda timeout instead of letting the SDK retry for longer. */
-export const CLIENT_CONFIG = { maxAttempts: 3 };
-
 // `@__PURE__`: an adapter no entry uses is dropped from its bundle, SDK client and all.
 export const config = /* @__PURE__ */ once(() => loadConfig(process.env));
-const dynamodb = /* @__PURE__ */ once(() => new DynamoDBClient(CLIENT_CONFIG));
+const dynamodb = /* @__PURE__ */ once(() => new DynamoDBClient(AWS_CLIENT_CONFIG));
 
 export const log = /* @__PURE__ */ once(() => createLogger());
 export const metrics = /* @__PURE__ */ once(() => new EmfMetrics());
@@ -37,7 +35,7 @@ export const transactions = /* @__PURE__ */ once(
 export const vault = /* @__PURE__ */ once(
   () =>
     new TokenVault(
-      new KmsDataKeys({ keyId: config().kmsKeyId, client: new KMSClient(CLIENT_CONFIG) }),
+      new KmsDataKeys({ keyId: config().kmsKeyId, client: new KMSClient(AWS_CLIENT_CONFIG) }),
     ),
 );
 export const credentials = /* @__PURE__ */ once(
@@ -45,7 +43,7 @@ export const credentials = /* @__PURE__ */ once(
     new SecretsManagerCredentials({
       secretId: config().clientSecretId,
       ttlMs: config().secretCacheTtlMs,
-      client: new SecretsManagerClient(CLIENT_CONFIG),
+      client: new SecretsManagerClient(AWS_CLIENT_CONFIG),
     }),
 );
 export const salesforce = /* @__PURE__ */ once(

@@ -1,6 +1,7 @@
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import { AWS_CLIENT_CONFIG } from './aws/client-config.ts';
 import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
 import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
 import { KmsDataKeys } from './aws/kms-data-keys.ts';
@@ -17,7 +18,6 @@ import type {
 } from './broker/ports.ts';
 import { systemClock } from './broker/ports.ts';
 import { createLogger, EmfMetrics } from './http/observability.ts';
-import { CLIENT_CONFIG } from './production.ts';
 import { SalesforceOAuthClient } from './salesforce/oauth-client.ts';
 
 /**
@@ -48,7 +48,7 @@ export function buildRuntime(
   overrides: Partial<Runtime> = {},
 ): Runtime {
   const config = loadConfig(env);
-  const dynamodb = new DynamoDBClient(CLIENT_CONFIG);
+  const dynamodb = new DynamoDBClient(AWS_CLIENT_CONFIG);
   return {
     config,
     store: new DynamoDbSessionStore({ tableName: config.tableName, client: dynamodb }),
@@ -57,12 +57,12 @@ export function buildRuntime(
       client: dynamodb,
     }),
     vault: new TokenVault(
-      new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(CLIENT_CONFIG) }),
+      new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(AWS_CLIENT_CONFIG) }),
     ),
     credentials: new SecretsManagerCredentials({
       secretId: config.clientSecretId,
       ttlMs: config.secretCacheTtlMs,
-      client: new SecretsManagerClient(CLIENT_CONFIG),
+      client: new SecretsManagerClient(AWS_CLIENT_CONFIG),
     }),
     salesforce: new SalesforceOAuthClient({
       loginUrl: config.salesforceLoginUrl,

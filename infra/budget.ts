@@ -12,6 +12,17 @@
  * - lease = function timeout: a lease outlives its holder only when the holder is dead;
  * - waiters answer 503 2 s before their own function times out;
  * - function timeout + a cold start's init (<= 10 s) <= the integration timeout (29 s).
+ *
+ * `/callback` and `/logout` run on the same function timeout with one invocation deadline
+ * 1 s before it (`INVOCATION_DEADLINE_MS`): every call they make (code exchange, secret
+ * re-read, put and its read-back, the replaced session's revoke; logout's read, delete and
+ * revoke) gets only what is left of it, so they always answer before Lambda kills them:
+ *
+ *   0 s                8 s        9.5 s        11 s   12 s
+ *   |- code exchange --|          |            |      |
+ *   |  (capped at what the deadline leaves after 1.5 s for the put and its read-back,
+ *   |   so no upstream timeout can push the answer past the deadline)
+ *   |  put, read-back, replaced session's end ---| answer by the deadline | killed
  */
 
 /** The integration timeout we give API Gateway: the most CDK accepts (the service allows 30 s). */
@@ -25,6 +36,9 @@ const COMMIT_MARGIN_MS = 2_000;
 
 /** Time a waiter keeps to answer 503 before its function would be killed. */
 const WAITER_MARGIN_MS = 2_000;
+
+/** Time `/callback` and `/logout` keep after their deadline to answer before the kill. */
+const ANSWER_MARGIN_MS = 1_000;
 
 export interface TimeoutBudgetInput {
   /** Timeout of the functions that call Salesforce (`functionTimeoutSeconds`, default 12). */
@@ -41,6 +55,8 @@ export interface TimeoutBudget {
   upstreamTimeoutMs: number;
   /** `WAIT_BUDGET_MS`: the function timeout less a margin to answer. */
   waitBudgetMs: number;
+  /** `INVOCATION_DEADLINE_MS` of `/callback` and `/logout`: the function timeout less 1 s. */
+  invocationDeadlineMs: number;
 }
 
 export const DEFAULT_FUNCTION_TIMEOUT_SECONDS = 12;
@@ -72,10 +88,12 @@ export function timeoutBudget(input: TimeoutBudgetInput = {}): TimeoutBudget {
         `(${functionTimeoutMs} ms) for the commit, got ${upstreamTimeoutMs}`,
     );
   }
+  const invocationDeadlineMs = functionTimeoutMs - ANSWER_MARGIN_MS;
   return {
     functionTimeoutMs,
     leaseMs: functionTimeoutMs,
     upstreamTimeoutMs,
     waitBudgetMs: functionTimeoutMs - WAITER_MARGIN_MS,
+    invocationDeadlineMs,
   };
 }

@@ -50,6 +50,7 @@ export function readAppContext(node: Pick<Node, 'tryGetContext'>): AppContext {
     customDomainName: str(get, 'customDomainName'),
     customDomainCertificateArn: str(get, 'customDomainCertificateArn'),
     existingClientSecretArn: str(get, 'existingClientSecretArn'),
+    existingClientSecretKeyArn: str(get, 'existingClientSecretKeyArn'),
     alarmEmail: str(get, 'alarmEmail'),
     alarmTopicArn: str(get, 'alarmTopicArn'),
     retainData: bool(get, 'retainData'),
@@ -123,7 +124,7 @@ function throttling(get: Get, key: string): ThrottlingSettings | undefined {
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
     throw new ContextError(
       key,
-      'must be an object such as {"refresh":{"rateLimit":50,"burstLimit":100}}',
+      'must be an object such as {"refresh":{"rateLimit":500,"burstLimit":1000}}',
     );
   }
   const result: Record<string, { rateLimit?: number; burstLimit?: number }> = {};

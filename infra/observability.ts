@@ -31,8 +31,74 @@ export const BROKER_METRICS = {
   reauthenticationRequired: 'ReauthenticationRequired',
   integrityError: 'IntegrityError',
   upstreamMisconfigured: 'UpstreamMisconfigured',
+  upstreamInvalidResponse: 'UpstreamInvalidResponse',
+  upstreamForbidden: 'UpstreamForbidden',
   rotationLost: 'RotationLost',
+  revokeFailed: 'RevokeFailed',
 } as const;
+
+/**
+ * Every log event the functions mark `alarm: true`, and the metric counted next to it,
+ * on which an alarm below fires: a log line that says "alarm" always has an alarm behind
+ * it. `test/infra/alarms.test.ts` scans `functions/` for alarmed log events and checks
+ * this table and the synthesized alarms against them.
+ */
+export const ALARMED_LOG_EVENTS = {
+  upstream_misconfigured: BROKER_METRICS.upstreamMisconfigured,
+  // Logged with `alarm` only when the rejection is a configuration error (redirect_uri
+  // mismatch and the like), not for an expired or replayed code.
+  code_exchange_rejected: BROKER_METRICS.upstreamMisconfigured,
+  upstream_invalid_response: BROKER_METRICS.upstreamInvalidResponse,
+  upstream_forbidden: BROKER_METRICS.upstreamForbidden,
+  rotation_lost: BROKER_METRICS.rotationLost,
+  revoke_failed: BROKER_METRICS.revokeFailed,
+  integrity_error: BROKER_METRICS.integrityError,
+} as const;
+
+export type AlarmedMetric = (typeof ALARMED_LOG_EVENTS)[keyof typeof ALARMED_LOG_EVENTS];
+
+/**
+ * One alarm per alarmed metric, on any occurrence in five minutes (`Sum >= 1`): each of
+ * these is rare in a healthy deployment and needs a person. An alarm notifies when it
+ * changes state, not per occurrence, so a burst of them is one message. The construct id
+ * is the alarm's identity in CloudFormation; renaming one replaces the alarm.
+ */
+const EVENT_ALARMS: Record<AlarmedMetric, { id: string; description: string }> = {
+  UpstreamMisconfigured: {
+    id: 'UpstreamMisconfigured',
+    description:
+      'Salesforce rejected the connected app configuration (client credentials after a secret re-read, or the redirect URI at code exchange): every login or refresh fails. Check the secret and the connected app.',
+  },
+  UpstreamInvalidResponse: {
+    id: 'UpstreamInvalidResponse',
+    description:
+      'A Salesforce token response failed verification (bad signature, foreign instance_url, missing refresh token): an attack, a broken proxy, or a changed connected app. See the upstream_invalid_response log events.',
+  },
+  UpstreamForbidden: {
+    id: 'UpstreamForbidden',
+    description:
+      "Salesforce refused the broker itself (IP restrictions or login hours): users cannot log in or refresh. Lambda has no fixed egress IP, so set the connected app's IP Relaxation to relax IP restrictions; check the users' profile login hours.",
+  },
+  RotationLost: {
+    id: 'RotationLost',
+    description:
+      'Salesforce rotated a refresh token but the broker could not store the new one: that session is lost (its user must log in again). Check DynamoDB errors in the refresh logs.',
+  },
+  // Any occurrence, not a rate: every failed revocation leaves a refresh token valid at
+  // Salesforce that no session holds any more (until Salesforce's own expiry policy ends
+  // it). It cannot be retried later, as the token is gone from the broker; a person
+  // revokes it in Salesforce (connected app OAuth usage) or accepts it.
+  RevokeFailed: {
+    id: 'RevokeFailed',
+    description:
+      'A refresh token the broker let go of (logout, replaced or orphaned session) could not be revoked at Salesforce and stays valid until it expires. Revoke it in Salesforce (Connected Apps OAuth Usage) if needed; see the revoke_failed log events.',
+  },
+  IntegrityError: {
+    id: 'IntegrityErrors',
+    description:
+      'A stored session failed to decrypt or parse (copied or tampered item, or a bad write). Investigate before it spreads.',
+  },
+};
 
 /** Values of the `class` dimension of `UpstreamError`. */
 export const UPSTREAM_ERROR_CLASSES = [
@@ -57,10 +123,9 @@ export interface BrokerObservabilityProps {
  * Alarms on what needs a person, and one dashboard for the rest:
  * - `ServerErrorRate`: 5xx answers (503 while Salesforce is down, 502 misconfiguration,
  *   500 bugs) above 5 % of at least 20 requests, in 2 of 3 five-minute periods;
- * - `UpstreamMisconfigured`: Salesforce refused the client credentials even after a
- *   secret re-read (wrong or rotated consumer secret): every login and refresh fails;
- * - `IntegrityErrors`: a stored session failed to decrypt or parse (tampering, a copied
- *   item, or a bug that wrote a bad item);
+ * - one alarm on any occurrence of each metric in {@link ALARMED_LOG_EVENTS}
+ *   (`UpstreamMisconfigured`, `UpstreamInvalidResponse`, `UpstreamForbidden`,
+ *   `RotationLost`, `RevokeFailed`, `IntegrityErrors`), described in `EVENT_ALARMS`;
  * - `Throttles`: Lambda refused invocations (account or reserved concurrency exhausted).
  */
 export class BrokerObservability extends Construct {
@@ -127,17 +192,13 @@ export class BrokerObservability extends Construct {
         `More than ${rate} % of broker requests answered 5xx (Salesforce unavailable, misconfiguration or a bug). See the function logs.`,
         { evaluationPeriods: 3, datapointsToAlarm: 2 },
       ),
-      alarm(
-        'UpstreamMisconfigured',
-        broker(BROKER_METRICS.upstreamMisconfigured),
-        1,
-        'Salesforce rejected the client credentials after a secret re-read: check the secret (client_id/client_secret) against the connected app.',
-      ),
-      alarm(
-        'IntegrityErrors',
-        broker(BROKER_METRICS.integrityError),
-        1,
-        'A stored session failed to decrypt or parse (copied or tampered item, or a bad write). Investigate before it spreads.',
+      ...[...new Set(Object.values(ALARMED_LOG_EVENTS))].map((metricName) =>
+        alarm(
+          EVENT_ALARMS[metricName].id,
+          broker(metricName),
+          1,
+          EVENT_ALARMS[metricName].description,
+        ),
       ),
       alarm(
         'Throttles',
@@ -198,11 +259,12 @@ export class BrokerObservability extends Construct {
           }),
         ),
       ),
-      graph('Needs attention', [
-        broker(BROKER_METRICS.upstreamMisconfigured).with({ label: 'upstream misconfigured' }),
-        broker(BROKER_METRICS.integrityError).with({ label: 'integrity errors' }),
-        broker(BROKER_METRICS.rotationLost).with({ label: 'rotation lost' }),
-      ]),
+      graph(
+        'Needs attention',
+        [...new Set(Object.values(ALARMED_LOG_EVENTS))].map((metricName) =>
+          broker(metricName).with({ label: metricName }),
+        ),
+      ),
       graph(
         'Function duration p99 (ms)',
         functions.map(([name, fn]) =>

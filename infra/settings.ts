@@ -33,6 +33,13 @@ export interface TokenBrokerSettings {
   readonly customDomainCertificateArn?: string;
   /** Use this existing `{"client_id","client_secret"}` secret (complete ARN) instead of creating one. */
   readonly existingClientSecretArn?: string;
+  /**
+   * The customer-managed KMS key (key ARN) that encrypts `existingClientSecretArn`, if it
+   * is not the AWS managed `aws/secretsmanager` key: the functions that read the secret
+   * get `kms:Decrypt` on it, only through Secrets Manager and only for that secret. The
+   * key's own policy must also allow the function roles (or delegate to IAM).
+   */
+  readonly existingClientSecretKeyArn?: string;
   /** E-mail address subscribed to the alarm topic. */
   readonly alarmEmail?: string;
   /** Existing SNS topic for alarms; by default the broker creates one. */
@@ -81,6 +88,7 @@ export interface ResolvedSettings {
   throttling: Record<BrokerRoute | 'default', RouteThrottle>;
   customDomain: { domainName: string; certificateArn: string } | undefined;
   existingClientSecretArn: string | undefined;
+  existingClientSecretKeyArn: string | undefined;
   alarmEmail: string | undefined;
   alarmTopicArn: string | undefined;
   retainData: boolean;
@@ -91,14 +99,38 @@ export interface ResolvedSettings {
 }
 
 /**
- * Defaults sized for one org's interactive users. `/refresh` is called about once per
- * access-token lifetime per tab plus on page loads; the login flow far less often.
+ * Route limits are a safety valve, not a quota: HTTP APIs throttle each route for all
+ * callers together (there is no per-client throttling), so the limits must pass every
+ * ordinary peak and only stop a runaway fleet (a client release that refreshes in a loop
+ * on every instance) before it spends the account's shared capacity. The numbers
+ * (README "Settings", "Throttling defaults"):
+ *
+ * - Ordinary load is small and spiky. A few thousand app instances that each refresh once
+ *   per access-token lifetime (15 min at the shortest) make single-digit requests per
+ *   second; the peaks are synchronized (a deploy reloads every tab, clients retry together
+ *   after an outage, a morning login wave). A burst of 500 on `/refresh` serves 500
+ *   instances at the same instant, and 250/s refills it; 100 on each login route lets a
+ *   whole office press "log in" in the same second.
+ * - Lambda's default account concurrency is 1,000 per region (shared with every other
+ *   function). Concurrency = rate x duration: at these rates and the usual durations
+ *   (refresh 50-500 ms, callback about 1 s, login and logout well under) the broker uses
+ *   about 200; even all bursts at once (810 requests) fit under 1,000, so a peak is
+ *   answered by the broker or by API Gateway's 429, not by Lambda throttling (a 500 and
+ *   the `Throttles` alarm). Durations grow toward the 12 s timeout only while Salesforce
+ *   is slow, and then no rate limit keeps concurrency down.
+ * - API Gateway's account limit (10,000 requests/s, burst 5,000 per region) is shared by
+ *   all APIs in the account: the broker's sums (405/s, burst 810) leave most of it.
+ * - Unknown paths (`default`) only reach the 404 function: scanners and typos.
+ *
+ * Scale every number with the account: an account whose Lambda concurrency is below
+ * 1,000 (new accounts can have much less) should lower them in proportion or raise the
+ * quota; a larger fleet raises them.
  */
 export const DEFAULT_THROTTLING: Record<BrokerRoute | 'default', RouteThrottle> = {
-  refresh: { rateLimit: 50, burstLimit: 100 },
-  login: { rateLimit: 10, burstLimit: 20 },
-  callback: { rateLimit: 10, burstLimit: 20 },
-  logout: { rateLimit: 10, burstLimit: 20 },
+  refresh: { rateLimit: 250, burstLimit: 500 },
+  login: { rateLimit: 50, burstLimit: 100 },
+  callback: { rateLimit: 50, burstLimit: 100 },
+  logout: { rateLimit: 50, burstLimit: 100 },
   default: { rateLimit: 5, burstLimit: 10 },
 };
 
@@ -294,6 +326,32 @@ export function resolveSettings(
     }
   });
 
+  const existingClientSecretKeyArn = check(settings.existingClientSecretKeyArn, (value) => {
+    const key = /^arn:aws[\w-]*:kms:([a-z0-9-]+):\d{12}:key\/(?:mrk-)?[0-9a-f-]{32,36}$/.exec(
+      value,
+    );
+    if (!key) {
+      throw new SettingError(
+        'existingClientSecretKeyArn',
+        `must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>; not an alias), got "${value}"`,
+      );
+    }
+    // Secrets Manager only uses a key in the secret's own region.
+    const secretRegion = existingClientSecretArn?.split(':')[3];
+    if (secretRegion && !isToken(existingClientSecretArn ?? '') && secretRegion !== key[1]) {
+      throw new SettingError(
+        'existingClientSecretKeyArn',
+        `is in ${key[1]} but the secret is in ${secretRegion}; Secrets Manager needs a key in the secret's region`,
+      );
+    }
+  });
+  if (existingClientSecretKeyArn !== undefined && existingClientSecretArn === undefined) {
+    throw new SettingError(
+      'existingClientSecretKeyArn',
+      'only applies to an existing secret: set existingClientSecretArn too (the secret the broker creates uses the AWS managed key)',
+    );
+  }
+
   const alarmEmail = check(settings.alarmEmail, (value) => {
     if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(value)) {
       throw new SettingError('alarmEmail', `must be an e-mail address, got "${value}"`);
@@ -356,6 +414,7 @@ export function resolveSettings(
         ? { domainName, certificateArn }
         : undefined,
     existingClientSecretArn,
+    existingClientSecretKeyArn,
     alarmEmail,
     alarmTopicArn,
     retainData: settings.retainData ?? true,

@@ -83,15 +83,20 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
   callback: {
     items: [
       { kind: 'login', actions: ['dynamodb:DeleteItem'] },
-      // DeleteItem and Decrypt: a new login replaces the browser's previous session (its
-      // item is deleted and its refresh token revoked, which needs the token in clear).
-      { kind: 'session', actions: ['dynamodb:PutItem', 'dynamodb:DeleteItem'] },
+      // GetItem: a put whose answer was lost is read back. GetItem, DeleteItem and Decrypt:
+      // a new login replaces the browser's previous session (read, deleted by version, its
+      // refresh token revoked, which needs the token in clear).
+      {
+        kind: 'session',
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
+      },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
   },
   logout: {
-    items: [{ kind: 'session', actions: ['dynamodb:DeleteItem'] }],
+    // Read first, then delete that version: a delete whose answer was lost still revokes.
+    items: [{ kind: 'session', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] }],
     kms: ['kms:Decrypt'],
     clientSecret: false,
   },
@@ -314,6 +319,7 @@ export class TokenBroker extends Construct {
       UPSTREAM_TIMEOUT_MS: String(budget.upstreamTimeoutMs),
       LEASE_MS: String(budget.leaseMs),
       WAIT_BUDGET_MS: String(budget.waitBudgetMs),
+      INVOCATION_DEADLINE_MS: String(budget.invocationDeadlineMs),
       SESSION_ABSOLUTE_TTL_SECONDS: String(settings.sessionAbsoluteTtlSeconds),
       SESSION_IDLE_TTL_SECONDS: String(settings.sessionIdleTtlSeconds),
       POWERTOOLS_SERVICE_NAME: settings.serviceName,
@@ -458,6 +464,26 @@ export class TokenBroker extends Construct {
           resources: [this.clientSecret.secretArn],
         }),
       );
+      const secretKeyArn = this.settings.existingClientSecretKeyArn;
+      if (secretKeyArn !== undefined) {
+        // GetSecretValue on a secret under a customer-managed key makes Secrets Manager
+        // call kms:Decrypt as the caller. Only through Secrets Manager in this region, and
+        // only for this secret (Secrets Manager puts its ARN in the encryption context):
+        // the role cannot use the key directly or for any other secret.
+        target.allow(
+          new PolicyStatement({
+            sid: 'ClientCredentialsKey',
+            actions: ['kms:Decrypt'],
+            resources: [secretKeyArn],
+            conditions: {
+              StringEquals: {
+                'kms:ViaService': `secretsmanager.${Stack.of(this).region}.amazonaws.com`,
+                'kms:EncryptionContext:SecretARN': this.clientSecret.secretArn,
+              },
+            },
+          }),
+        );
+      }
     }
   }
 

@@ -25,6 +25,11 @@ export interface LocalServerOptions {
   defaultRoute?: LambdaHttpHandler;
   host?: string;
   port?: number;
+  /**
+   * A server that already listens (from {@link listen}): `npm start` binds its port first,
+   * so that with `PORT=0` the real port is known before the entry files read their settings.
+   */
+  server?: Server;
   before?: Middleware;
 }
 
@@ -48,19 +53,13 @@ const TEXT_TYPES =
  * @see https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html
  */
 export async function startLocalServer(options: LocalServerOptions): Promise<LocalServer> {
-  const server = createServer((request, response) => {
+  const server = options.server ?? (await listen(options.port ?? 0, options.host ?? '127.0.0.1'));
+  server.on('request', (request: IncomingMessage, response: ServerResponse) => {
     void handle(options, request, response).catch(() => {
       if (!response.headersSent) {
         response.writeHead(500, { 'content-type': 'application/json' });
       }
       response.end('{"error":"server_error","error_description":"Local server failure."}');
-    });
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(options.port ?? 0, options.host ?? '127.0.0.1', () => {
-      server.off('error', reject);
-      resolve();
     });
   });
   const address = server.address() as AddressInfo;
@@ -74,6 +73,19 @@ export async function startLocalServer(options: LocalServerOptions): Promise<Loc
         server.closeAllConnections();
       }),
   };
+}
+
+/** An HTTP server listening on `port` (0: an ephemeral one) that answers nothing yet. */
+export async function listen(port: number, host: string): Promise<Server> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  return server;
 }
 
 async function handle(

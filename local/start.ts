@@ -5,8 +5,11 @@
  * serves the four Lambda entry files through a server that speaks HTTP API v2 events to
  * them, plus a demo page at `/`.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { startDemo } from './demo/demo.ts';
+import { listen } from './lambda-http.ts';
 import { type LocalStack, startLocalStack } from './stack.ts';
 
 class StartupError extends Error {}
@@ -14,14 +17,10 @@ class StartupError extends Error {}
 function readSettings(env: NodeJS.ProcessEnv) {
   const rawPort = env.PORT ?? '3000';
   if (!/^\d{1,5}$/.test(rawPort) || Number(rawPort) > 65_535) {
-    throw new StartupError(`PORT must be a port number, got "${rawPort}".`);
+    throw new StartupError(`PORT must be a port number (0: any free port), got "${rawPort}".`);
   }
-  const port = Number(rawPort);
-  const publicUrl = (env.PUBLIC_URL ?? `http://localhost:${port}`).replace(/\/+$/, '');
-  let origin: string;
-  try {
-    origin = new URL(publicUrl).origin;
-  } catch {
+  const publicUrl = env.PUBLIC_URL?.trim().replace(/\/+$/, '') || undefined;
+  if (publicUrl !== undefined && !URL.canParse(publicUrl)) {
     throw new StartupError(`PUBLIC_URL must be an absolute URL, got "${publicUrl}".`);
   }
   const loginUrl = env.SALESFORCE_LOGIN_URL?.trim() || undefined;
@@ -32,41 +31,72 @@ function readSettings(env: NodeJS.ProcessEnv) {
     );
   }
   return {
-    port,
+    port: Number(rawPort),
     host: env.HOST ?? 'localhost',
+    /** Unset: `http://localhost:<the port listened on>`, known only once listening. */
     publicUrl,
-    origin,
     loginUrl,
     clientId: env.SALESFORCE_CLIENT_ID || 'mock-org-client-id',
     clientSecret: env.SALESFORCE_CLIENT_SECRET || 'mock-org-client-secret',
     scopes: env.SALESFORCE_SCOPES,
-    allowedOrigins: env.ALLOWED_ORIGINS ?? origin,
+    allowedOrigins: env.ALLOWED_ORIGINS,
     returnToPrefixes: env.RETURN_TO_PREFIXES,
   };
 }
 
 export interface RunningBroker {
+  /** `PUBLIC_URL`: the origin the broker answers as, with the real port when PORT=0. */
   readonly url: string;
+  /** The port listened on (the ephemeral one when PORT=0). */
+  readonly port: number;
   readonly stack: LocalStack;
   close(): Promise<void>;
 }
 
-/** Starts the local stack and the broker server from environment-style settings. */
+async function listenOn(port: number, host: string): Promise<Server> {
+  try {
+    return await listen(port, host);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new StartupError(
+        `Port ${port} is taken. Stop what runs there or start with PORT=<another port> (PORT=0: any free port).`,
+      );
+    }
+    throw error;
+  }
+}
+
+/**
+ * Starts the local stack and the broker server from environment-style settings. The port
+ * is bound first: with PORT=0 only then is it known, and the callback URL registered at the
+ * mock org and the entry files' CALLBACK_URL (read when they are imported) must carry it.
+ */
 export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<RunningBroker> {
   const settings = readSettings(env);
-  const stack = await startLocalStack({
-    salesforce: settings.loginUrl
-      ? false
-      : { redirectUris: [`${settings.publicUrl}/callback`], username: 'demo@example.com' },
-    ...(settings.loginUrl ? { salesforceLoginUrl: settings.loginUrl } : {}),
-    clientId: settings.clientId,
-    clientSecret: settings.clientSecret,
-  });
+  const listener = await listenOn(settings.port, settings.host);
+  const { port } = listener.address() as AddressInfo;
+  const publicUrl = settings.publicUrl ?? `http://localhost:${port}`;
+  const callbackUrl = `${publicUrl}/callback`;
+
+  let stack: LocalStack;
+  try {
+    stack = await startLocalStack({
+      salesforce: settings.loginUrl
+        ? false
+        : { redirectUris: [callbackUrl], username: 'demo@example.com' },
+      ...(settings.loginUrl ? { salesforceLoginUrl: settings.loginUrl } : {}),
+      clientId: settings.clientId,
+      clientSecret: settings.clientSecret,
+    });
+  } catch (error) {
+    listener.close();
+    throw error;
+  }
 
   // The entry files read their configuration from the environment, as on Lambda.
   Object.assign(process.env, stack.env, {
-    CALLBACK_URL: `${settings.publicUrl}/callback`,
-    ALLOWED_ORIGINS: settings.allowedOrigins,
+    CALLBACK_URL: callbackUrl,
+    ALLOWED_ORIGINS: settings.allowedOrigins ?? new URL(publicUrl).origin,
     ...(settings.scopes ? { SALESFORCE_SCOPES: settings.scopes } : {}),
     ...(settings.returnToPrefixes ? { RETURN_TO_PREFIXES: settings.returnToPrefixes } : {}),
     POWERTOOLS_SERVICE_NAME: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker-local',
@@ -74,9 +104,16 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
   });
 
   try {
-    const server = await startDemo({ port: settings.port, host: settings.host, stack });
+    const server = await startDemo({
+      port,
+      host: settings.host,
+      server: listener,
+      publicUrl,
+      stack,
+    });
     return {
-      url: settings.publicUrl,
+      url: publicUrl,
+      port,
       stack,
       async close() {
         await server.close();
@@ -84,14 +121,41 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
       },
     };
   } catch (error) {
+    listener.close();
     await stack.close();
-    if ((error as NodeJS.ErrnoException).code === 'EADDRINUSE') {
-      throw new StartupError(
-        `Port ${settings.port} is taken. Stop what runs there or start with PORT=<another port>.`,
-      );
-    }
     throw error;
   }
+}
+
+/** The parent process id of `pid` (Linux `/proc`); undefined when gone or unknown. */
+function parentOf(pid: number): number | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // "pid (command) state ppid ...": the command may hold spaces and parentheses.
+    return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Calls `onGone` once the process that launched this one has ended. Under `npm start` the
+ * chain is npm -> sh -> node: npm hands SIGTERM to the shell, which dies without passing it
+ * on, SIGHUP and SIGKILL end npm alone, and this process, holding the port, would live on.
+ * So it watches its parent (the shell) and, on Linux, its parent's parent (npm).
+ */
+function whenLauncherEnds(onGone: () => void): void {
+  const parent = process.ppid;
+  const grandparent = parentOf(parent);
+  const timer = setInterval(() => {
+    const parentGone = process.ppid !== parent;
+    const grandparentGone = grandparent !== undefined && parentOf(parent) !== grandparent;
+    if (parentGone || grandparentGone) {
+      clearInterval(timer);
+      onGone();
+    }
+  }, 500);
+  timer.unref();
 }
 
 async function main(): Promise<void> {
@@ -103,11 +167,11 @@ async function main(): Promise<void> {
   const lines = [
     '',
     'Salesforce token broker, running locally',
-    `  broker      ${settings.publicUrl}  (/login /callback /refresh /logout)`,
-    `  demo page   ${settings.publicUrl}/`,
+    `  broker      ${broker.url}  (/login /callback /refresh /logout)`,
+    `  demo page   ${broker.url}/`,
     stack.salesforce
       ? `  mock org    ${stack.salesforce.url}  (login page; any password)`
-      : `  Salesforce  ${settings.loginUrl}  (register ${settings.publicUrl}/callback in the connected app)`,
+      : `  Salesforce  ${settings.loginUrl}  (register ${broker.url}/callback in the connected app)`,
     `  DynamoDB    ${stack.dynamodbUrl} (dynalite, in memory)`,
     `  KMS         ${stack.kms.url} (local emulator)`,
     `  Secrets     ${stack.secretsManager.url} (local emulator)`,
@@ -118,15 +182,18 @@ async function main(): Promise<void> {
   process.stderr.write(lines.join('\n'));
 
   let stopping = false;
-  const stop = async () => {
+  const stop = async (why: string) => {
     if (stopping) return;
     stopping = true;
-    process.stderr.write('\nStopping...\n');
+    process.stderr.write(`\nStopping (${why})...\n`);
     await broker.close();
     process.exit(0);
   };
-  process.on('SIGINT', stop);
-  process.on('SIGTERM', stop);
+  // SIGHUP: the terminal closed; SIGTERM: a process manager, or `kill`.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => void stop(signal));
+  }
+  whenLauncherEnds(() => void stop('the process that started it ended'));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {

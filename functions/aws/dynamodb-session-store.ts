@@ -11,8 +11,10 @@ import { SessionIntegrityError } from '../broker/errors.ts';
 import type {
   AcquireLeaseInput,
   AcquireResult,
+  CallOptions,
   CommitInput,
   RefreshFailureKind,
+  ReleaseLeaseInput,
   SessionRecord,
   SessionStore,
 } from '../broker/ports.ts';
@@ -39,18 +41,19 @@ export class DynamoDbSessionStore implements SessionStore {
     this.#client = options.client ?? new DynamoDBClient({});
   }
 
-  async get(sessionKey: string): Promise<SessionRecord | undefined> {
+  async get(sessionKey: string, options?: CallOptions): Promise<SessionRecord | undefined> {
     const result = await this.#send(
       new GetItemCommand({
         TableName: this.#tableName,
         Key: key(sessionKey),
         ConsistentRead: true,
       }),
+      options,
     );
     return result.Item ? fromItem(result.Item) : undefined;
   }
 
-  async create(record: SessionRecord): Promise<boolean> {
+  async create(record: SessionRecord, options?: CallOptions): Promise<boolean> {
     try {
       await this.#send(
         new PutItemCommand({
@@ -58,6 +61,7 @@ export class DynamoDbSessionStore implements SessionStore {
           Item: toItem(record),
           ConditionExpression: 'attribute_not_exists(pk)',
         }),
+        options,
       );
       return true;
     } catch (error) {
@@ -76,14 +80,16 @@ export class DynamoDbSessionStore implements SessionStore {
     //
     // With a version hint, only that version may be refreshed (a newer one is returned
     // instead); without one, a version committed within the reuse window is not refreshed.
+    // `:leaseEndedBy` is `now` less the clock-skew margin (see `refresh.ts`).
     const conditions = [
       'attribute_exists(pk)',
       'absoluteExpiresAt > :now',
       'idleExpiresAt > :now',
-      '(attribute_not_exists(leaseUntil) OR leaseUntil <= :now)',
+      '(attribute_not_exists(leaseUntil) OR leaseUntil <= :leaseEndedBy)',
     ];
     const values: Item = {
       ':now': number(input.now),
+      ':leaseEndedBy': number(input.leaseEndedBy),
       ':owner': { S: input.owner },
       ':leaseUntil': number(input.leaseUntil),
     };
@@ -114,7 +120,7 @@ export class DynamoDbSessionStore implements SessionStore {
     }
   }
 
-  async commit(input: CommitInput): Promise<'committed' | 'fenced'> {
+  async commit(input: CommitInput, options?: CallOptions): Promise<'committed' | 'fenced'> {
     // Fenced: only the lease owner, and only on the version it read. A holder whose lease
     // lapsed while another caller refreshed, or whose session a logout deleted, fails here
     // and can never overwrite newer data. The lease is cleared in the same write.
@@ -126,7 +132,7 @@ export class DynamoDbSessionStore implements SessionStore {
           UpdateExpression:
             'SET version = :next, ciphertext = :ciphertext, encryptedDataKey = :edk, ' +
             'committedAt = :committedAt, idleExpiresAt = :idle, #ttl = :ttl ' +
-            'REMOVE leaseOwner, leaseUntil, lastFailureAt, lastFailureKind',
+            'REMOVE leaseOwner, leaseUntil, lastFailureAt, lastFailureKind, lastFailureOwner',
           ConditionExpression: 'leaseOwner = :owner AND version = :version',
           ExpressionAttributeNames: { '#ttl': 'ttl' },
           ExpressionAttributeValues: {
@@ -140,6 +146,7 @@ export class DynamoDbSessionStore implements SessionStore {
             ':ttl': number(ttlSeconds(input.idleExpiresAt)),
           },
         }),
+        options,
       );
       return 'committed';
     } catch (error) {
@@ -148,19 +155,19 @@ export class DynamoDbSessionStore implements SessionStore {
     }
   }
 
-  async releaseLease(input: {
-    sessionKey: string;
-    owner: string;
-    failedAt: number;
-    failureKind: RefreshFailureKind;
-  }): Promise<void> {
+  async releaseLease(input: ReleaseLeaseInput): Promise<void> {
+    // With `keepLease` the lease stays until `leaseUntil`, as a fence: the holder's upstream
+    // request may still be running at Salesforce with the current refresh token.
+    const recordFailure =
+      'SET lastFailureAt = :failedAt, lastFailureKind = :kind, lastFailureOwner = :owner';
     try {
       await this.#send(
         new UpdateItemCommand({
           TableName: this.#tableName,
           Key: key(input.sessionKey),
-          UpdateExpression:
-            'SET lastFailureAt = :failedAt, lastFailureKind = :kind REMOVE leaseOwner, leaseUntil',
+          UpdateExpression: input.keepLease
+            ? recordFailure
+            : `${recordFailure} REMOVE leaseOwner, leaseUntil`,
           ConditionExpression: 'leaseOwner = :owner',
           ExpressionAttributeValues: {
             ':owner': { S: input.owner },
@@ -192,22 +199,43 @@ export class DynamoDbSessionStore implements SessionStore {
     }
   }
 
-  async delete(sessionKey: string): Promise<SessionRecord | undefined> {
-    const result = await this.#send(
-      new DeleteItemCommand({
-        TableName: this.#tableName,
-        Key: key(sessionKey),
-        ReturnValues: 'ALL_OLD',
-      }),
-    );
-    return result.Attributes ? fromItem(result.Attributes) : undefined;
+  async deleteVersion(
+    sessionKey: string,
+    version: number,
+    options?: CallOptions,
+  ): Promise<'deleted' | 'changed'> {
+    // Conditional on the version the caller read, so whoever deletes knows which token set
+    // it ended. When the answer of an applied delete is lost, the SDK's retry fails this
+    // condition: the caller re-reads, finds nothing, and still holds the tokens to revoke.
+    try {
+      await this.#send(
+        new DeleteItemCommand({
+          TableName: this.#tableName,
+          Key: key(sessionKey),
+          ConditionExpression: 'version = :version',
+          ExpressionAttributeValues: { ':version': number(version) },
+        }),
+        options,
+      );
+      return 'deleted';
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return 'changed';
+      throw error;
+    }
   }
 
   // biome-ignore lint/suspicious/noExplicitAny: one typed send for every command keeps the error translation in one place
-  async #send<T extends { input: any }>(command: T): Promise<any> {
+  async #send<T extends { input: any }>(command: T, options?: CallOptions): Promise<any> {
     try {
-      // biome-ignore lint/suspicious/noExplicitAny: see above
-      return await this.#client.send(command as any);
+      // A deadline from the domain (the time left in a lease) aborts the call, SDK retries
+      // included; the per-attempt timeouts are in the client's own configuration.
+      return await this.#client.send(
+        // biome-ignore lint/suspicious/noExplicitAny: see above
+        command as any,
+        options?.timeoutMs === undefined
+          ? {}
+          : { abortSignal: AbortSignal.timeout(Math.max(1, options.timeoutMs)) },
+      );
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) throw error;
       throw awsUnavailable('DynamoDB', error);
@@ -265,15 +293,22 @@ function fromItem(item: Item): SessionRecord {
     leaseOwner: item.leaseOwner?.S,
     leaseUntil: item.leaseUntil?.N === undefined ? undefined : Number(item.leaseUntil.N),
     lastFailureAt: item.lastFailureAt?.N === undefined ? undefined : Number(item.lastFailureAt.N),
-    lastFailureKind:
-      failureKind === 'unavailable' ||
-      failureKind === 'misconfigured' ||
-      failureKind === 'integrity'
-        ? failureKind
-        : undefined,
+    lastFailureKind: isFailureKind(failureKind) ? failureKind : undefined,
+    lastFailureOwner: item.lastFailureOwner?.S,
     orgId: item.orgId?.S ?? '',
     userId: item.userId?.S ?? '',
   };
+}
+
+const FAILURE_KINDS: readonly string[] = [
+  'unavailable',
+  'misconfigured',
+  'forbidden',
+  'integrity',
+] satisfies RefreshFailureKind[];
+
+function isFailureKind(value: string | undefined): value is RefreshFailureKind {
+  return value !== undefined && FAILURE_KINDS.includes(value);
 }
 
 function readString(item: Item, name: string): string {

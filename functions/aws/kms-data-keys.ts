@@ -6,7 +6,7 @@ import {
   KMSClient,
 } from '@aws-sdk/client-kms';
 import { SessionIntegrityError } from '../broker/errors.ts';
-import type { DataKey, DataKeyService } from '../broker/ports.ts';
+import type { CallOptions, DataKey, DataKeyService } from '../broker/ports.ts';
 import { awsUnavailable } from './errors.ts';
 
 /** The `purpose` member of every encryption context; the IAM policy conditions on it. */
@@ -26,7 +26,7 @@ export class KmsDataKeys implements DataKeyService {
     this.#client = options.client ?? new KMSClient({});
   }
 
-  async generate(sessionKey: string): Promise<DataKey> {
+  async generate(sessionKey: string, options?: CallOptions): Promise<DataKey> {
     try {
       const result = await this.#client.send(
         new GenerateDataKeyCommand({
@@ -34,6 +34,9 @@ export class KmsDataKeys implements DataKeyService {
           KeySpec: 'AES_256',
           EncryptionContext: encryptionContext(sessionKey),
         }),
+        options?.timeoutMs === undefined
+          ? {}
+          : { abortSignal: AbortSignal.timeout(Math.max(1, options.timeoutMs)) },
       );
       if (!result.Plaintext || !result.CiphertextBlob) {
         throw new Error('GenerateDataKey response lacks "Plaintext" or "CiphertextBlob"');

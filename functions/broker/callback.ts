@@ -1,4 +1,5 @@
 import {
+  AccessRestrictedError,
   InvalidClientError,
   InvalidGrantError,
   InvalidTokenResponseError,
@@ -11,10 +12,12 @@ import type { BrokerConfig } from './config.ts';
 import type { TokenVault } from './envelope.ts';
 import {
   AccessDeniedError,
+  BrokerError,
   InvalidRequestError,
   InvalidStateError,
   LoginFailedError,
   TemporarilyUnavailableError,
+  UPSTREAM_FORBIDDEN_DESCRIPTION,
   UpstreamMisconfiguredError,
 } from './errors.ts';
 import {
@@ -23,7 +26,7 @@ import {
   openVerifier,
   stateKeyOf,
 } from './login-transaction.ts';
-import { endSession, type RevocationClient } from './logout.ts';
+import { endSession, type RevocationClient, revokeOrReport } from './logout.ts';
 import type {
   ClientCredentials,
   ClientCredentialsSource,
@@ -44,20 +47,23 @@ export interface CodeExchangeClient extends RevocationClient {
   authorizationCodeGrant(
     credentials: ClientCredentials,
     grant: { code: string; codeVerifier: string; redirectUri: string },
-    options?: { timeoutMs?: number },
+    options?: { timeoutMs?: number | undefined },
   ): Promise<TokenResponse>;
 }
 
 export interface CallbackDependencies {
   transactions: LoginTransactionStore;
-  store: Pick<SessionStore, 'create' | 'delete'>;
+  store: Pick<SessionStore, 'create' | 'get' | 'deleteVersion'>;
   vault: TokenVault;
   credentials: ClientCredentialsSource;
   salesforce: CodeExchangeClient;
   clock: Clock;
   log: Log;
   metrics: MetricSink;
-  config: Pick<BrokerConfig, 'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs'> & { callbackUrl: URL };
+  config: Pick<
+    BrokerConfig,
+    'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'invocationDeadlineMs'
+  > & { callbackUrl: URL };
   /** Replaced in tests. */
   newHandle?: () => string;
 }
@@ -84,6 +90,43 @@ export interface CompletedLogin {
 const MAX_CODE_LENGTH = 2048;
 
 /**
+ * Time kept back from the invocation deadline after the code exchange: the data key, the
+ * conditional put and a read-back if its answer is lost.
+ */
+const STORE_RESERVE_MS = 1_500;
+/** The least a store call needs (one DynamoDB round trip with headroom). */
+const MIN_STORE_MS = 250;
+/**
+ * Longest the replaced session's end (read, delete, revoke) may take: the new session is
+ * already stored, so this only bounds how long the user waits for the redirect.
+ */
+const REPLACE_BUDGET_MS = 3_000;
+/** Revoking a grant nobody will hold (the store failed): best effort, short. */
+const ORPHAN_REVOKE_MS = 2_000;
+
+/**
+ * A `/callback` failure after the login transaction was found: the route sends the browser
+ * back to the transaction's `return_to` with `error` and `error_description` in its query
+ * (RFC 6749 s4.1.2.1 style), instead of leaving it on a JSON page.
+ */
+export class LoginRedirectError extends Error {
+  readonly returnTo: string;
+  /** `access_denied` or `login_failed`. */
+  readonly error: 'access_denied' | 'login_failed';
+  readonly errorDescription: string;
+  constructor(returnTo: string, cause: unknown) {
+    super('the login failed after its transaction was found', { cause });
+    this.name = 'LoginRedirectError';
+    this.returnTo = returnTo;
+    this.error = cause instanceof AccessDeniedError ? 'access_denied' : 'login_failed';
+    this.errorDescription =
+      cause instanceof BrokerError
+        ? cause.safeDescription
+        : 'The login could not be completed; try again.';
+  }
+}
+
+/**
  * Finishes the Web Server Flow (README "HTTP contract (v1)"):
  *
  * 1. consumes the login transaction with a conditional delete, before anything else,
@@ -103,8 +146,24 @@ export async function completeLogin(
   deps: CallbackDependencies,
   request: CallbackRequest,
 ): Promise<CompletedLogin> {
+  const deadline = deps.clock.now() + deps.config.invocationDeadlineMs;
   const { transaction, state } = await consumeTransaction(deps, request);
+  try {
+    return await finishLogin(deps, request, { transaction, state, deadline });
+  } catch (error) {
+    throw new LoginRedirectError(transaction.returnTo, error);
+  }
+}
+
+/** Steps 3 to 5, for a transaction that was found: every failure goes back to `return_to`. */
+async function finishLogin(
+  deps: CallbackDependencies,
+  request: CallbackRequest,
+  context: { transaction: LoginTransaction; state: string; deadline: number },
+): Promise<CompletedLogin> {
+  const { transaction, state, deadline } = context;
   const transactionId = logSafeId(transaction.stateKey);
+  const left = () => deadline - deps.clock.now();
 
   if (request.error !== undefined) {
     const upstreamError = /^[a-z_]{1,64}$/.test(request.error) ? request.error : 'other';
@@ -133,25 +192,27 @@ export async function completeLogin(
   const handle = (deps.newHandle ?? newSessionHandle)();
   const sessionKey = sessionKeyOf(handle);
   const session = logSafeId(sessionKey);
-  const dataKeyPromise = deps.vault.generateDataKey(sessionKey);
+  const dataKeyPromise = deps.vault.generateDataKey(sessionKey, {
+    timeoutMs: left() - MIN_STORE_MS,
+  });
   dataKeyPromise.catch(() => {});
 
-  const response = await exchangeCode(deps, code, codeVerifier, transactionId);
+  const response = await exchangeCode(
+    deps,
+    { code, codeVerifier },
+    transactionId,
+    () => left() - STORE_RESERVE_MS,
+  );
 
   const revokeOrphan = async (why: string) => {
     // The grant exists at Salesforce but no session will hold it: end it, so it neither
     // lingers nor counts against the user's approvals limit.
-    try {
-      if (response.refreshToken) await deps.salesforce.revoke(response.refreshToken);
-    } catch (error) {
-      deps.log.error('an unused refresh token could not be revoked', {
-        event: 'revoke_failed',
-        alarm: true,
-        transaction: transactionId,
-        reason: why,
-        error: error instanceof Error ? error.name : typeof error,
-      });
-    }
+    if (!response.refreshToken) return;
+    await revokeOrReport(deps, response.refreshToken, {
+      session,
+      reason: `orphaned: ${why}`,
+      timeoutMs: Math.max(1, Math.min(ORPHAN_REVOKE_MS, left())),
+    });
   };
 
   let dataKey: DataKey;
@@ -184,15 +245,27 @@ export async function completeLogin(
     orgId: response.orgId,
     userId: response.userId,
   };
-  let created: boolean;
+  let created: boolean | 'unknown';
   try {
-    created = await deps.store.create(record);
-  } catch (error) {
-    await revokeOrphan('session store unavailable');
-    throw error;
+    created = await deps.store.create(record, { timeoutMs: left() - MIN_STORE_MS });
+  } catch {
+    created = 'unknown';
+  }
+  if (created !== true) {
+    // A put that landed with its answer lost (a 500, a dropped connection or a timeout
+    // after the write) looks like a key collision on the SDK's retry, or like a failure:
+    // read it back, and our own ciphertext (random IV) means the session is stored.
+    created = await storedAsWritten(deps, record, left);
+    if (created) {
+      deps.log.info('the session write landed but its answer was lost', {
+        event: 'create_answer_lost',
+        transaction: transactionId,
+        session,
+      });
+    }
   }
   if (!created) {
-    await revokeOrphan('session key collision');
+    await revokeOrphan('session not stored');
     throw new TemporarilyUnavailableError('The session could not be stored; log in again.', 1);
   }
   deps.metrics.count('LoginCompleted');
@@ -210,9 +283,12 @@ export async function completeLogin(
   if (transaction.replacesSessionKey) previous.add(transaction.replacesSessionKey);
   for (const old of request.sessionHandles) previous.add(sessionKeyOf(old));
   previous.delete(sessionKey);
+  // The new session is safe; ending the old ones only delays the redirect, so it gets a
+  // short budget of its own (a failed revocation is reported, the answer does not change).
+  const replaceBy = Math.min(deadline, deps.clock.now() + REPLACE_BUDGET_MS);
   for (const oldKey of previous) {
     try {
-      await endSession(deps, oldKey, 'replaced');
+      await endSession(deps, oldKey, 'replaced', { at: replaceBy, now: () => deps.clock.now() });
     } catch (error) {
       deps.log.warn('the replaced session could not be ended', {
         event: 'replace_failed',
@@ -258,24 +334,54 @@ async function consumeTransaction(
   return { transaction, state };
 }
 
-/** Step 4: the code exchange, with one secret re-read on `invalid_client` (rotation). */
+/** Whether the session item holds exactly what we wrote (a consistent read). */
+async function storedAsWritten(
+  deps: CallbackDependencies,
+  record: SessionRecord,
+  left: () => number,
+): Promise<boolean> {
+  try {
+    const stored = await deps.store.get(record.sessionKey, {
+      timeoutMs: Math.max(left(), MIN_STORE_MS),
+    });
+    return (
+      stored !== undefined &&
+      stored.version === record.version &&
+      Buffer.from(stored.sealed.ciphertext).equals(Buffer.from(record.sealed.ciphertext))
+    );
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Step 4: the code exchange within what `timeLeft` allows, with one secret re-read on
+ * `invalid_client` (rotation).
+ */
 async function exchangeCode(
   deps: CallbackDependencies,
-  code: string,
-  codeVerifier: string,
+  pkce: { code: string; codeVerifier: string },
   transaction: string,
+  timeLeft: () => number,
 ): Promise<TokenResponse> {
-  const grant = { code, codeVerifier, redirectUri: deps.config.callbackUrl.toString() };
+  const grant = { ...pkce, redirectUri: deps.config.callbackUrl.toString() };
+  const call = async (credentials: ClientCredentials) => {
+    const timeoutMs = timeLeft();
+    if (timeoutMs < MIN_STORE_MS) {
+      throw new SalesforceUnavailableError('No time left in the invocation for the code exchange');
+    }
+    return deps.salesforce.authorizationCodeGrant(credentials, grant, { timeoutMs });
+  };
   try {
     try {
-      return await deps.salesforce.authorizationCodeGrant(await deps.credentials.get(), grant);
+      return await call(await deps.credentials.get());
     } catch (error) {
       if (!(error instanceof InvalidClientError)) throw error;
       deps.log.warn('Salesforce rejected the client credentials; re-reading the secret once', {
         event: 'invalid_client_retry',
         transaction,
       });
-      return await deps.salesforce.authorizationCodeGrant(await deps.credentials.reload(), grant);
+      return await call(await deps.credentials.reload());
     }
   } catch (error) {
     throw codeExchangeFailure(deps, error, transaction);
@@ -292,10 +398,23 @@ function codeExchangeFailure(deps: CallbackDependencies, error: unknown, transac
       detail: error.message,
     });
     return new TemporarilyUnavailableError(
-      'Salesforce is temporarily unavailable; log in again shortly.',
+      error.reason === 'rate_limited'
+        ? 'Salesforce is rate-limiting logins; log in again later.'
+        : 'Salesforce is temporarily unavailable; log in again shortly.',
       Math.min(Math.max(Math.round(error.retryAfterSeconds ?? 5), 1), 120),
       { cause: error },
     );
+  }
+  if (error instanceof AccessRestrictedError) {
+    deps.metrics.count('UpstreamForbidden');
+    deps.log.error('Salesforce refused the broker by IP restriction or login hours', {
+      event: 'upstream_forbidden',
+      alarm: true,
+      transaction,
+      upstreamError: error.upstreamError,
+      upstreamDescription: error.upstreamDescription,
+    });
+    return new LoginFailedError(UPSTREAM_FORBIDDEN_DESCRIPTION, { cause: error });
   }
   if (error instanceof InvalidClientError) {
     deps.metrics.count('UpstreamMisconfigured');
@@ -311,14 +430,22 @@ function codeExchangeFailure(deps: CallbackDependencies, error: unknown, transac
   }
   if (error instanceof InvalidTokenResponseError) {
     deps.metrics.count('LoginFailed', 1, { class: error.reason });
-    // A bad signature or a foreign instance_url is either an attack or a broken proxy.
-    deps.log.error('Salesforce token response failed validation', {
-      event: 'upstream_invalid_response',
-      alarm: true,
-      transaction,
-      reason: error.reason,
-      detail: error.message,
-    });
+    const scopeMissing = error.reason === 'refresh_token_missing';
+    // No refresh token is the connected app's (or SALESFORCE_SCOPES') configuration; a bad
+    // signature or a foreign instance_url is either an attack or a broken proxy.
+    deps.metrics.count(scopeMissing ? 'UpstreamMisconfigured' : 'UpstreamInvalidResponse');
+    deps.log.error(
+      scopeMissing
+        ? 'Salesforce granted no refresh token'
+        : 'Salesforce token response failed validation',
+      {
+        event: scopeMissing ? 'upstream_misconfigured' : 'upstream_invalid_response',
+        alarm: true,
+        transaction,
+        reason: error.reason,
+        detail: error.message,
+      },
+    );
     return new LoginFailedError(
       error.reason === 'refresh_token_missing'
         ? 'Salesforce granted no refresh token: an administrator must add the "refresh_token" ' +
@@ -336,6 +463,7 @@ function codeExchangeFailure(deps: CallbackDependencies, error: unknown, transac
     deps.metrics.count('LoginFailed', 1, { class: upstreamError });
     // redirect_uri_mismatch and the like are configuration problems: alarm on those.
     const configuration = !(error instanceof InvalidGrantError);
+    if (configuration) deps.metrics.count('UpstreamMisconfigured');
     deps.log[configuration ? 'error' : 'warn']('Salesforce rejected the code exchange', {
       event: 'code_exchange_rejected',
       alarm: configuration,

@@ -39,6 +39,12 @@ export interface BrokerConfig {
   leaseMs: number;
   /** How long a waiter polls before answering 503 (`WAIT_BUDGET_MS`, default 10000). */
   waitBudgetMs: number;
+  /**
+   * By when (from the start of an invocation) `/callback` and `/logout` have done their
+   * work and answer: the function timeout less a margin (`INVOCATION_DEADLINE_MS`, default
+   * 11000, from `infra/budget.ts`).
+   */
+  invocationDeadlineMs: number;
   /** Absolute session lifetime (`SESSION_ABSOLUTE_TTL_SECONDS`, default 30 days). */
   sessionAbsoluteTtlMs: number;
   /** Idle session lifetime (`SESSION_IDLE_TTL_SECONDS`, default 7 days). */
@@ -62,6 +68,7 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
     upstreamTimeoutMs: integer(env, 'UPSTREAM_TIMEOUT_MS', 8000, 100, 29_000),
     leaseMs: integer(env, 'LEASE_MS', 12_000, 200, 900_000),
     waitBudgetMs: integer(env, 'WAIT_BUDGET_MS', 10_000, 50, 29_000),
+    invocationDeadlineMs: integer(env, 'INVOCATION_DEADLINE_MS', 11_000, 500, 29_000),
     sessionAbsoluteTtlMs:
       integer(env, 'SESSION_ABSOLUTE_TTL_SECONDS', 30 * 86_400, 60, 3650 * 86_400) * 1000,
     sessionIdleTtlMs:

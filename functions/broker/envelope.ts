@@ -1,6 +1,6 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { SessionIntegrityError } from './errors.ts';
-import type { DataKey, DataKeyService, SealedTokenSet, TokenSet } from './ports.ts';
+import type { CallOptions, DataKey, DataKeyService, SealedTokenSet, TokenSet } from './ports.ts';
 
 const IV_BYTES = 12;
 const TAG_BYTES = 16;
@@ -20,8 +20,8 @@ export class TokenVault {
   }
 
   /** One `GenerateDataKey` call; start it early, it only depends on the session key. */
-  generateDataKey(sessionKey: string): Promise<DataKey> {
-    return this.#dataKeys.generate(sessionKey);
+  generateDataKey(sessionKey: string, options?: CallOptions): Promise<DataKey> {
+    return this.#dataKeys.generate(sessionKey, options);
   }
 
   seal(dataKey: DataKey, sessionKey: string, version: number, tokens: TokenSet): SealedTokenSet {

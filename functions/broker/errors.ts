@@ -95,6 +95,22 @@ export class UpstreamMisconfiguredError extends BrokerError {
 }
 
 /**
+ * Salesforce answered `invalid_grant` with "ip restricted" or "invalid login hours": the
+ * grant is alive, but Salesforce refuses the broker from where (or when) it calls. The
+ * caller cannot fix it, an administrator can; the session is kept.
+ */
+export class UpstreamForbiddenError extends BrokerError {
+  override readonly status = 502;
+  override readonly code = 'upstream_forbidden';
+}
+
+/** The safe description of {@link UpstreamForbiddenError}: names the policy, no upstream text. */
+export const UPSTREAM_FORBIDDEN_DESCRIPTION =
+  "Salesforce refused the broker's request because of the connected app's IP restrictions " +
+  "or the user's login hours; an administrator must allow the broker's egress IP addresses " +
+  '(or relax the policy). The session is kept.';
+
+/**
  * Salesforce or AWS is unavailable, slow or throttling, or a concurrent refresh did not
  * finish within the waiting budget. Nothing is deleted; the client retries after
  * `retryAfterSeconds`.

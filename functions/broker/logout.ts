@@ -1,15 +1,15 @@
 import type { TokenVault } from './envelope.ts';
-import { SessionIntegrityError } from './errors.ts';
-import type { Log, MetricSink, SessionStore } from './ports.ts';
+import { SessionIntegrityError, TemporarilyUnavailableError } from './errors.ts';
+import type { CallOptions, Log, MetricSink, SessionRecord, SessionStore } from './ports.ts';
 import { logSafeId } from './session-handle.ts';
 
 /** The part of the Salesforce client that ends a grant. */
 export interface RevocationClient {
-  revoke(token: string, options?: { timeoutMs?: number }): Promise<void>;
+  revoke(token: string, options?: { timeoutMs?: number | undefined }): Promise<void>;
 }
 
 export interface EndSessionDependencies {
-  store: Pick<SessionStore, 'delete'>;
+  store: Pick<SessionStore, 'get' | 'deleteVersion'>;
   vault: TokenVault;
   salesforce: RevocationClient;
   log: Log;
@@ -19,14 +19,26 @@ export interface EndSessionDependencies {
 /** What happened to the session; the caller answers the same in every case. */
 export type EndSessionOutcome = 'revoked' | 'revoke_failed' | 'absent';
 
+/** Enough for a refresh that commits between our read and our delete, more than once. */
+const MAX_DELETE_ATTEMPTS = 4;
+
 /**
- * Ends a session (README "HTTP contract (v1)"): deletes the item first, so the handle is
- * unusable at once and a concurrent refresh's fenced commit cannot resurrect it; then
- * opens the deleted token set and revokes the refresh token at Salesforce (RFC 7009;
- * revoking a refresh token also revokes its access tokens). A revocation that fails
- * (Salesforce 5xx or timeout, KMS down, a damaged item) is logged as the alarm-worthy
- * event `revoke_failed` with the session's log-safe id and is not retried: the session is
- * already gone from the broker. Store failures propagate (nothing was deleted).
+ * Ends a session (README "HTTP contract (v1)"): reads the session, then deletes exactly
+ * the version it read (a conditional delete), so the handle is unusable at once and a
+ * concurrent refresh's fenced commit cannot resurrect it; then opens the token set it read
+ * and revokes the refresh token at Salesforce (RFC 7009; revoking a refresh token also
+ * revokes its access tokens).
+ *
+ * Reading first is what makes a lost answer harmless: when the delete was applied but its
+ * answer lost, the SDK's retry fails the condition, the re-read finds nothing, and the
+ * tokens to revoke are already in hand (a plain delete would have found "no item" and left
+ * the grant alive at Salesforce). A refresh that commits in between moves the version: read
+ * again and end that one.
+ *
+ * A revocation that fails (Salesforce 5xx or timeout, KMS down, a damaged item) is logged
+ * as the alarm-worthy event `revoke_failed` and is not retried: the session is already gone
+ * from the broker. Store failures propagate (nothing was deleted, or the caller retries).
+ * `deadline` (the caller's invocation deadline) bounds the store calls and the revocation.
  * @see https://www.rfc-editor.org/rfc/rfc7009#section-2
  * @see https://help.salesforce.com/s/articleView?id=sf.remoteaccess_revoke_token.htm
  */
@@ -34,9 +46,12 @@ export async function endSession(
   deps: EndSessionDependencies,
   sessionKey: string,
   reason: 'logout' | 'replaced',
+  deadline?: { at: number; now: () => number },
 ): Promise<EndSessionOutcome> {
   const session = logSafeId(sessionKey);
-  const record = await deps.store.delete(sessionKey);
+  const left = (): CallOptions =>
+    deadline === undefined ? {} : { timeoutMs: deadline.at - deadline.now() };
+  const record = await deleteCurrentVersion(deps, sessionKey, left);
   if (!record) {
     deps.log.info('no session to end', { event: 'session_absent', session, reason });
     return 'absent';
@@ -50,14 +65,41 @@ export async function endSession(
     reportRevokeFailed(deps, error, { session, reason });
     return 'revoke_failed';
   }
-  // The client's own timeout (UPSTREAM_TIMEOUT_MS) bounds the call.
-  if (!(await revokeOrReport(deps, refreshToken, { session, reason }))) return 'revoke_failed';
+  // Without a deadline the client's own timeout (UPSTREAM_TIMEOUT_MS) bounds the call.
+  const timeoutMs = left().timeoutMs;
+  if (!(await revokeOrReport(deps, refreshToken, { session, reason, timeoutMs }))) {
+    return 'revoke_failed';
+  }
   deps.log.info('session ended; refresh token revoked', {
     event: 'session_ended',
     session,
     reason,
   });
   return 'revoked';
+}
+
+/**
+ * Read, then delete that version; the record last read when the session is gone, whoever
+ * deleted it (this call with its answer lost, or a concurrent logout: revoking twice is
+ * harmless, Salesforce answers `invalid_token`). `undefined` when there was none.
+ */
+async function deleteCurrentVersion(
+  deps: Pick<EndSessionDependencies, 'store'>,
+  sessionKey: string,
+  left: () => CallOptions,
+): Promise<SessionRecord | undefined> {
+  let last: SessionRecord | undefined;
+  for (let attempt = 0; attempt < MAX_DELETE_ATTEMPTS; attempt++) {
+    const record = await deps.store.get(sessionKey, left());
+    if (!record) return last;
+    last = record;
+    if ((await deps.store.deleteVersion(sessionKey, record.version, left())) === 'deleted') {
+      return record;
+    }
+  }
+  // Refreshes kept committing between our reads and deletes (it takes one per attempt):
+  // the store answers; let the caller retry.
+  throw new TemporarilyUnavailableError('The session is busy; retry the logout.', 1);
 }
 
 /**
@@ -69,7 +111,7 @@ export async function endSession(
 export async function revokeOrReport(
   deps: Pick<EndSessionDependencies, 'salesforce' | 'log' | 'metrics'>,
   refreshToken: string,
-  context: { session: string; reason: string; timeoutMs?: number },
+  context: { session: string; reason: string; timeoutMs?: number | undefined },
 ): Promise<boolean> {
   try {
     await deps.salesforce.revoke(

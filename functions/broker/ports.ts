@@ -58,7 +58,7 @@ export interface DataKey {
  * @see https://docs.aws.amazon.com/kms/latest/developerguide/encrypt_context.html
  */
 export interface DataKeyService {
-  generate(sessionKey: string): Promise<DataKey>;
+  generate(sessionKey: string, options?: CallOptions): Promise<DataKey>;
   decrypt(encryptedDataKey: Uint8Array, sessionKey: string): Promise<Uint8Array>;
 }
 
@@ -88,11 +88,23 @@ export interface SessionRecord {
   /** Set by a holder that gave up without committing, so its waiters share the outcome. */
   lastFailureAt?: number | undefined;
   lastFailureKind?: RefreshFailureKind | undefined;
+  /**
+   * The holder that recorded the failure. While it still holds the lease (it keeps the
+   * lease when Salesforce may still be processing its abandoned request), newcomers get
+   * the failure at once instead of waiting for a lease that will not commit.
+   */
+  lastFailureOwner?: string | undefined;
   orgId: string;
   userId: string;
 }
 
-export type RefreshFailureKind = 'unavailable' | 'misconfigured' | 'integrity';
+export type RefreshFailureKind = 'unavailable' | 'misconfigured' | 'forbidden' | 'integrity';
+
+/** Per-call limits the domain passes to an adapter: the time left in its lease or invocation. */
+export interface CallOptions {
+  /** Abort the call (and the SDK's retries) after this long, in ms. */
+  timeoutMs?: number | undefined;
+}
 
 export type AcquireResult = { acquired: true; record: SessionRecord } | { acquired: false };
 
@@ -100,6 +112,11 @@ export interface AcquireLeaseInput {
   sessionKey: string;
   owner: string;
   now: number;
+  /**
+   * Acquire only if the current lease (if any) ended at or before this: `now` less the
+   * clock-skew margin, so a caller whose clock runs ahead cannot cut a holder's lease short.
+   */
+  leaseEndedBy: number;
   leaseUntil: number;
   /** Acquire only if the stored version equals this (the caller's hint). */
   expectedVersion?: number | undefined;
@@ -118,25 +135,42 @@ export interface CommitInput {
 }
 
 /** Sessions in DynamoDB, with single-item conditional operations only. */
+export interface ReleaseLeaseInput {
+  sessionKey: string;
+  owner: string;
+  failedAt: number;
+  failureKind: RefreshFailureKind;
+  /**
+   * Record the failure but keep the lease until it runs out: the upstream request timed
+   * out or its connection broke, so Salesforce may still be processing it with the
+   * current refresh token, and a second request with that token must not follow it.
+   */
+  keepLease?: boolean;
+}
+
+/** Sessions in DynamoDB, with single-item conditional operations only. */
 export interface SessionStore {
   /** Strongly consistent read. */
-  get(sessionKey: string): Promise<SessionRecord | undefined>;
+  get(sessionKey: string, options?: CallOptions): Promise<SessionRecord | undefined>;
   /** Creates a session; false if the key already exists. */
-  create(record: SessionRecord): Promise<boolean>;
+  create(record: SessionRecord, options?: CallOptions): Promise<boolean>;
   tryAcquireLease(input: AcquireLeaseInput): Promise<AcquireResult>;
   /** Fenced commit: `'fenced'` when the lease or version moved on (or the session is gone). */
-  commit(input: CommitInput): Promise<'committed' | 'fenced'>;
-  /** Gives the lease up without a new version, recording why; no-op when fenced. */
-  releaseLease(input: {
-    sessionKey: string;
-    owner: string;
-    failedAt: number;
-    failureKind: RefreshFailureKind;
-  }): Promise<void>;
+  commit(input: CommitInput, options?: CallOptions): Promise<'committed' | 'fenced'>;
+  /** Gives the lease up (or keeps it, see `keepLease`) recording why; no-op when fenced. */
+  releaseLease(input: ReleaseLeaseInput): Promise<void>;
   /** Deletes the session only while `owner` holds its lease; false when fenced. */
   deleteAsLeaseHolder(sessionKey: string, owner: string): Promise<boolean>;
-  /** Deletes unconditionally and returns what was there. */
-  delete(sessionKey: string): Promise<SessionRecord | undefined>;
+  /**
+   * Deletes the session only while its stored version is `version`, so the caller knows
+   * exactly which token set it ended: `'changed'` when the version moved or the item is
+   * gone (read again to tell which).
+   */
+  deleteVersion(
+    sessionKey: string,
+    version: number,
+    options?: CallOptions,
+  ): Promise<'deleted' | 'changed'>;
 }
 
 /**

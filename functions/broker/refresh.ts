@@ -1,4 +1,5 @@
 import {
+  AccessRestrictedError,
   InvalidClientError,
   InvalidGrantError,
   InvalidTokenResponseError,
@@ -15,6 +16,8 @@ import {
   ReauthenticationRequiredError,
   SessionIntegrityError,
   TemporarilyUnavailableError,
+  UPSTREAM_FORBIDDEN_DESCRIPTION,
+  UpstreamForbiddenError,
   UpstreamMisconfiguredError,
 } from './errors.ts';
 import { revokeOrReport } from './logout.ts';
@@ -37,10 +40,10 @@ export interface RefreshGrantClient {
   refreshTokenGrant(
     credentials: ClientCredentials,
     refreshToken: string,
-    options?: { timeoutMs?: number },
+    options?: { timeoutMs?: number | undefined },
   ): Promise<TokenResponse>;
   /** RFC 7009; used for a token rotated for a session that a logout ended meanwhile. */
-  revoke?(token: string, options?: { timeoutMs?: number }): Promise<void>;
+  revoke?(token: string, options?: { timeoutMs?: number | undefined }): Promise<void>;
 }
 
 export interface RefreshDependencies {
@@ -70,8 +73,23 @@ export interface FreshAccessToken {
 
 /** Time kept back from the lease for the fenced commit after the upstream call. */
 const COMMIT_RESERVE_MS = 1500;
+/**
+ * Time kept back from the lease after the last commit attempt: a consistent read that
+ * tells whether an attempt whose answer was lost landed, and the answer to the client.
+ */
+const READ_BACK_RESERVE_MS = 300;
+/** The least a commit attempt needs (one DynamoDB round trip with headroom). */
+const MIN_COMMIT_MS = 250;
 /** A caller takes the lease only if its invocation has this long left for Salesforce. */
 const MIN_UPSTREAM_MS = 1000;
+/**
+ * Clock-skew margin for comparing a lease end written by one instance with the clock of
+ * another: a caller takes over a lapsed lease only this long after its end. Lambda hosts
+ * keep time with the Amazon Time Sync Service (chrony, drift well under 1 ms), so 500 ms is
+ * a wide margin for a misbehaving host, and small against the 12 s lease: it only delays
+ * the takeover from a holder that crashed.
+ */
+export const LEASE_SKEW_MS = 500;
 const FIRST_POLL_MS = 25;
 const MAX_POLL_MS = 400;
 
@@ -122,6 +140,7 @@ export async function refreshSession(
         sessionKey,
         owner,
         now,
+        leaseEndedBy: now - LEASE_SKEW_MS,
         leaseUntil,
         expectedVersion: versionHint,
         // "+ 1": a token committed exactly one window ago is stale here as it is for the
@@ -186,27 +205,35 @@ export async function refreshSession(
       }
       return openStored(deps, record, outcome, session);
     }
+    const leaseHeld = record.leaseUntil !== undefined && record.leaseUntil > now - LEASE_SKEW_MS;
     if (record.lastFailureAt !== undefined && record.lastFailureAt >= startedAt) {
       // The holder we waited for gave up: share its outcome instead of calling again.
-      throw failureFor(record.lastFailureKind);
+      throw failureFor(record.lastFailureKind, leaseRetryAfter(record, now, leaseHeld));
     }
-    const leaseHeld = record.leaseUntil !== undefined && record.leaseUntil > now;
+    if (
+      leaseHeld &&
+      record.lastFailureOwner !== undefined &&
+      record.lastFailureOwner === record.leaseOwner
+    ) {
+      // The holder failed but keeps its lease as a fence (its request may still be running
+      // at Salesforce): waiting would only end in the same failure.
+      throw failureFor(record.lastFailureKind, leaseRetryAfter(record, now, leaseHeld));
+    }
     if (!leaseHeld) {
       tryAcquire = true;
       if (now < deadline && timeToHold(now)) continue;
     }
     if (now >= deadline) {
-      const retryAfter = leaseHeld ? Math.ceil(((record.leaseUntil ?? now) - now) / 1000) : 1;
       throw new TemporarilyUnavailableError(
         'A refresh of this session is still in progress; retry shortly.',
-        Math.max(1, retryAfter),
+        leaseRetryAfter(record, now, leaseHeld),
       );
     }
     tryAcquire = false;
     waited = true;
     // Full jitter keeps waiters from polling in lockstep; never sleep past the lease end.
     const untilLeaseEnds = leaseHeld
-      ? (record.leaseUntil ?? now) - now + 5
+      ? (record.leaseUntil ?? now) + LEASE_SKEW_MS - now + 5
       : Number.POSITIVE_INFINITY;
     await sleep(Math.max(1, Math.min(random() * pollDelay, deadline - now, untilLeaseEnds)));
     pollDelay = Math.min(pollDelay * 2, MAX_POLL_MS);
@@ -217,14 +244,25 @@ function isLive(record: SessionRecord, now: number): boolean {
   return now < record.absoluteExpiresAt && now < record.idleExpiresAt;
 }
 
-function failureFor(kind: RefreshFailureKind | undefined): Error {
+/** Seconds until a held lease (and its skew margin) ends, at least 1. */
+function leaseRetryAfter(record: SessionRecord, now: number, leaseHeld: boolean): number {
+  if (!leaseHeld || record.leaseUntil === undefined) return 1;
+  return Math.max(1, Math.ceil((record.leaseUntil + LEASE_SKEW_MS - now) / 1000));
+}
+
+function failureFor(kind: RefreshFailureKind | undefined, retryAfterSeconds: number): Error {
   switch (kind) {
     case 'misconfigured':
       return new UpstreamMisconfiguredError('Salesforce rejected the connected app credentials.');
+    case 'forbidden':
+      return new UpstreamForbiddenError(UPSTREAM_FORBIDDEN_DESCRIPTION);
     case 'integrity':
       return new SessionIntegrityError('The stored session is damaged.');
     default:
-      return new TemporarilyUnavailableError('Salesforce is temporarily unavailable.', 5);
+      return new TemporarilyUnavailableError(
+        'Salesforce is temporarily unavailable.',
+        Math.max(retryAfterSeconds, 5),
+      );
   }
 }
 
@@ -264,6 +302,7 @@ async function openWithKeyOrReport(
       deps.metrics.count('IntegrityError');
       deps.log.error('session integrity check failed', {
         event: 'integrity_error',
+        alarm: true,
         session,
         version: record.version,
         reason: error.message,
@@ -275,7 +314,14 @@ async function openWithKeyOrReport(
 
 /**
  * The one caller holding the lease: decrypt, call Salesforce (with `GenerateDataKey`
- * running alongside), then the fenced commit.
+ * running alongside), then the fenced commit. Every network step ends inside the lease:
+ *
+ *   acquire                                                      leaseUntil
+ *   |--decrypt--|------- Salesforce -------|-key-|--commit(s)--|-read-|
+ *               |<-- lease - COMMIT_RESERVE|     |<- lease - READ_BACK_RESERVE
+ *
+ * so a stalled call can never run on after another caller has taken the lease over and
+ * sent the same refresh token.
  */
 async function refreshAsLeaseHolder(
   deps: RefreshDependencies,
@@ -287,9 +333,10 @@ async function refreshAsLeaseHolder(
 ): Promise<FreshAccessToken> {
   const { store, clock } = deps;
   const sessionKey = record.sessionKey;
-  const release = (failureKind: RefreshFailureKind) =>
+  const commitDeadline = leaseUntil - READ_BACK_RESERVE_MS;
+  const release = (failureKind: RefreshFailureKind, keepLease = false) =>
     store
-      .releaseLease({ sessionKey, owner, failedAt: clock.now(), failureKind })
+      .releaseLease({ sessionKey, owner, failedAt: clock.now(), failureKind, keepLease })
       .catch((error: unknown) =>
         deps.log.warn('lease release failed; it ends by itself', {
           session,
@@ -312,7 +359,9 @@ async function refreshAsLeaseHolder(
 
   // Overlap the new data key with the upstream call: after Salesforce answers, the only
   // network step left is the commit.
-  const dataKeyPromise = deps.vault.generateDataKey(sessionKey);
+  const dataKeyPromise = deps.vault.generateDataKey(sessionKey, {
+    timeoutMs: commitDeadline - MIN_COMMIT_MS - clock.now(),
+  });
   dataKeyPromise.catch(() => {});
 
   const upstreamStartedAt = clock.now();
@@ -338,8 +387,11 @@ async function refreshAsLeaseHolder(
     response.refreshToken !== undefined && response.refreshToken !== current.refreshToken;
 
   // Salesforce has answered (and may have rotated): KMS must not be able to lose that.
-  // Without a fresh data key, seal the new version under the one just decrypted.
-  const dataKey = await dataKeyPromise.catch((error: unknown) => {
+  // Without a fresh data key in time, seal the new version under the one just decrypted.
+  const dataKey = await withinMs(
+    dataKeyPromise,
+    commitDeadline - MIN_COMMIT_MS - clock.now(),
+  ).catch((error: unknown) => {
     deps.log.warn('no fresh data key; sealing under the current one', {
       event: 'data_key_reused',
       session,
@@ -361,17 +413,21 @@ async function refreshAsLeaseHolder(
       committedAt,
       idleExpiresAt: Math.min(committedAt + deps.config.sessionIdleTtlMs, record.absoluteExpiresAt),
     },
-    leaseUntil,
+    commitDeadline,
   );
 
-  let latest: SessionRecord | undefined;
-  if (outcome === 'fenced') {
-    latest = await store.get(sessionKey);
-    // An earlier attempt of this very commit may have been applied with its answer lost
-    // (a DynamoDB 500 or a dropped connection after the write); the SDK's retry then fails
-    // the condition against our own write. Our ciphertext (random IV) at our version
-    // means the rotated token is stored: not fenced, and no rotation was lost.
-    if (latest?.version === version && sameBytes(latest.sealed.ciphertext, sealed.ciphertext)) {
+  let latest: SessionRecord | undefined | 'unknown';
+  if (outcome !== 'committed') {
+    // An attempt of this very commit may have been applied with its answer lost (a
+    // DynamoDB 500, a dropped connection or a timeout after the write): the SDK's retry
+    // then fails the condition against our own write, or the last attempt ran out of time.
+    // Our ciphertext (random IV) at our version means the rotated token is stored.
+    latest = await readBack(deps, sessionKey, leaseUntil);
+    if (
+      latest !== 'unknown' &&
+      latest?.version === version &&
+      sameBytes(latest.sealed.ciphertext, sealed.ciphertext)
+    ) {
       deps.log.info('the commit landed but its answer was lost', {
         event: 'commit_answer_lost',
         session,
@@ -395,6 +451,10 @@ async function refreshAsLeaseHolder(
   if (outcome instanceof Error) {
     reportRotationLost(deps, session, rotated, 'commit failed', outcome);
     await release('unavailable');
+    // Out of time (or the store kept failing), but another holder may have moved on.
+    if (latest !== 'unknown' && latest && isLive(latest, clock.now())) {
+      if (latest.version > record.version) return openStored(deps, latest, 'coalesced', session);
+    }
     throw new TemporarilyUnavailableError('The session store is temporarily unavailable.', 2, {
       cause: outcome,
     });
@@ -402,6 +462,10 @@ async function refreshAsLeaseHolder(
 
   // Fenced: a logout deleted the session (it wins), or our lease lapsed and another
   // holder moved on.
+  if (latest === 'unknown') {
+    reportRotationLost(deps, session, rotated, 'commit fenced, read-back failed', undefined);
+    throw new TemporarilyUnavailableError('The refresh did not complete; retry shortly.', 1);
+  }
   if (!latest || !isLive(latest, clock.now())) {
     deps.log.info('session ended while refreshing; not resurrected', { session });
     // The logout revoked the refresh token it found; the one Salesforce just rotated to
@@ -412,6 +476,34 @@ async function refreshAsLeaseHolder(
   reportRotationLost(deps, session, rotated, 'commit fenced', undefined);
   if (latest.version > record.version) return openStored(deps, latest, 'coalesced', session);
   throw new TemporarilyUnavailableError('The refresh did not complete; retry shortly.', 1);
+}
+
+/** A consistent read within what is left of the invocation; `'unknown'` when it fails. */
+async function readBack(
+  deps: RefreshDependencies,
+  sessionKey: string,
+  leaseUntil: number,
+): Promise<SessionRecord | undefined | 'unknown'> {
+  try {
+    return await deps.store.get(sessionKey, {
+      timeoutMs: Math.max(leaseUntil - deps.clock.now(), MIN_COMMIT_MS),
+    });
+  } catch {
+    return 'unknown';
+  }
+}
+
+/** `promise`, or a rejection once `milliseconds` have passed. */
+function withinMs<T>(promise: Promise<T>, milliseconds: number): Promise<T> {
+  if (milliseconds <= 0) return Promise.reject(new Error('no time left'));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`not ready within ${milliseconds} ms`)),
+      milliseconds,
+    );
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Best effort (see {@link revokeOrReport}): the caller's answer does not change. */
@@ -470,7 +562,7 @@ async function handleUpstreamFailure(
     record: SessionRecord;
     owner: string;
     session: string;
-    release: (kind: RefreshFailureKind) => Promise<void>;
+    release: (kind: RefreshFailureKind, keepLease?: boolean) => Promise<void>;
   },
 ): Promise<FreshAccessToken> {
   const { record, owner, session, release } = context;
@@ -490,6 +582,21 @@ async function handleUpstreamFailure(
     throw new ReauthenticationRequiredError('Salesforce ended this session; log in again.', {
       cause: error,
     });
+  }
+  if (error instanceof AccessRestrictedError) {
+    // The grant is alive; Salesforce refuses the broker's IP or the user's login hours.
+    // Keep the session, tell the operator (the caller cannot fix it).
+    deps.metrics.count('UpstreamError', 1, { class: 'forbidden' });
+    deps.metrics.count('UpstreamForbidden');
+    deps.log.error('Salesforce refused the broker by IP restriction or login hours', {
+      event: 'upstream_forbidden',
+      alarm: true,
+      session,
+      upstreamError: error.upstreamError,
+      upstreamDescription: error.upstreamDescription,
+    });
+    await release('forbidden');
+    throw new UpstreamForbiddenError(UPSTREAM_FORBIDDEN_DESCRIPTION, { cause: error });
   }
   if (error instanceof TokenRequestInProgressError) {
     // Salesforce's own concurrency block: another request with this refresh token is in
@@ -524,6 +631,7 @@ async function handleUpstreamFailure(
   }
   if (error instanceof InvalidTokenResponseError) {
     deps.metrics.count('UpstreamError', 1, { class: 'invalid_response' });
+    deps.metrics.count('UpstreamInvalidResponse');
     deps.log.error('Salesforce token response failed validation', {
       event: 'upstream_invalid_response',
       alarm: true,
@@ -537,15 +645,25 @@ async function handleUpstreamFailure(
     });
   }
   if (error instanceof SalesforceUnavailableError) {
-    deps.metrics.count('UpstreamError', 1, { class: 'unavailable' });
-    deps.log.warn('Salesforce is unavailable', {
-      event: 'upstream_unavailable',
-      session,
-      detail: error.message,
-    });
-    await release('unavailable');
+    const rateLimited = error.reason === 'rate_limited';
+    deps.metrics.count('UpstreamError', 1, { class: rateLimited ? 'rate_limited' : 'unavailable' });
+    deps.log.warn(
+      rateLimited ? 'Salesforce rate-limited the refresh' : 'Salesforce is unavailable',
+      {
+        event: rateLimited ? 'upstream_rate_limited' : 'upstream_unavailable',
+        session,
+        reason: error.reason,
+        detail: error.message,
+      },
+    );
+    // A timed-out or broken request may still be running at Salesforce with this refresh
+    // token: keep the lease (it runs out by itself) so that no second request with the same
+    // token follows it; waiters and newcomers still get this failure at once.
+    await release('unavailable', error.outcomeUnknown);
     throw new TemporarilyUnavailableError(
-      'Salesforce is temporarily unavailable.',
+      rateLimited
+        ? 'Salesforce is rate-limiting requests; retry later.'
+        : 'Salesforce is temporarily unavailable.',
       clampRetryAfter(error.retryAfterSeconds ?? 5),
       { cause: error },
     );
@@ -556,27 +674,31 @@ async function handleUpstreamFailure(
 }
 
 /**
- * The fenced commit, retried on store failures within the lease: after Salesforce has
- * rotated the refresh token, losing this write loses the session.
+ * The fenced commit, retried on store failures until `deadline`: after Salesforce has
+ * rotated the refresh token, losing this write loses the session. Each attempt is aborted
+ * at the deadline, so none runs on past the lease.
  */
 async function commitWithRetry(
   deps: RefreshDependencies,
   input: Parameters<SessionStore['commit']>[0],
-  leaseUntil: number,
+  deadline: number,
 ): Promise<'committed' | 'fenced' | Error> {
   const sleep = deps.sleep ?? defaultSleep;
-  let delay = 100;
-  for (;;) {
+  let delay = 50;
+  let lastError: Error = new TemporarilyUnavailableError('No time left to commit.', 1);
+  while (deadline - deps.clock.now() >= MIN_COMMIT_MS) {
     try {
-      return await deps.store.commit(input);
+      return await deps.store.commit(input, { timeoutMs: deadline - deps.clock.now() });
     } catch (error) {
       if (!(error instanceof TemporarilyUnavailableError)) return asError(error);
-      if (deps.clock.now() + delay >= leaseUntil) return error;
+      lastError = error;
+      if (deps.clock.now() + delay + MIN_COMMIT_MS > deadline) break;
       deps.log.warn('commit failed; retrying within the lease', { detail: error.message });
       await sleep(delay);
       delay *= 2;
     }
   }
+  return lastError;
 }
 
 function reportRotationLost(

@@ -15,10 +15,16 @@ export function callerHandle(request: HttpRequest, allowedOrigins: readonly stri
   const authorization = request.headers.authorization;
   if (authorization !== undefined) {
     const match = /^Bearer +(\S+)\s*$/i.exec(authorization);
-    if (!match?.[1] || !isWellFormedHandle(match[1])) {
+    const bearer = match?.[1];
+    if (bearer === undefined) {
       throw new InvalidSessionError('The Authorization header must be "Bearer <session handle>".');
     }
-    return match[1];
+    // The header's form is right; only the handle is wrong. Saying "malformed or unknown"
+    // (not which) tells a client to log in again without helping anyone probe handles.
+    if (!isWellFormedHandle(bearer)) {
+      throw new InvalidSessionError('The session handle is malformed or unknown.');
+    }
+    return bearer;
   }
 
   const cookies = cookieValues(request, SESSION_COOKIE);

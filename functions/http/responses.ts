@@ -48,6 +48,58 @@ export function redirect(location: string, cookies: string[] = []): HttpResponse
   };
 }
 
+/** `location` with `parameters` added to its query (a relative `return_to` stays relative). */
+export function withQuery(location: string, parameters: Record<string, string>): string {
+  const base = 'https://placeholder.invalid';
+  const url = new URL(location, base);
+  for (const [name, value] of Object.entries(parameters)) url.searchParams.set(name, value);
+  return url.origin === base ? `${url.pathname}${url.search}${url.hash}` : url.toString();
+}
+
+/**
+ * A small self-contained HTML page for a browser that reached an error with nowhere to be
+ * sent back to (the login transaction is unknown): the reason, and a link to start again.
+ * No script, no external resource; every text is escaped.
+ */
+export function htmlErrorPage(
+  statusCode: number,
+  page: { title: string; message: string; link: { href: string; text: string } },
+): HttpResponse {
+  const body = [
+    '<!doctype html>',
+    '<html lang="en"><head><meta charset="utf-8">',
+    '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    `<title>${escapeHtml(page.title)}</title>`,
+    '<style>body{font:16px/1.5 system-ui,sans-serif;max-width:36rem;margin:4rem auto;padding:0 1rem}</style>',
+    '</head><body>',
+    `<h1>${escapeHtml(page.title)}</h1>`,
+    `<p>${escapeHtml(page.message)}</p>`,
+    `<p><a href="${escapeHtml(page.link.href)}">${escapeHtml(page.link.text)}</a></p>`,
+    '</body></html>',
+  ].join('\n');
+  return {
+    statusCode,
+    headers: {
+      ...BASE_HEADERS,
+      'content-type': 'text/html; charset=utf-8',
+      'content-security-policy': "default-src 'none'; style-src 'unsafe-inline'; base-uri 'none'",
+    },
+    body,
+  };
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (character) => `&#${character.charCodeAt(0)};`);
+}
+
+/** Whether the client asked for HTML first (a browser navigating), not JSON. */
+export function prefersHtml(accept: string | undefined): boolean {
+  if (!accept) return false;
+  const html = accept.indexOf('text/html');
+  const json = accept.indexOf('application/json');
+  return html >= 0 && (json < 0 || html < json);
+}
+
 /**
  * The one place where errors become HTTP responses (README "HTTP contract (v1)"): a JSON
  * `{"error","error_description"}` body with the contract's status. Unknown errors are a

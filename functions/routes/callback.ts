@@ -1,16 +1,29 @@
-import { type CallbackDependencies, completeLogin } from '../broker/callback.ts';
+import {
+  type CallbackDependencies,
+  completeLogin,
+  LoginRedirectError,
+} from '../broker/callback.ts';
 import type { BrokerConfig } from '../broker/config.ts';
 import { isWellFormedHandle } from '../broker/session-handle.ts';
 import { SESSION_COOKIE } from '../http/caller.ts';
 import { CLEAR_LOGIN_COOKIE, LOGIN_COOKIE, sessionCookie } from '../http/cookies.ts';
 import { parseQuery, singleParameter } from '../http/query.ts';
 import { cookieValues, parseEvent } from '../http/request.ts';
-import { redirect } from '../http/responses.ts';
+import {
+  errorResponse,
+  htmlErrorPage,
+  prefersHtml,
+  redirect,
+  withQuery,
+} from '../http/responses.ts';
 import { type HttpHandler, httpRoute } from '../http/route.ts';
 import { requireCallbackUrl } from './login.ts';
 
 export interface CallbackRouteDependencies extends Omit<CallbackDependencies, 'config'> {
-  config: Pick<BrokerConfig, 'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'callbackUrl'>;
+  config: Pick<
+    BrokerConfig,
+    'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'callbackUrl' | 'invocationDeadlineMs'
+  >;
   metrics: CallbackDependencies['metrics'] & { flush?(): void };
 }
 
@@ -20,7 +33,14 @@ export interface CallbackRouteDependencies extends Omit<CallbackDependencies, 'c
  * and answers `302` to `return_to` with the `__Host-tb-session` cookie; the login cookie
  * is cleared on every answer, success or not, because the transaction is consumed either
  * way. The handle appears only in `Set-Cookie`, never in a URL.
+ *
+ * Failures: once the transaction is known, `302` back to its `return_to` with `error`
+ * (`access_denied` or `login_failed`) and `error_description` added to the query, like an
+ * authorization server's error redirect; before that (a bad `state`), a browser asking for
+ * `text/html` gets a small page with the reason and a link to start again, other clients
+ * the JSON error.
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1
  */
 export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHandler {
   const callbackUrl = requireCallbackUrl(deps.config);
@@ -29,6 +49,7 @@ export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHand
     config: {
       sessionAbsoluteTtlMs: deps.config.sessionAbsoluteTtlMs,
       sessionIdleTtlMs: deps.config.sessionIdleTtlMs,
+      invocationDeadlineMs: deps.config.invocationDeadlineMs,
       callbackUrl,
     },
   };
@@ -41,18 +62,51 @@ export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHand
       const state = singleParameter(query, 'state');
       const code = singleParameter(query, 'code');
       const error = singleParameter(query, 'error');
-      const result = await completeLogin(
-        { ...domain, log },
-        {
-          state,
-          code,
-          error,
-          loginCookies: cookieValues(request, LOGIN_COOKIE),
-          sessionHandles: cookieValues(request, SESSION_COOKIE).filter(isWellFormedHandle),
-        },
-      );
-      return redirect(result.returnTo, [sessionCookie(result.handle), CLEAR_LOGIN_COOKIE]);
+      try {
+        const result = await completeLogin(
+          { ...domain, log },
+          {
+            state,
+            code,
+            error,
+            loginCookies: cookieValues(request, LOGIN_COOKIE),
+            sessionHandles: cookieValues(request, SESSION_COOKIE).filter(isWellFormedHandle),
+          },
+        );
+        return redirect(result.returnTo, [sessionCookie(result.handle), CLEAR_LOGIN_COOKIE]);
+      } catch (failure) {
+        if (failure instanceof LoginRedirectError) {
+          // Logged and counted like any error answer, then sent back to the app.
+          errorResponse(failure.cause, log);
+          const location = withQuery(failure.returnTo, {
+            error: failure.error,
+            error_description: failure.errorDescription,
+          });
+          return redirect(location, [CLEAR_LOGIN_COOKIE]);
+        }
+        if (!prefersHtml(request.headers.accept)) throw failure;
+        const json = errorResponse(failure, log);
+        return {
+          ...htmlErrorPage(json.statusCode, {
+            title: 'This login cannot be completed',
+            message: describeForPage(json.body),
+            link: { href: '/login', text: 'Start the login again' },
+          }),
+          cookies: [CLEAR_LOGIN_COOKIE],
+        };
+      }
     },
     (response) => ({ ...response, cookies: [CLEAR_LOGIN_COOKIE] }),
   );
+}
+
+/** The contract's safe `error_description` from a JSON error body, for the HTML page. */
+function describeForPage(body: string | undefined): string {
+  try {
+    const parsed = JSON.parse(body ?? '{}') as { error_description?: unknown };
+    if (typeof parsed.error_description === 'string') return parsed.error_description;
+  } catch {
+    // Fall through to the generic text.
+  }
+  return 'The login could not be completed.';
 }

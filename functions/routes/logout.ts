@@ -1,5 +1,6 @@
 import { InvalidSessionError } from '../broker/errors.ts';
 import { type EndSessionDependencies, endSession } from '../broker/logout.ts';
+import type { Clock } from '../broker/ports.ts';
 import { sessionKeyOf } from '../broker/session-handle.ts';
 import { CLEAR_SESSION_COOKIE, callerHandle } from '../http/caller.ts';
 import { withCors } from '../http/cors.ts';
@@ -8,7 +9,8 @@ import { noContent } from '../http/responses.ts';
 import { type HttpHandler, httpRoute } from '../http/route.ts';
 
 export interface LogoutRouteDependencies extends EndSessionDependencies {
-  config: { allowedOrigins: readonly string[] };
+  config: { allowedOrigins: readonly string[]; invocationDeadlineMs: number };
+  clock: Clock;
   metrics: EndSessionDependencies['metrics'] & { flush?(): void };
 }
 
@@ -26,6 +28,11 @@ export function createLogoutHandler(deps: LogoutRouteDependencies): HttpHandler 
 
 function logoutRoute(deps: LogoutRouteDependencies): HttpHandler {
   return httpRoute('logout', deps, async (event, log) => {
+    // Read, delete and revoke all end by the invocation deadline, so the 204 always goes out.
+    const deadline = {
+      at: deps.clock.now() + deps.config.invocationDeadlineMs,
+      now: deps.clock.now,
+    };
     const request = parseEvent(event, ['POST']);
     let handle: string;
     try {
@@ -35,7 +42,7 @@ function logoutRoute(deps: LogoutRouteDependencies): HttpHandler {
       log.info('logout without a usable credential', { event: 'logout_no_session' });
       return noContent({}, [CLEAR_SESSION_COOKIE]);
     }
-    await endSession({ ...deps, log }, sessionKeyOf(handle), 'logout');
+    await endSession({ ...deps, log }, sessionKeyOf(handle), 'logout', deadline);
     return noContent({}, [CLEAR_SESSION_COOKIE]);
   });
 }

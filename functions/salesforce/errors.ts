@@ -20,8 +20,20 @@ export abstract class SalesforceError extends Error {
   }
 }
 
-/** `invalid_grant`: the refresh token (or code) is expired, revoked, evicted or reused. */
+/**
+ * `invalid_grant`: the refresh token (or code) is expired, revoked, evicted or reused, or
+ * its user or org is inactive. The grant is dead: log in again.
+ */
 export class InvalidGrantError extends SalesforceError {}
+
+/**
+ * `invalid_grant` / "ip restricted" or "invalid login hours": the grant may be alive, but
+ * Salesforce refuses the broker from where (or when) it calls: the connected app's IP
+ * relaxation policy or the profile's login IP ranges and hours. Only an administrator can
+ * fix it; the session must be kept.
+ * @see https://help.salesforce.com/s/articleView?id=sf.connected_app_edit_ip_ranges.htm
+ */
+export class AccessRestrictedError extends SalesforceError {}
 
 /**
  * `invalid_grant` / "token request is already being processed": Salesforce's own block on
@@ -29,22 +41,54 @@ export class InvalidGrantError extends SalesforceError {}
  */
 export class TokenRequestInProgressError extends SalesforceError {}
 
-/** `invalid_client` / `invalid_client_id`: wrong consumer key or secret. */
+/**
+ * `invalid_client`, `invalid_client_id`, `invalid_client_credentials` or
+ * `unauthorized_client`: wrong consumer key or secret (e.g. mid-rotation).
+ */
 export class InvalidClientError extends SalesforceError {}
-
-/** The user said no at the authorize page (`error=access_denied` on the redirect). */
-export class AuthorizationDeniedError extends SalesforceError {}
 
 /** Any other OAuth error (`invalid_request`, `unsupported_grant_type`, `redirect_uri_mismatch`). */
 export class OAuthRequestError extends SalesforceError {}
 
-/** 5xx, 429, timeout, network failure or a non-JSON (maintenance) page. Nothing is known. */
+/**
+ * Why Salesforce could not be used: `timeout` and `network` (a connection broken after the
+ * request went out) leave the outcome unknown; `unreachable` never sent it.
+ */
+export type UnavailableReason =
+  | 'timeout'
+  | 'network'
+  | 'unreachable'
+  | 'server'
+  | 'rate_limited'
+  | 'not_json';
+
+/**
+ * 5xx, 429 or `rate_limit_exceeded`, timeout, network failure or a non-JSON (maintenance)
+ * page. Nothing about the grant is known; nothing is deleted.
+ */
 export class SalesforceUnavailableError extends SalesforceError {
   /** Seconds, from Salesforce's `Retry-After` when it sent one. */
   readonly retryAfterSeconds: number | undefined;
-  constructor(message: string, retryAfterSeconds?: number, options?: ErrorOptions) {
-    super(message, undefined, options);
+  readonly reason: UnavailableReason;
+  constructor(
+    message: string,
+    retryAfterSeconds?: number,
+    options?: ErrorOptions & {
+      reason?: UnavailableReason;
+      upstream?: { error?: string | undefined; description?: string | undefined };
+    },
+  ) {
+    super(message, options?.upstream, options);
     this.retryAfterSeconds = retryAfterSeconds;
+    this.reason = options?.reason ?? 'server';
+  }
+
+  /**
+   * The request may have reached Salesforce and be processed still (or have been): the
+   * refresh token it carried must not be sent again until that is settled.
+   */
+  get outcomeUnknown(): boolean {
+    return this.reason === 'timeout' || this.reason === 'network';
   }
 }
 

@@ -2,6 +2,7 @@ import { createHmac, timingSafeEqual } from 'node:crypto';
 import { isLoopbackUrl } from '../broker/config.ts';
 import type { ClientCredentials } from '../broker/ports.ts';
 import {
+  AccessRestrictedError,
   InvalidClientError,
   InvalidGrantError,
   InvalidTokenResponseError,
@@ -72,7 +73,7 @@ export class SalesforceOAuthClient {
   async refreshTokenGrant(
     credentials: ClientCredentials,
     refreshToken: string,
-    options?: { timeoutMs?: number },
+    options?: { timeoutMs?: number | undefined },
   ): Promise<TokenResponse> {
     const response = await this.#post(
       '/services/oauth2/token',
@@ -99,7 +100,7 @@ export class SalesforceOAuthClient {
   async authorizationCodeGrant(
     credentials: ClientCredentials,
     grant: { code: string; codeVerifier: string; redirectUri: string },
-    options?: { timeoutMs?: number },
+    options?: { timeoutMs?: number | undefined },
   ): Promise<TokenResponse> {
     const response = await this.#post(
       '/services/oauth2/token',
@@ -122,18 +123,20 @@ export class SalesforceOAuthClient {
   }
 
   /**
-   * RFC 7009 token revocation. `400 invalid_token` counts as already revoked.
-   * @see https://www.rfc-editor.org/rfc/rfc7009#section-2
+   * RFC 7009 token revocation. `400 invalid_token` and `400 unsupported_token_type` count
+   * as already revoked: Salesforce answers them for a token it no longer knows.
+   * @see https://www.rfc-editor.org/rfc/rfc7009#section-2.2.1
    */
-  async revoke(token: string, options?: { timeoutMs?: number }): Promise<void> {
+  async revoke(token: string, options?: { timeoutMs?: number | undefined }): Promise<void> {
     const response = await this.#post('/services/oauth2/revoke', { token }, options?.timeoutMs);
     if (response.ok) {
       await response.body?.cancel();
       return;
     }
-    const body = await readErrorBody(response);
-    if (response.status === 400 && body?.error === 'invalid_token') return;
-    throw classifyErrorResponse(response, body);
+    const text = await response.text();
+    const body = parseErrorBody(text);
+    if (response.status === 400 && ALREADY_REVOKED.has(body?.error ?? '')) return;
+    throw classifyErrorResponse(response, body, text);
   }
 
   /** The authorize URL of the Web Server Flow (PKCE S256). */
@@ -180,13 +183,37 @@ export class SalesforceOAuthClient {
       return new Response(text, { status: response.status, headers: response.headers });
     } catch (cause) {
       const timedOut = signal.aborted;
+      // A timeout or a connection broken after the request went out leaves the outcome
+      // unknown: Salesforce may be processing it still. A refused or unresolvable
+      // connection never carried the request.
+      const neverSent = !timedOut && NOT_SENT_CODES.has(errorCode(cause) ?? '');
       throw new SalesforceUnavailableError(
         timedOut ? `Salesforce did not answer within ${timeoutMs} ms` : 'Salesforce is unreachable',
         undefined,
-        { cause },
+        { cause, reason: timedOut ? 'timeout' : neverSent ? 'unreachable' : 'network' },
       );
     }
   }
+}
+
+/** Network errors (Node's and undici's) raised before a request could leave this host. */
+const NOT_SENT_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ENETUNREACH',
+  'EHOSTUNREACH',
+  'UND_ERR_CONNECT_TIMEOUT',
+]);
+
+/** The `code` of a network error, which `fetch` wraps as the cause of a `TypeError`. */
+function errorCode(error: unknown): string | undefined {
+  for (let current = error, depth = 0; current instanceof Error && depth < 4; depth++) {
+    const code = (current as { code?: unknown }).code;
+    if (typeof code === 'string') return code;
+    current = current.cause;
+  }
+  return undefined;
 }
 
 interface OAuthErrorBody {
@@ -194,8 +221,26 @@ interface OAuthErrorBody {
   error_description?: string | undefined;
 }
 
-async function readErrorBody(response: Response): Promise<OAuthErrorBody | undefined> {
-  const text = await response.text();
+/** Revoke errors that mean the token is already gone. */
+const ALREADY_REVOKED = new Set(['invalid_token', 'unsupported_token_type']);
+
+/** `invalid_grant` descriptions that refuse the caller, not the grant. */
+const ACCESS_RESTRICTED = /ip restricted|invalid login hours|login hours/i;
+
+/** A rate limit, in an OAuth error, an error description or a non-JSON body. */
+const RATE_LIMITED = /rate[_ ]limit|too many requests/i;
+
+/** Salesforce sends no Retry-After with `rate_limit_exceeded`; its login limits are hourly. */
+const RATE_LIMIT_RETRY_AFTER_SECONDS = 60;
+
+const CLIENT_ERRORS = new Set([
+  'invalid_client',
+  'invalid_client_id',
+  'invalid_client_credentials',
+  'unauthorized_client',
+]);
+
+function parseErrorBody(text: string): OAuthErrorBody | undefined {
   try {
     const value: unknown = JSON.parse(text);
     if (typeof value === 'object' && value !== null && 'error' in value) {
@@ -219,31 +264,59 @@ function retryAfterSeconds(response: Response): number | undefined {
   return undefined;
 }
 
-/** Maps a non-2xx token or revoke response to an error class. */
-function classifyErrorResponse(response: Response, body: OAuthErrorBody | undefined): Error {
-  if (response.status >= 500 || response.status === 429 || !body) {
+/**
+ * Maps a non-2xx token or revoke response to an error class (SALESFORCE.md, "Token
+ * endpoint"). Order matters: a rate limit is never a dead grant or a bad client, and
+ * Salesforce's own concurrency block and its IP / login-hours refusals arrive as
+ * `invalid_grant` but leave the grant alive.
+ * @see https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_flow_errors.htm
+ */
+function classifyErrorResponse(
+  response: Response,
+  body: OAuthErrorBody | undefined,
+  text: string,
+): Error {
+  const upstream = body && { error: body.error, description: body.error_description };
+  if (
+    response.status === 429 ||
+    body?.error === 'rate_limit_exceeded' ||
+    RATE_LIMITED.test(body?.error_description ?? '') ||
+    (!body && RATE_LIMITED.test(text.slice(0, 4096)))
+  ) {
+    return new SalesforceUnavailableError(
+      `Salesforce rate-limited the request (HTTP ${response.status})`,
+      retryAfterSeconds(response) ?? RATE_LIMIT_RETRY_AFTER_SECONDS,
+      { reason: 'rate_limited', upstream },
+    );
+  }
+  if (response.status >= 500 || !body) {
     return new SalesforceUnavailableError(
       `Salesforce answered HTTP ${response.status}${body ? '' : ' without an OAuth error body'}`,
       retryAfterSeconds(response),
+      { reason: body ? 'server' : 'not_json', upstream },
     );
   }
-  const upstream = { error: body.error, description: body.error_description };
-  switch (body.error) {
-    case 'invalid_grant':
-      if (/already being processed/i.test(body.error_description ?? '')) {
-        return new TokenRequestInProgressError(
-          'Salesforce is processing the same refresh token',
-          upstream,
-        );
-      }
-      return new InvalidGrantError('Salesforce rejected the grant', upstream);
-    case 'invalid_client':
-    case 'invalid_client_id':
-    case 'unauthorized_client':
-      return new InvalidClientError('Salesforce rejected the client credentials', upstream);
-    default:
-      return new OAuthRequestError(`Salesforce answered ${body.error}`, upstream);
+  const grantUpstream = { error: body.error, description: body.error_description };
+  if (body.error === 'invalid_grant') {
+    const description = body.error_description ?? '';
+    if (/already being processed/i.test(description)) {
+      return new TokenRequestInProgressError(
+        'Salesforce is processing the same refresh token',
+        grantUpstream,
+      );
+    }
+    if (ACCESS_RESTRICTED.test(description)) {
+      return new AccessRestrictedError(
+        "Salesforce refused the broker's network location or login hours",
+        grantUpstream,
+      );
+    }
+    return new InvalidGrantError('Salesforce rejected the grant', grantUpstream);
   }
+  if (CLIENT_ERRORS.has(body.error)) {
+    return new InvalidClientError('Salesforce rejected the client credentials', grantUpstream);
+  }
+  return new OAuthRequestError(`Salesforce answered ${body.error}`, grantUpstream);
 }
 
 /**
@@ -257,16 +330,20 @@ export async function processTokenResponse(
   response: Response,
   options: { clientSecret: string; loginUrl: URL; requireRefreshToken: boolean },
 ): Promise<TokenResponse> {
-  if (!response.ok) {
-    throw classifyErrorResponse(response, await readErrorBody(response));
-  }
   const text = await response.text();
+  if (!response.ok) {
+    throw classifyErrorResponse(response, parseErrorBody(text), text);
+  }
   let body: unknown;
   try {
     body = JSON.parse(text);
   } catch {
     // A 200 that is not JSON is a proxy or maintenance page, not a token response.
-    throw new SalesforceUnavailableError('Salesforce answered 200 with a body that is not JSON');
+    throw new SalesforceUnavailableError(
+      'Salesforce answered 200 with a body that is not JSON',
+      undefined,
+      { reason: 'not_json' },
+    );
   }
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw new InvalidTokenResponseError('"response" body must be a JSON object', 'field');

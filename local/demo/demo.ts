@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import { isTrustedSalesforceUrl } from '../../functions/salesforce/oauth-client.ts';
 import { type LambdaHttpHandler, type LocalServer, startLocalServer } from '../lambda-http.ts';
 import type { LocalStack } from '../stack.ts';
@@ -13,6 +13,10 @@ const DEMO_PAGE = new URL('./index.html', import.meta.url);
 export async function startDemo(options: {
   port: number;
   host?: string;
+  /** Already listening (see `listen` in lambda-http.ts); otherwise one is started. */
+  server?: Server;
+  /** The origin the broker answers as (`PUBLIC_URL`); other loopback hosts are sent there. */
+  publicUrl?: string;
   stack: LocalStack;
 }): Promise<LocalServer> {
   const routes: Record<string, LambdaHttpHandler> = {};
@@ -23,11 +27,15 @@ export async function startDemo(options: {
   const page = await readFile(DEMO_PAGE, 'utf8');
   const loginUrl = new URL(options.stack.env.SALESFORCE_LOGIN_URL ?? 'http://127.0.0.1');
 
+  const publicUrl = options.publicUrl ? new URL(options.publicUrl) : undefined;
+
   return startLocalServer({
     routes,
     port: options.port,
     host: options.host ?? '127.0.0.1',
+    ...(options.server ? { server: options.server } : {}),
     before: async (request, response) => {
+      if (publicUrl && misdirected(request, response, publicUrl)) return true;
       const url = new URL(request.url ?? '/', 'http://local');
       if (url.pathname === '/' && request.method === 'GET') {
         send(response, 200, 'text/html; charset=utf-8', page, {
@@ -57,6 +65,48 @@ export async function startDemo(options: {
       return false;
     },
   });
+}
+
+const LOOPBACK_HOSTNAME = /^(localhost|127(\.\d{1,3}){3}|\[::1\])$/i;
+
+/**
+ * Cookies belong to a host name: a login started at `127.0.0.1:3000` sets its cookie there,
+ * but Salesforce sends the browser back to `PUBLIC_URL`'s `/callback` (`localhost:3000`),
+ * where that cookie is missing. So a request naming another host is answered here:
+ * GET and HEAD (pages, `/login`, `/callback`) with a 307 to the same path and query on
+ * `PUBLIC_URL`; other methods carrying no `Authorization` header (the page's cookie calls:
+ * a redirected POST would reach the other host without its cookie) with a JSON
+ * `421 Misdirected Request` naming the right origin. Bearer calls and CORS preflights do
+ * not depend on the host's cookies and are served. Only when `PUBLIC_URL` is a loopback URL: behind a tunnel or proxy
+ * that rewrites `Host`, redirecting could loop.
+ */
+function misdirected(request: IncomingMessage, response: ServerResponse, publicUrl: URL): boolean {
+  const host = request.headers.host;
+  if (!host || !LOOPBACK_HOSTNAME.test(publicUrl.hostname)) return false;
+  if (host.toLowerCase() === publicUrl.host.toLowerCase()) return false;
+  const method = request.method ?? 'GET';
+  if (method === 'GET' || method === 'HEAD') {
+    // Path and query only: a request target like `//elsewhere/` must not pick the host.
+    const asked = new URL(request.url ?? '/', 'http://local');
+    const location = new URL(publicUrl.origin);
+    location.pathname = asked.pathname;
+    location.search = asked.search;
+    response.writeHead(307, { location: location.href, 'cache-control': 'no-store' });
+    response.end();
+    return true;
+  }
+  // A CORS preflight carries no credentials; the Bearer call after it may be served.
+  if (method === 'OPTIONS' || request.headers.authorization !== undefined) return false;
+  send(
+    response,
+    421,
+    'application/json',
+    JSON.stringify({
+      error: 'misdirected_request',
+      error_description: `This server answers as ${publicUrl.origin} (PUBLIC_URL), where its cookies are set; send the request there.`,
+    }),
+  );
+  return true;
 }
 
 /**

@@ -108,16 +108,65 @@ describe.skipIf(!executablePath)('Demo page in Chromium', () => {
     await expect.poll(() => page.locator('#status').textContent()).toBe('not logged in');
   });
 
+  it('starts clean: no error logged and only the login enabled before anyone logs in', async () => {
+    // Act
+    await newPage();
+    await page.goto(`${broker.url}/`);
+    await expect.poll(() => page.locator('#status').textContent()).toBe('not logged in');
+
+    // Assert
+    expect(await page.locator('#log li.error').count()).toBe(0);
+    expect(await logText()).not.toContain('401');
+    for (const id of ['refresh', 'call-api', 'expire', 'logout']) {
+      expect(await page.locator(`#${id}`).isDisabled(), id).toBe(true);
+    }
+    expect(await page.locator('#login').isVisible()).toBe(true);
+    expect(await page.locator('#login-error').isVisible()).toBe(false);
+  });
+
+  it.each([
+    ['access_denied', 'The user denied access.'],
+    ['login_failed', 'Salesforce issued no refresh token.'],
+  ])(
+    'shows a failed login (%s) from its query, logs it, and cleans the URL',
+    async (code, text) => {
+      // Prepare: where /callback sends the browser after a failed login (return_to=/)
+      await newPage();
+      const query = new URLSearchParams({ error: code, error_description: text, keep: '1' });
+
+      // Act
+      await page.goto(`${broker.url}/?${query}`);
+      await expect.poll(() => page.locator('#status').textContent()).toBe('not logged in');
+
+      // Assert: shown and logged, and gone from the address bar (other parameters stay)
+      const banner = page.locator('#login-error');
+      expect(await banner.isVisible()).toBe(true);
+      expect(await banner.textContent()).toContain(code);
+      expect(await banner.textContent()).toContain(text);
+      expect(await page.locator('#log li.error').allTextContents()).toEqual([
+        expect.stringContaining(`${code}: ${text}`),
+      ]);
+      expect(page.url()).toBe(`${broker.url}/?keep=1`);
+
+      // A reload shows the page as it is, without the old error
+      await page.reload();
+      await expect.poll(() => page.locator('#status').textContent()).toBe('not logged in');
+      expect(await banner.isVisible()).toBe(false);
+      expect(await page.locator('#log li.error').count()).toBe(0);
+    },
+  );
+
   it('shows a clear error when the user denies access', async () => {
     await newPage();
     await page.goto(`${broker.url}/`);
     await page.click('#login');
     await page.click('#deny');
-    await page.waitForURL(`${broker.url}/callback**`);
+    // /callback sends the browser back to return_to (`/`) with the contract's error.
+    await page.waitForURL(/[?&]error=access_denied/);
 
-    const body = JSON.parse((await page.locator('body').textContent()) ?? '');
-
-    expect(body).toMatchObject({ error: 'access_denied' });
+    const url = new URL(page.url());
+    expect(url.pathname).toBe('/');
+    expect(url.searchParams.get('error_description')).toMatch(/not granted/);
     expect((await context.cookies()).find((c) => c.name === '__Host-tb-session')).toBeUndefined();
   });
 });

@@ -35,6 +35,7 @@ describe('Function: readAppContext', () => {
       leaseMs: 12_000,
       upstreamTimeoutMs: 8_000,
       waitBudgetMs: 10_000,
+      invocationDeadlineMs: 11_000,
     });
   });
 
@@ -62,7 +63,7 @@ describe('Function: readAppContext', () => {
     });
     expect(resolveSettings(context.broker, notToken).throttling.refresh).toEqual({
       rateLimit: 200,
-      burstLimit: 100,
+      burstLimit: 500,
     });
   });
 
@@ -138,6 +139,7 @@ describe('Function: timeoutBudget', () => {
       expect(budget.leaseMs).toBe(functionTimeoutSeconds * 1000);
       expect(budget.upstreamTimeoutMs).toBeLessThan(budget.leaseMs);
       expect(budget.waitBudgetMs).toBeLessThan(budget.functionTimeoutMs);
+      expect(budget.invocationDeadlineMs).toBe(budget.functionTimeoutMs - 1000);
     }
   });
 });

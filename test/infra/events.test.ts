@@ -28,6 +28,8 @@ interface Case {
   routeKey: string;
   /** Statuses the contract allows for this event when AWS cannot be reached. */
   statuses: Record<number, string | null>;
+  /** The error comes as the HTML page (its JSON code is not in the body). */
+  html?: boolean;
 }
 
 const CASES: Case[] = [
@@ -54,6 +56,8 @@ const CASES: Case[] = [
     entry: 'functions/callback.ts',
     routeKey: 'ANY /callback',
     statuses: { 503: 'temporarily_unavailable' },
+    // A browser's redirect (`Accept: text/html`) with an unknown transaction gets a page.
+    html: true,
   },
   {
     event: 'logout',
@@ -101,7 +105,7 @@ describe('Sample events: events/*.json', () => {
     },
   );
 
-  for (const { event, entry, statuses } of CASES) {
+  for (const { event, entry, statuses, html } of CASES) {
     it(`${entry} answers ${event}.json within the contract`, async () => {
       // Arrange
       const { handler } = (await import(join(repoRoot, entry))) as { handler: Handler };
@@ -116,7 +120,10 @@ describe('Sample events: events/*.json', () => {
       );
       expect(response.headers?.['cache-control']).toBe('no-store');
       const code = statuses[status];
-      if (code) {
+      if (code && html) {
+        expect(response.headers?.['content-type']).toMatch(/^text\/html/);
+        expect(response.body).toContain('href="/login"');
+      } else if (code) {
         const body = JSON.parse(response.body ?? '') as Record<string, unknown>;
         expect(body.error).toBe(code);
         expect(typeof body.error_description).toBe('string');

@@ -19,6 +19,13 @@ export function cdkJsonContext(): Record<string, unknown> {
   return cdkJson.context;
 }
 
+/**
+ * Context that skips bundling the functions (CDK's own `aws:cdk:bundling-stacks`): for
+ * tests about the template's resources rather than the code, synth then takes seconds.
+ * cdk-nag still runs.
+ */
+export const SKIP_BUNDLING = { 'aws:cdk:bundling-stacks': [] };
+
 export interface NagViolation {
   ruleName: string;
   severity: string;

@@ -98,10 +98,10 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         AutoDeploy: true,
         DefaultRouteSettings: { ThrottlingRateLimit: 5, ThrottlingBurstLimit: 10 },
         RouteSettings: {
-          'ANY /refresh': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
-          'ANY /login': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
-          'ANY /callback': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
-          'ANY /logout': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
+          'ANY /refresh': { ThrottlingRateLimit: 250, ThrottlingBurstLimit: 500 },
+          'ANY /login': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+          'ANY /callback': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+          'ANY /logout': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
         },
       });
       // Route settings name routes, so the stage must be deployed after them.
@@ -177,6 +177,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         LEASE_MS: '12000',
         UPSTREAM_TIMEOUT_MS: '8000',
         WAIT_BUDGET_MS: '10000',
+        INVOCATION_DEADLINE_MS: '11000',
         REUSE_WINDOW_SECONDS: '5',
         SESSION_ABSOLUTE_TTL_SECONDS: '2592000',
         SESSION_IDLE_TTL_SECONDS: '604800',
@@ -192,6 +193,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       expect(Number(env.LEASE_MS)).toBeGreaterThanOrEqual(timeoutMs);
       expect(Number(env.UPSTREAM_TIMEOUT_MS)).toBeLessThan(Number(env.LEASE_MS));
       expect(Number(env.WAIT_BUDGET_MS)).toBeLessThan(timeoutMs);
+      expect(Number(env.INVOCATION_DEADLINE_MS)).toBeLessThan(timeoutMs);
       expect(timeoutMs).toBeLessThan(29_000);
       expect(env.TABLE_NAME).toEqual({ Ref: id(stack.broker.table) });
       expect(env.KMS_KEY_ID).toEqual({ 'Fn::GetAtt': [id(stack.broker.key), 'Arn'] });
@@ -301,7 +303,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'SessionItems',
             Effect: 'Allow',
-            Action: ['dynamodb:DeleteItem', 'dynamodb:PutItem'],
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem'],
             Resource: table(),
             Condition: only('session#'),
           },
@@ -319,7 +321,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'SessionItems',
             Effect: 'Allow',
-            Action: 'dynamodb:DeleteItem',
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem'],
             Resource: table(),
             Condition: only('session#'),
           },
@@ -476,9 +478,11 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
   });
 
   describe('observability', () => {
-    it('alarms on 5xx rate, upstream misconfiguration, integrity errors and throttles', () => {
+    it('alarms on 5xx rate, each alarmed log event and throttles', () => {
       const alarms = resourcesOfType(synth.template, 'AWS::CloudWatch::Alarm');
-      expect(Object.keys(alarms)).toHaveLength(4);
+      // 5xx rate, Lambda throttles, and one per metric of ALARMED_LOG_EVENTS
+      // (test/infra/alarms.test.ts ties those to the functions' log events).
+      expect(Object.keys(alarms)).toHaveLength(8);
       const topic = { Ref: id(stack.broker.node.findChild('AlarmTopic')) };
       for (const alarm of Object.values(alarms)) {
         expect(alarm.Properties.AlarmActions).toEqual([topic]);
@@ -541,7 +545,10 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         'ReauthenticationRequired',
         'IntegrityError',
         'UpstreamMisconfigured',
+        'UpstreamInvalidResponse',
+        'UpstreamForbidden',
         'RotationLost',
+        'RevokeFailed',
       ]) {
         expect(body).toContain(`\\"${metric}\\"`);
       }
@@ -642,6 +649,7 @@ describe('Stack: TokenBroker (custom domain, existing secret and topic, throwawa
         Variables: Match.objectLike({
           LEASE_MS: '15000',
           WAIT_BUDGET_MS: '13000',
+          INVOCATION_DEADLINE_MS: '14000',
           UPSTREAM_TIMEOUT_MS: '8000',
           POWERTOOLS_SERVICE_NAME: 'BrokerDev',
         }),
@@ -650,7 +658,7 @@ describe('Stack: TokenBroker (custom domain, existing secret and topic, throwawa
     synth.template.hasResourceProperties('AWS::ApiGatewayV2::Stage', {
       RouteSettings: Match.objectLike({
         'ANY /refresh': { ThrottlingRateLimit: 200, ThrottlingBurstLimit: 400 },
-        'ANY /login': { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 20 },
+        'ANY /login': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
       }),
     });
   });

@@ -55,6 +55,7 @@ describe('Class: DynamoDbSessionStore', () => {
             sessionKey: record.sessionKey,
             owner: `owner-${index}`,
             now,
+            leaseEndedBy: now,
             leaseUntil: now + 12_000,
           }),
         ),
@@ -70,6 +71,7 @@ describe('Class: DynamoDbSessionStore', () => {
         sessionKey: record.sessionKey,
         owner: 'me',
         now,
+        leaseEndedBy: now,
         leaseUntil: now + 12_000,
       });
 
@@ -96,6 +98,7 @@ describe('Class: DynamoDbSessionStore', () => {
         sessionKey: record.sessionKey,
         owner: 'me',
         now,
+        leaseEndedBy: now,
         leaseUntil: now + 12_000,
         ...input,
       });
@@ -110,6 +113,7 @@ describe('Class: DynamoDbSessionStore', () => {
         sessionKey: record.sessionKey,
         owner: 'me',
         now,
+        leaseEndedBy: now,
         leaseUntil: now + 12_000,
       });
 
@@ -122,11 +126,12 @@ describe('Class: DynamoDbSessionStore', () => {
       // Prepare: A acquires, its lease lapses, B acquires and commits
       const record = await session();
       const lease = { sessionKey: record.sessionKey, leaseUntil: now + 1000 };
-      await store.tryAcquireLease({ ...lease, owner: 'A', now });
+      await store.tryAcquireLease({ ...lease, owner: 'A', now, leaseEndedBy: now });
       await store.tryAcquireLease({
         ...lease,
         owner: 'B',
         now: now + 2000,
+        leaseEndedBy: now + 2000,
         leaseUntil: now + 14_000,
       });
       const commit = {
@@ -154,9 +159,10 @@ describe('Class: DynamoDbSessionStore', () => {
         sessionKey: record.sessionKey,
         owner: 'A',
         now,
+        leaseEndedBy: now,
         leaseUntil: now + 9,
       });
-      await store.delete(record.sessionKey);
+      expect(await store.deleteVersion(record.sessionKey, 1)).toBe('deleted');
 
       const result = await store.commit({
         sessionKey: record.sessionKey,
@@ -179,6 +185,7 @@ describe('Class: DynamoDbSessionStore', () => {
         sessionKey: record.sessionKey,
         owner: 'A',
         now,
+        leaseEndedBy: now,
         leaseUntil: now + 9,
       });
 

@@ -460,7 +460,7 @@ describe('A logout that lands between the rotation and the commit', () => {
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     await new Promise((resolve) => setTimeout(resolve, 200));
-    await broker.runtime.store.delete(sessionKeyOf(session.handle));
+    await broker.runtime.store.deleteVersion(sessionKeyOf(session.handle), 1);
     const response = await refreshing;
 
     // Assert

@@ -1,4 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { LEASE_SKEW_MS } from '../../functions/broker/refresh.ts';
+import { sessionKeyOf } from '../../functions/broker/session-handle.ts';
 import type { FakeFault } from '../../local/fake-salesforce.ts';
 import { type BrokerHarness, readJson, startBrokerHarness } from '../support/broker-harness.ts';
 import {
@@ -35,6 +37,8 @@ afterAll(async () => {
 beforeEach(() => {
   fake().clearFaults();
   fake().resetCalls();
+  broker.log.entries.length = 0;
+  broker.metrics.counts.clear();
 });
 
 function fake() {
@@ -78,9 +82,10 @@ describe('Salesforce cannot be reached', () => {
     expect(response.status).toBe(503);
     expect(elapsed).toBeGreaterThanOrEqual(1400);
     expect(elapsed).toBeLessThan(3000);
+    // The request may still be processed upstream: the lease stays until it runs out.
     expect(await sessionState(broker, fake(), session)).toMatchObject({
       ...untouched,
-      leaseHeld: false,
+      leaseHeld: true,
     });
     await Promise.all([elsewhere.close(), silent.close()]);
   });
@@ -137,7 +142,6 @@ describe('Salesforce says invalid_grant', () => {
     'authentication failure',
     'inactive user',
     'inactive organization',
-    'ip restricted',
   ])(
     'answers 401 reauthentication_required on "%s" and deletes the session',
     async (description) => {
@@ -151,6 +155,38 @@ describe('Salesforce says invalid_grant', () => {
       expect(await sessionState(broker, fake(), session)).toEqual({ exists: false });
       expect(fake().calls.tokenRefresh).toBe(1);
       expect(broker.log.events()).toContain('reauthentication_required');
+    },
+  );
+
+  it.each(['ip restricted', 'invalid login hours'])(
+    'answers 502 upstream_forbidden on "%s", keeps the session and raises the alarm event',
+    async (description) => {
+      // Prepare: 4 callers; Salesforce refuses the broker's IP (or the user's login hours)
+      const session = await broker.seedSession();
+      fake().inject({ endpoint: 'token', kind: 'error', error: 'invalid_grant', description });
+
+      // Act
+      const responses = await Promise.all(
+        Array.from({ length: 4 }, () => broker.refresh(session.handle)),
+      );
+
+      // Assert: one upstream call, everyone shares its answer, nothing is deleted
+      expect(responses.map((response) => response.status)).toEqual([502, 502, 502, 502]);
+      const body = await readJson(responses[0] as Response);
+      expect(body.error).toBe('upstream_forbidden');
+      expect(body.error_description).toMatch(/IP restrictions/);
+      expect(body.error_description).not.toContain(description);
+      expect(fake().calls.tokenRefresh).toBe(1);
+      expect(await sessionState(broker, fake(), session)).toMatchObject({
+        ...untouched,
+        leaseHeld: false,
+      });
+      const alarm = broker.log.entries.find(
+        (entry) => entry.attributes.event === 'upstream_forbidden',
+      );
+      expect(alarm?.attributes.alarm).toBe(true);
+      expect(broker.metrics.get('UpstreamForbidden')).toBe(1);
+      expect(broker.log.events()).not.toContain('reauthentication_required');
     },
   );
 
@@ -259,11 +295,18 @@ describe('answers lost after Salesforce rotated the token', () => {
     fake().inject({ endpoint: 'token', kind: 'drop-after-rotate' });
     const revocationsBefore = fake().reuseRevocations;
 
-    // Act
+    // Act: the answer is lost, so the holder keeps its lease; a caller during it must not
+    // send the rotated-out token, one after it meets Salesforce's reuse detection.
     const responses = await Promise.all(
       Array.from({ length: 8 }, () => broker.refresh(session.handle)),
     );
     const afterDrop = await sessionState(broker, fake(), session);
+    const during = await broker.refresh(session.handle);
+    const tokenCallsDuringLease = fake().calls.tokenRefresh;
+    const leaseUntil = (await broker.runtime.store.get(sessionKeyOf(session.handle)))?.leaseUntil;
+    await new Promise((resolve) =>
+      setTimeout(resolve, (leaseUntil ?? Date.now()) - Date.now() + LEASE_SKEW_MS + 50),
+    );
     const next = await broker.refresh(session.handle);
     const other = await broker.refresh(bystander.handle);
 
@@ -274,7 +317,11 @@ describe('answers lost after Salesforce rotated the token', () => {
       version: 1,
       keepsSeededToken: true,
       storedTokenActive: false,
+      leaseHeld: true,
     });
+    expect(during.status).toBe(503);
+    expect(Number(during.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect(tokenCallsDuringLease).toBe(1);
     expect(next.status).toBe(401);
     expect(await readJson(next)).toMatchObject({ error: 'reauthentication_required' });
     expect(other.status).toBe(200);
@@ -305,7 +352,7 @@ describe('answers lost after Salesforce rotated the token', () => {
     expect(responses.map((response) => response.status)).toEqual([503, 503]);
     expect(answeredAfter).toBeLessThan(3000);
     expect(slow.forwarded).toBe(1);
-    expect(beforeRotation).toMatchObject({ ...untouched, leaseHeld: false });
+    expect(beforeRotation).toMatchObject({ ...untouched, leaseHeld: true });
     expect(afterRotation).toMatchObject({ exists: true, version: 1, storedTokenActive: false });
     expect(next.status).toBe(401);
     expect(await sessionState(broker, fake(), session)).toEqual({ exists: false });
@@ -320,7 +367,8 @@ describe('answers lost after Salesforce rotated the token', () => {
       broker.refresh(session.handle),
       broker.refresh(session.handle),
     ]);
-    await new Promise((resolve) => setTimeout(resolve, 2100));
+    // The holders gave up at 1.5 s and kept the 3 s lease (plus the skew margin) as a fence.
+    await new Promise((resolve) => setTimeout(resolve, 2100 + LEASE_SKEW_MS + 100));
     const next = await broker.refresh(session.handle);
 
     expect(responses.map((response) => response.status)).toEqual([503, 503]);

@@ -226,6 +226,28 @@ async function expectError(response: Response, status: number, error: string): P
   expect(typeof body.error_description).toBe('string');
 }
 
+/**
+ * A `/callback` failure after the transaction was found: `302` back to `return_to` with
+ * the contract's `error` and a safe `error_description`, the login cookie cleared and no
+ * session cookie set.
+ */
+function expectLoginRedirect(
+  response: Response,
+  error: string,
+  description: RegExp,
+): URLSearchParams {
+  expect(response.status).toBe(302);
+  expect(response.headers.get('cache-control')).toBe('no-store');
+  const location = new URL(response.headers.get('location') ?? '', 'https://app.invalid');
+  expect(location.origin).toBe('https://app.invalid');
+  expect(location.searchParams.get('error')).toBe(error);
+  expect(location.searchParams.get('error_description')).toMatch(description);
+  expect(response.headers.getSetCookie()).toEqual([
+    '__Host-tb-login=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax',
+  ]);
+  return location.searchParams;
+}
+
 // ---------------------------------------------------------------------------------------
 
 describe('Login flow: /login -> Salesforce -> /callback -> /refresh -> /logout', () => {
@@ -633,7 +655,7 @@ describe('Login flow: /callback rejects', () => {
     expect(await sessionCount()).toBe(sessions);
   });
 
-  it('the user pressing Deny: 400 access_denied, Salesforce text not reflected', async () => {
+  it('the user pressing Deny: back to return_to with error=access_denied, Salesforce text not reflected', async () => {
     const browser = new Browser();
     const callbackUrl = await browser.authorize(await browser.login(), 'deny');
     expect(callbackUrl.searchParams.get('error')).toBe('access_denied');
@@ -641,10 +663,8 @@ describe('Login flow: /callback rejects', () => {
 
     const response = await browser.get(callbackUrl.toString());
 
-    expect(response.status).toBe(400);
-    const body = await json(response);
-    expect(body.error).toBe('access_denied');
-    expect(String(body.error_description)).not.toContain('end-user denied');
+    const query = expectLoginRedirect(response, 'access_denied', /not granted/);
+    expect(query.get('error_description')).not.toContain('end-user denied');
     expect(fake.calls.tokenCode).toBe(0);
     expect(await sessionCount()).toBe(sessions);
   });
@@ -681,25 +701,25 @@ describe('Login flow: /callback rejects', () => {
       () => fake.inject({ endpoint: 'token', kind: 'missing-field', field: 'refresh_token' }),
       /refresh_token.*scope/,
     ],
-  ])('%s: 400 login_failed with a safe description, no session', async (_why, inject, text) => {
-    const browser = new Browser();
-    const callbackUrl = await browser.authorize(await browser.login());
-    const sessions = await sessionCount();
-    inject();
+  ])(
+    '%s: back to return_to with error=login_failed and a safe description, no session',
+    async (_why, inject, text) => {
+      const browser = new Browser();
+      const callbackUrl = await browser.authorize(await browser.login());
+      const sessions = await sessionCount();
+      inject();
 
-    const response = await browser.get(callbackUrl.toString());
+      const response = await browser.get(callbackUrl.toString());
 
-    expect(response.status).toBe(400);
-    const body = await json(response);
-    expect(body.error).toBe('login_failed');
-    expect(String(body.error_description)).toMatch(text);
-    expect(String(body.error_description)).not.toContain('expired authorization code');
-    expect(fake.calls.tokenCode).toBe(1);
-    expect(await sessionCount()).toBe(sessions);
-    expect(browser.session).toBeUndefined();
-  });
+      const query = expectLoginRedirect(response, 'login_failed', text);
+      expect(query.get('error_description')).not.toContain('expired authorization code');
+      expect(fake.calls.tokenCode).toBe(1);
+      expect(await sessionCount()).toBe(sessions);
+      expect(browser.session).toBeUndefined();
+    },
+  );
 
-  it('Salesforce 503 on the code exchange: 503 temporarily_unavailable with Retry-After', async () => {
+  it('Salesforce 503 on the code exchange: back to return_to with error=login_failed, try again shortly', async () => {
     const browser = new Browser();
     const callbackUrl = await browser.authorize(await browser.login());
     const sessions = await sessionCount();
@@ -707,9 +727,46 @@ describe('Login flow: /callback rejects', () => {
 
     const response = await browser.get(callbackUrl.toString());
 
-    await expectError(response, 503, 'temporarily_unavailable');
-    expect(Number(response.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expectLoginRedirect(response, 'login_failed', /temporarily unavailable; log in again shortly/);
     expect(await sessionCount()).toBe(sessions);
+  });
+
+  it.each([
+    ['ip restricted', 'login_failed', /IP restrictions/, 'upstream_forbidden'],
+    ['rate limit exceeded', 'login_failed', /rate-limiting/, 'upstream_unavailable'],
+  ])(
+    'invalid_grant "%s" on the code exchange: back to return_to with error=%s',
+    async (description, error, text, event) => {
+      const browser = new Browser();
+      const callbackUrl = await browser.authorize(await browser.login());
+      const sessions = await sessionCount();
+      fake.inject({ endpoint: 'token', kind: 'error', error: 'invalid_grant', description });
+      log.entries.length = 0;
+
+      const response = await browser.get(callbackUrl.toString());
+
+      expectLoginRedirect(response, error, text);
+      expect(await sessionCount()).toBe(sessions);
+      expect(log.events()).toContain(event);
+      expect(log.events()).not.toContain('code_exchange_rejected');
+    },
+  );
+
+  it('a browser with an unknown state gets a page with a link to start again', async () => {
+    const browser = new Browser();
+    const callbackUrl = await browser.authorize(await browser.login());
+    callbackUrl.searchParams.set('state', 'B'.repeat(43));
+
+    const response = await fetch(callbackUrl, {
+      headers: { ...browser.cookieHeader(), accept: 'text/html,*/*;q=0.8' },
+      redirect: 'manual',
+    });
+
+    expect(response.status).toBe(400);
+    expect(response.headers.get('content-type')).toBe('text/html; charset=utf-8');
+    const page = await response.text();
+    expect(page).toContain('<a href="/login">Start the login again</a>');
+    expect(page).toMatch(/unknown, expired, already used/);
   });
 
   it('a scope without refresh_token: 400 login_failed telling the admin what to add', async () => {
@@ -734,10 +791,7 @@ describe('Login flow: /callback rejects', () => {
       const response = await browser.get(callbackUrl.toString());
 
       // Assert
-      expect(response.status).toBe(400);
-      const body = await json(response);
-      expect(body.error).toBe('login_failed');
-      expect(String(body.error_description)).toMatch(/add the "refresh_token".*scope/);
+      expectLoginRedirect(response, 'login_failed', /add the "refresh_token".*scope/);
       expect(fake.calls.tokenCode).toBe(1);
       expect(await sessionCount()).toBe(sessions);
     } finally {

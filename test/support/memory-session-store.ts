@@ -2,7 +2,7 @@ import type {
   AcquireLeaseInput,
   AcquireResult,
   CommitInput,
-  RefreshFailureKind,
+  ReleaseLeaseInput,
   SessionRecord,
   SessionStore,
 } from '../../functions/broker/ports.ts';
@@ -34,7 +34,7 @@ export class MemorySessionStore implements SessionStore {
       item !== undefined &&
       item.absoluteExpiresAt > input.now &&
       item.idleExpiresAt > input.now &&
-      (item.leaseUntil === undefined || item.leaseUntil <= input.now) &&
+      (item.leaseUntil === undefined || item.leaseUntil <= input.leaseEndedBy) &&
       (input.expectedVersion === undefined || item.version === input.expectedVersion) &&
       (input.committedBefore === undefined || item.committedAt < input.committedBefore);
     if (!ok || !item) return { acquired: false };
@@ -55,22 +55,21 @@ export class MemorySessionStore implements SessionStore {
     item.leaseUntil = undefined;
     item.lastFailureAt = undefined;
     item.lastFailureKind = undefined;
+    item.lastFailureOwner = undefined;
     return 'committed';
   }
 
-  async releaseLease(input: {
-    sessionKey: string;
-    owner: string;
-    failedAt: number;
-    failureKind: RefreshFailureKind;
-  }): Promise<void> {
+  async releaseLease(input: ReleaseLeaseInput): Promise<void> {
     this.calls.release++;
     const item = this.items.get(input.sessionKey);
     if (!item || item.leaseOwner !== input.owner) return;
-    item.leaseOwner = undefined;
-    item.leaseUntil = undefined;
+    if (!input.keepLease) {
+      item.leaseOwner = undefined;
+      item.leaseUntil = undefined;
+    }
     item.lastFailureAt = input.failedAt;
     item.lastFailureKind = input.failureKind;
+    item.lastFailureOwner = input.owner;
   }
 
   async deleteAsLeaseHolder(sessionKey: string, owner: string): Promise<boolean> {
@@ -81,6 +80,15 @@ export class MemorySessionStore implements SessionStore {
     return true;
   }
 
+  async deleteVersion(sessionKey: string, version: number): Promise<'deleted' | 'changed'> {
+    this.calls.delete++;
+    const item = this.items.get(sessionKey);
+    if (!item || item.version !== version) return 'changed';
+    this.items.delete(sessionKey);
+    return 'deleted';
+  }
+
+  /** Deletes unconditionally and returns what was there (a test's stand-in for a logout). */
   async delete(sessionKey: string): Promise<SessionRecord | undefined> {
     this.calls.delete++;
     const item = this.items.get(sessionKey);

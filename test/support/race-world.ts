@@ -3,7 +3,7 @@ import { TokenVault } from '../../functions/broker/envelope.ts';
 import type {
   AcquireLeaseInput,
   CommitInput,
-  RefreshFailureKind,
+  ReleaseLeaseInput,
   SealedTokenSet,
   SessionRecord,
   SessionStore,
@@ -224,19 +224,15 @@ export class RaceWorld {
         }
         return result;
       }),
-    releaseLease: (input: {
-      sessionKey: string;
-      owner: string;
-      failedAt: number;
-      failureKind: RefreshFailureKind;
-    }) => this.#op('release', () => this.inner.releaseLease(input)),
+    releaseLease: (input: ReleaseLeaseInput) =>
+      this.#op('release', () => this.inner.releaseLease(input)),
     deleteAsLeaseHolder: (key, owner) =>
       this.#op('deleteAsHolder', () => this.inner.deleteAsLeaseHolder(key, owner)),
-    delete: (key) =>
+    deleteVersion: (key, version) =>
       this.#op('delete', async () => {
-        const deleted = await this.inner.delete(key);
-        this.deletedAt ??= this.clock.t;
-        return deleted;
+        const outcome = await this.inner.deleteVersion(key, version);
+        if (outcome === 'deleted') this.deletedAt ??= this.clock.t;
+        return outcome;
       }),
   };
 
@@ -260,13 +256,19 @@ export class RaceWorld {
     });
   }
 
-  /** Logout as `/logout` does it: delete the item, then revoke what it held. */
+  /** Logout as `/logout` does it: read, delete that version, then revoke what it held. */
   logout(): Promise<void> {
     return this.s.schedule(Promise.resolve(), 'logout').then(async () => {
-      const deleted = await this.store.delete(this.sessionKey);
-      if (!deleted) return;
-      const tokens = await this.vault.open(deleted.sealed, deleted.sessionKey, deleted.version);
-      this.salesforce.revoke(tokens.refreshToken);
+      for (;;) {
+        const current = await this.store.get(this.sessionKey);
+        if (!current) return;
+        if ((await this.store.deleteVersion(this.sessionKey, current.version)) !== 'deleted') {
+          continue;
+        }
+        const tokens = await this.vault.open(current.sealed, current.sessionKey, current.version);
+        this.salesforce.revoke(tokens.refreshToken);
+        return;
+      }
     });
   }
 

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { type CallbackDependencies, completeLogin } from '../../../functions/broker/callback.ts';
+import {
+  type CallbackDependencies,
+  completeLogin,
+  LoginRedirectError,
+} from '../../../functions/broker/callback.ts';
 import { TokenVault } from '../../../functions/broker/envelope.ts';
 import {
   AccessDeniedError,
@@ -105,6 +109,7 @@ function setup() {
     config: {
       sessionAbsoluteTtlMs: 30 * DAY,
       sessionIdleTtlMs: 7 * DAY,
+      invocationDeadlineMs: 11_000,
       callbackUrl: CALLBACK_URL,
     },
   };
@@ -139,11 +144,22 @@ function setup() {
   };
 }
 
+/**
+ * The domain error a failed callback ends with. After the transaction was found it comes
+ * wrapped in a {@link LoginRedirectError} (the route sends the browser back to
+ * `return_to`); this unwraps it, having checked the wrapper carries the transaction's
+ * `return_to` and the contract's error code.
+ */
 async function rejection(promise: Promise<unknown>): Promise<BrokerError> {
   try {
     await promise;
   } catch (error) {
-    return error as BrokerError;
+    if (!(error instanceof LoginRedirectError)) return error as BrokerError;
+    const cause = error.cause as BrokerError;
+    expect(error.returnTo).toBe('/app/x');
+    expect(error.error).toBe(cause.code === 'access_denied' ? 'access_denied' : 'login_failed');
+    expect(error.errorDescription).toBe(cause.safeDescription);
+    return cause;
   }
   throw new Error('expected a rejection');
 }

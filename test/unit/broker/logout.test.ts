@@ -77,10 +77,10 @@ describe('Function: endSession', () => {
     // Prepare
     const t = await setup();
     const order: string[] = [];
-    const remove = t.store.delete.bind(t.store);
-    t.store.delete = async (key) => {
+    const remove = t.store.deleteVersion.bind(t.store);
+    t.store.deleteVersion = async (key, version) => {
       order.push('delete');
-      return remove(key);
+      return remove(key, version);
     };
     t.revokeAnswer(async () => {
       order.push('revoke');
@@ -149,7 +149,7 @@ describe('Function: endSession', () => {
 
   it('propagates a store failure: nothing was deleted, the caller must retry', async () => {
     const t = await setup();
-    t.store.delete = async () => {
+    t.store.deleteVersion = async () => {
       throw new TemporarilyUnavailableError('DynamoDB is temporarily unavailable.');
     };
 
@@ -157,5 +157,76 @@ describe('Function: endSession', () => {
       TemporarilyUnavailableError,
     );
     expect(t.revoked).toHaveLength(0);
+  });
+
+  it('revokes when the delete landed but its answer was lost (the SDK retry finds nothing)', async () => {
+    // Prepare: the delete is applied, then the answer is lost; the SDK's retry fails its
+    // condition against the missing item
+    const t = await setup();
+    const remove = t.store.deleteVersion.bind(t.store);
+    t.store.deleteVersion = async (key, version) => {
+      await remove(key, version);
+      return 'changed';
+    };
+
+    // Act
+    const outcome = await endSession(t.deps, t.sessionKey, 'logout');
+
+    // Assert: the grant is ended at Salesforce with the token read before the delete
+    expect(outcome).toBe('revoked');
+    expect(t.store.items.size).toBe(0);
+    expect(t.revoked).toEqual(['refresh-canary']);
+  });
+
+  it('ends the version a refresh committed between its read and its delete', async () => {
+    // Prepare: a refresh commits version 3 (a rotated refresh token) after the first read
+    const t = await setup();
+    const read = t.store.get.bind(t.store);
+    let reads = 0;
+    t.store.get = async (key) => {
+      const record = await read(key);
+      reads++;
+      if (reads === 1 && record) {
+        const stored = t.store.items.get(key);
+        if (stored) {
+          stored.version = 3;
+          stored.sealed = t.deps.vault.seal(await t.deps.vault.generateDataKey(key), key, 3, {
+            accessToken: 'access-3',
+            refreshToken: 'refresh-rotated',
+            instanceUrl: 'https://acme.my.salesforce.com',
+            issuedAt: String(Date.now()),
+            scope: 'api refresh_token',
+            identityUrl: 'https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001Sv6AAAS',
+          });
+        }
+      }
+      return record;
+    };
+
+    // Act
+    const outcome = await endSession(t.deps, t.sessionKey, 'logout');
+
+    // Assert: the rotated token is the one revoked, not the rotated-out one
+    expect(outcome).toBe('revoked');
+    expect(t.store.items.size).toBe(0);
+    expect(t.revoked).toEqual(['refresh-rotated']);
+  });
+
+  it('bounds the revocation by the deadline it is given', async () => {
+    // Prepare: 1.5 s left of the invocation
+    const t = await setup();
+    const timeouts: (number | undefined)[] = [];
+    t.deps.salesforce.revoke = async (_token, options) => {
+      timeouts.push(options?.timeoutMs);
+    };
+    let now = 1_000_000;
+
+    // Act
+    await endSession(t.deps, t.sessionKey, 'logout', { at: now + 1500, now: () => now++ });
+
+    // Assert
+    expect(timeouts).toHaveLength(1);
+    expect(timeouts[0]).toBeGreaterThan(0);
+    expect(timeouts[0]).toBeLessThanOrEqual(1500);
   });
 });

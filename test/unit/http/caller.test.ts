@@ -64,6 +64,28 @@ describe('Function: callerHandle', () => {
   ])('rejects %j %j as invalid_session', (headers, cookies) => {
     expect(() => callerHandle(request(headers, cookies), ORIGINS)).toThrow(InvalidSessionError);
   });
+
+  it.each([
+    ['Bearer x', /session handle is malformed or unknown/],
+    [`Bearer ${'A'.repeat(43)}!`, /session handle is malformed or unknown/],
+    ['Basic abc', /Authorization header must be "Bearer <session handle>"/],
+    ['Bearer', /Authorization header must be "Bearer <session handle>"/],
+  ])('answers %j with a description naming what is wrong', (authorization, description) => {
+    // Act
+    const rejection = (() => {
+      try {
+        callerHandle(request({ authorization }), ORIGINS);
+      } catch (error) {
+        return error;
+      }
+      throw new Error('accepted');
+    })();
+
+    // Assert: the same 401 invalid_session either way; only the description differs
+    expect(rejection).toBeInstanceOf(InvalidSessionError);
+    expect(rejection).toMatchObject({ status: 401, code: 'invalid_session' });
+    expect((rejection as InvalidSessionError).safeDescription).toMatch(description);
+  });
 });
 
 describe('Function: parseRefreshBody', () => {

@@ -66,6 +66,7 @@ function routes(config: { returnToPrefixes?: string[]; callbackUrl?: URL | undef
       allowedOrigins: [ORIGIN],
       sessionAbsoluteTtlMs: 30 * DAY,
       sessionIdleTtlMs: 7 * DAY,
+      invocationDeadlineMs: 11_000,
     },
   };
   return {
@@ -202,8 +203,6 @@ describe('Route: GET /callback', () => {
     [`code=${'a'.repeat(3000)}&state=S`, 'invalid_request'],
     ['code=a', 'invalid_state'],
     ['code=a&state=', 'invalid_state'],
-    ['error=access_denied&error_description=%3Cb%3Eno%3C%2Fb%3E&state=S', 'access_denied'],
-    ['error=server_error&state=S', 'login_failed'],
   ])('answers 400 for %j: %s; clears the login cookie; no session', async (query, code) => {
     const r = routes();
     const { state, cookie } = await startLogin(r);
@@ -224,6 +223,101 @@ describe('Route: GET /callback', () => {
       '__Host-tb-login=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax',
     ]);
     expect(r.store.items.size).toBe(0);
+  });
+
+  it.each([
+    ['error=access_denied&error_description=%3Cb%3Eno%3C%2Fb%3E&state=S', 'access_denied'],
+    ['error=server_error&state=S', 'login_failed'],
+    ['state=S', 'login_failed'],
+  ])(
+    'sends the browser back to return_to for %j with error=%s; clears the login cookie; no session',
+    async (query, code) => {
+      // Prepare
+      const r = routes();
+      const { state, cookie } = await startLogin(r);
+
+      // Act
+      const result = await r.callback(
+        httpEvent({
+          method: 'GET',
+          path: '/callback',
+          rawQueryString: query.replaceAll('state=S', `state=${state}`),
+          cookies: [cookie],
+        }),
+      );
+
+      // Assert: 302 to the transaction's return_to with the contract's error, never
+      // Salesforce's own text
+      expect(result.statusCode).toBe(302);
+      const location = new URL(String(result.headers?.location), 'https://b.example.com');
+      expect(location.pathname).toBe('/');
+      expect(location.searchParams.get('error')).toBe(code);
+      expect(location.searchParams.get('error_description')).toMatch(/\w/);
+      expect(String(result.headers?.location)).not.toContain('%3Cb%3E');
+      expect(String(result.headers?.location)).not.toContain('<b>');
+      expect(result.cookies).toEqual([
+        '__Host-tb-login=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax',
+      ]);
+      expect(r.store.items.size).toBe(0);
+    },
+  );
+
+  it('keeps the query of return_to when it adds the error', async () => {
+    const r = routes({ returnToPrefixes: ['/app'] });
+    const login = await r.login(
+      httpEvent({ method: 'GET', path: '/login', rawQueryString: 'return_to=%2Fapp%3Ftab%3D2' }),
+    );
+    const state = new URL(String(login.headers?.location)).searchParams.get('state');
+    const cookie = String(login.cookies?.[0]).split(';')[0] ?? '';
+
+    const result = await r.callback(
+      httpEvent({
+        method: 'GET',
+        path: '/callback',
+        rawQueryString: `error=access_denied&state=${state}`,
+        cookies: [cookie],
+      }),
+    );
+
+    const location = new URL(String(result.headers?.location), 'https://b.example.com');
+    expect([location.pathname, location.searchParams.get('tab')]).toEqual(['/app', '2']);
+    expect(location.searchParams.get('error')).toBe('access_denied');
+  });
+
+  it('shows a browser an HTML page with a link to start again when the state is unknown', async () => {
+    // Prepare: a browser navigation (Accept: text/html) with a state nobody issued
+    const r = routes();
+
+    // Act
+    const page = await r.callback(
+      httpEvent({
+        method: 'GET',
+        path: '/callback',
+        rawQueryString: `code=a&state=${'A'.repeat(43)}`,
+        headers: { accept: 'text/html,application/xhtml+xml,*/*;q=0.8' },
+      }),
+    );
+    const api = await r.callback(
+      httpEvent({
+        method: 'GET',
+        path: '/callback',
+        rawQueryString: `code=a&state=${'A'.repeat(43)}`,
+        headers: { accept: 'application/json' },
+      }),
+    );
+
+    // Assert
+    expect(page.statusCode).toBe(400);
+    expect(page.headers?.['content-type']).toBe('text/html; charset=utf-8');
+    expect(page.headers?.['content-security-policy']).toContain("default-src 'none'");
+    expect(page.body).toContain('href="/login"');
+    expect(page.body).toContain('start it again');
+    expect(page.body).not.toContain('<script');
+    expect(page.cookies).toEqual([
+      '__Host-tb-login=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Lax',
+    ]);
+    expect(api.statusCode).toBe(400);
+    expect(body(api).error).toBe('invalid_state');
   });
 
   it('uses rawQueryString, not the comma-joined queryStringParameters', async () => {
@@ -253,7 +347,7 @@ describe('Route: GET /callback', () => {
     const first = await call(`error=access_denied&state=${state}`);
     const second = await call(`code=a&state=${state}`);
 
-    expect(body(first).error).toBe('access_denied');
+    expect(String(first.headers?.location)).toContain('error=access_denied');
     expect(body(second).error).toBe('invalid_state');
     expect(r.transactions.items.has(stateKeyOf(state))).toBe(false);
   });
