@@ -120,6 +120,8 @@ interface SoakSession {
   /** Why the session may legitimately die: a rotation Salesforce made that was not stored. */
   hazards: string[];
   injectedRevocation: boolean;
+  /** The newest refresh token Salesforce issued for it (what a logout must revoke). */
+  latestRefreshToken: string;
 }
 
 function percentile(samples: number[], p: number): number {
@@ -167,6 +169,11 @@ async function main(): Promise<number> {
   const bySafeId = new Map<string, SoakSession>();
   const byRefreshToken = new Map<string, SoakSession>();
   const wire = { requests: 0, ok: 0, spoiled: 0, dropped: 0, timedOut: 0, errors: 0 };
+  // A second token request with one refresh token is the broker's fault when the first is
+  // still in flight, or when the broker was told of the rotation (a valid 200 reached it).
+  const inFlightByToken = new Map<string, number>();
+  const rotationDelivered = new Set<string>();
+  const secondCalls: { session: SoakSession | undefined; why: string }[] = [];
 
   // The broker's Salesforce client, with a fetch that watches the token endpoint.
   runtime.salesforce = new SalesforceOAuthClient({
@@ -177,9 +184,22 @@ async function main(): Promise<number> {
       const refreshToken = new URLSearchParams(String(init?.body ?? '')).get('refresh_token');
       const owner = refreshToken ? byRefreshToken.get(refreshToken) : undefined;
       if (isToken) wire.requests++;
+      if (isToken && refreshToken) {
+        if ((inFlightByToken.get(refreshToken) ?? 0) > 0) {
+          secondCalls.push({ session: owner, why: 'while the first was in flight' });
+        } else if (rotationDelivered.has(refreshToken)) {
+          secondCalls.push({ session: owner, why: 'after its rotation was delivered' });
+        }
+        inFlightByToken.set(refreshToken, (inFlightByToken.get(refreshToken) ?? 0) + 1);
+      }
+      const settled = () => {
+        if (isToken && refreshToken) {
+          inFlightByToken.set(refreshToken, (inFlightByToken.get(refreshToken) ?? 1) - 1);
+        }
+      };
       let response: Response;
       try {
-        response = await fetch(input, init);
+        response = await fetch(input, init).finally(settled);
       } catch (error) {
         if (isToken && init?.signal?.aborted) wire.timedOut++;
         else if (isToken) {
@@ -207,6 +227,10 @@ async function main(): Promise<number> {
           wire.ok++;
           if (owner && typeof body.refresh_token === 'string') {
             byRefreshToken.set(body.refresh_token, owner);
+            owner.latestRefreshToken = body.refresh_token;
+            if (refreshToken && body.refresh_token !== refreshToken) {
+              rotationDelivered.add(refreshToken);
+            }
           }
         } else {
           wire.spoiled++;
@@ -259,6 +283,7 @@ async function main(): Promise<number> {
           ended: false,
           hazards: [],
           injectedRevocation: false,
+          latestRefreshToken: seeded.refreshToken,
         };
         sessions.push(session);
         bySafeId.set(session.safeId, session);
@@ -492,6 +517,16 @@ async function main(): Promise<number> {
     }),
     () => ({ operation: pick(['GetItem', 'UpdateItem']), kind: 'drop' }),
     () => ({ operation: 'UpdateItem', kind: 'delay', ms: between(50, 400) }),
+    // A stalled commit: held by the network past the SDK's 1 s request timeout, sometimes
+    // past the whole 6 s lease; the SDK's retry must land it inside the lease.
+    () => ({
+      operation: 'UpdateItem',
+      kind: 'delay',
+      match: 'leaseOwner = :owner AND version = :version',
+      ms: between(1500, 8000),
+    }),
+    // A lost delete: logout's (or a replaced session's) delete lands, its answer is a 500.
+    () => ({ operation: 'DeleteItem', kind: 'apply-then-internal' }),
   ];
   const injectOne = () => {
     const where = weighted([
@@ -676,6 +711,24 @@ async function main(): Promise<number> {
   await server.close();
   await broker.close();
 
+  // Logged-out sessions: the newest refresh token must be dead at Salesforce, unless the
+  // revocation was reported as failed (an injected revoke 503).
+  let logoutsNotRevoked = 0;
+  const revokeFailedSessions = new Set(log.sessionsByEvent.get('revoke_failed') ?? []);
+  for (const session of sessions) {
+    if (session.ended !== 'logout') continue;
+    if (!fake.isRefreshTokenActive(session.latestRefreshToken)) continue;
+    if (revokeFailedSessions.has(session.safeId)) continue;
+    logoutsNotRevoked++;
+    figures.unexpected.push(`session ${session.safeId} logged out but its grant is alive`);
+  }
+  const secondCallsUnexplained = secondCalls.filter(
+    ({ session }) => !session || !hadRotationLoss(session),
+  );
+  for (const { session, why } of secondCallsUnexplained) {
+    figures.unexpected.push(`second token call with one refresh token ${why} (${session?.safeId})`);
+  }
+
   // -- invariants
   const accounted = committed + rotationLost + endedWhileRefreshing + upstreamErrors - noTimeLeft;
   const server5xx = figures.refreshByStatus.get(500) ?? 0;
@@ -699,6 +752,11 @@ async function main(): Promise<number> {
       'reuse revocations at Salesforce are all explained by a lost rotation',
       fake.reuseRevocations <= wire.dropped + wire.spoiled + rotationLost + endedWhileRefreshing,
     ],
+    [
+      'second upstream calls with one refresh token (in flight, or after a delivered rotation not explained by rotation_lost)',
+      secondCallsUnexplained.length === 0,
+    ],
+    ['logged-out sessions whose grant is still alive and unreported', logoutsNotRevoked === 0],
     ['5xx for client errors', figures.badInput5xx === 0],
     ['500 server_error answers', server5xx === 0],
     ['tokens answered after a logout (resurrection)', figures.resurrections === 0],
@@ -739,6 +797,8 @@ async function main(): Promise<number> {
     `  stored but dead at Salesforce: explained ${doomedExplained}, unexplained ${doomedUnexplained}`,
     `  lost without a reason    ${lostWithoutReason + doomedUnexplained}`,
     `  reuse revocations        ${fake.reuseRevocations}`,
+    `  second token calls with one refresh token: ${secondCalls.length} (unexplained ${secondCallsUnexplained.length})`,
+    `  logged out, grant still alive and unreported: ${logoutsNotRevoked}`,
     '',
     `Faults injected           ${[...figures.faultsInjected.values()].reduce((a, b) => a + b, 0)}  (${format(figures.faultsInjected)})`,
     `Log entries               ${log.entries}  (alarms: rotation_lost ${log.count('rotation_lost')}, upstream_invalid_response ${log.count('upstream_invalid_response')}, revoke_failed ${log.count('revoke_failed')})`,

@@ -190,6 +190,75 @@ describe('Salesforce says invalid_grant', () => {
     },
   );
 
+  it.each<[string, FakeFault]>([
+    [
+      'a 400 rate_limit_exceeded',
+      {
+        endpoint: 'token',
+        kind: 'error',
+        error: 'rate_limit_exceeded',
+        description: 'rate limit exceeded',
+      },
+    ],
+    [
+      'a 429 "Too Many Requests" page',
+      {
+        endpoint: 'token',
+        kind: 'status',
+        status: 429,
+        body: '<html>Too Many Requests</html>',
+        contentType: 'text/html',
+      },
+    ],
+    [
+      'invalid_grant "too many requests"',
+      {
+        endpoint: 'token',
+        kind: 'error',
+        error: 'invalid_grant',
+        description: 'too many requests',
+      },
+    ],
+  ])(
+    '%s: 503 with Retry-After, session kept, never the misconfiguration alarm',
+    async (_why, fault) => {
+      const session = await broker.seedSession();
+      fake().inject(fault);
+
+      const response = await broker.refresh(session.handle);
+
+      expect(response.status).toBe(503);
+      expect(await readJson(response)).toMatchObject({ error: 'temporarily_unavailable' });
+      expect(Number(response.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+      expect(await sessionState(broker, fake(), session)).toMatchObject(untouched);
+      expect(broker.metrics.get('UpstreamMisconfigured')).toBe(0);
+      expect(broker.metrics.get('UpstreamError:rate_limited')).toBe(1);
+      expect(broker.log.entries.some((entry) => entry.attributes.alarm === true)).toBe(false);
+    },
+  );
+
+  it('invalid_client_credentials: one secret re-read, then 502 upstream_misconfigured', async () => {
+    const session = await broker.seedSession();
+    const readsBefore = broker.stack.secretsManager.calls.GetSecretValue ?? 0;
+    const fault: FakeFault = {
+      endpoint: 'token',
+      kind: 'error',
+      error: 'invalid_client_credentials',
+      description: 'client secret invalid',
+      times: 2,
+    };
+    fake().inject(fault);
+
+    const response = await broker.refresh(session.handle);
+
+    expect(response.status).toBe(502);
+    expect(await readJson(response)).toMatchObject({ error: 'upstream_misconfigured' });
+    expect(fake().calls.tokenRefresh).toBe(2);
+    expect(broker.log.events()).toContain('invalid_client_retry');
+    expect(broker.stack.secretsManager.calls.GetSecretValue ?? 0).toBe(readsBefore + 1);
+    expect(await sessionState(broker, fake(), session)).toMatchObject(untouched);
+  });
+
   it('treats the concurrency block as transient for the holder and all its waiters', async () => {
     // Prepare: 6 callers, the holder's upstream call meets Salesforce's concurrency block
     const session = await broker.seedSession();

@@ -1,9 +1,11 @@
 import { createHmac } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import {
+  AccessRestrictedError,
   InvalidClientError,
   InvalidGrantError,
   InvalidTokenResponseError,
+  OAuthRequestError,
   SalesforceUnavailableError,
   TokenRequestInProgressError,
 } from '../../../functions/salesforce/errors.ts';
@@ -117,7 +119,15 @@ describe('Function: processTokenResponse', () => {
 
   it.each([
     ['expired access/refresh token', InvalidGrantError],
+    ['token validity expired', InvalidGrantError],
+    ['authentication failure', InvalidGrantError],
+    ['inactive user', InvalidGrantError],
+    ['inactive organization', InvalidGrantError],
+    ['expired authorization code', InvalidGrantError],
+    ['invalid code verifier', InvalidGrantError],
     ['token request is already being processed', TokenRequestInProgressError],
+    ['ip restricted', AccessRestrictedError],
+    ['invalid login hours', AccessRestrictedError],
   ])('classifies invalid_grant "%s"', async (description, type) => {
     const error = await processTokenResponse(
       respond(400, { error: 'invalid_grant', error_description: description }),
@@ -128,16 +138,18 @@ describe('Function: processTokenResponse', () => {
     expect(error.upstreamDescription).toBe(description);
   });
 
-  it.each(['invalid_client', 'invalid_client_id'])(
-    'classifies %s as a client error',
-    async (code) => {
-      const error = await processTokenResponse(respond(400, { error: code }), options).catch(
-        (e) => e,
-      );
+  it.each([
+    'invalid_client',
+    'invalid_client_id',
+    'invalid_client_credentials',
+    'unauthorized_client',
+  ])('classifies %s as a client error', async (code) => {
+    const error = await processTokenResponse(respond(400, { error: code }), options).catch(
+      (e) => e,
+    );
 
-      expect(error).toBeInstanceOf(InvalidClientError);
-    },
-  );
+    expect(error).toBeInstanceOf(InvalidClientError);
+  });
 
   it('treats an HTML maintenance page as unavailable', async () => {
     const error = await processTokenResponse(
@@ -147,6 +159,42 @@ describe('Function: processTokenResponse', () => {
 
     expect(error).toBeInstanceOf(SalesforceUnavailableError);
   });
+
+  it.each(['unsupported_grant_type', 'invalid_request', 'redirect_uri_mismatch'])(
+    'classifies %s as a request (configuration) error',
+    async (code) => {
+      const error = await processTokenResponse(respond(400, { error: code }), options).catch(
+        (e) => e,
+      );
+
+      expect(error).toBeInstanceOf(OAuthRequestError);
+    },
+  );
+
+  it.each([
+    ['a 400 rate_limit_exceeded', respond(400, { error: 'rate_limit_exceeded' }), 60],
+    [
+      'an invalid_grant that says too many requests',
+      respond(400, { error: 'invalid_grant', error_description: 'Too many requests' }),
+      60,
+    ],
+    ['a 429 without a body', new Response('', { status: 429 }), 60],
+    [
+      'an HTML "Too Many Requests" page',
+      new Response('<html><h1>Too Many Requests</h1></html>', { status: 403 }),
+      60,
+    ],
+    ['a 429 with Retry-After', respond(429, { error: 'x' }, { 'retry-after': '7' }), 7],
+  ])(
+    'classifies %s as rate-limited, never as a dead grant or a bad client',
+    async (_why, response, retry) => {
+      const error = await processTokenResponse(response, options).catch((e) => e);
+
+      expect(error).toBeInstanceOf(SalesforceUnavailableError);
+      expect(error).toMatchObject({ reason: 'rate_limited', retryAfterSeconds: retry });
+      expect(error.outcomeUnknown).toBe(false);
+    },
+  );
 
   it('passes on Retry-After from a 429', async () => {
     const error = await processTokenResponse(
@@ -190,6 +238,7 @@ describe('Class: SalesforceOAuthClient', () => {
 
     expect(error).toBeInstanceOf(SalesforceUnavailableError);
     expect(error.message).toContain('20 ms');
+    expect(error).toMatchObject({ reason: 'timeout', outcomeUnknown: true });
   });
 
   it('posts the refresh grant form with the client credentials', async () => {
@@ -221,5 +270,51 @@ describe('Class: SalesforceOAuthClient', () => {
     });
 
     await expect(client.revoke('gone')).resolves.toBeUndefined();
+  });
+
+  it('counts unsupported_token_type on revoke as already revoked', async () => {
+    const client = new SalesforceOAuthClient({
+      loginUrl: LOGIN,
+      timeoutMs: 1000,
+      fetch: async () => respond(400, { error: 'unsupported_token_type' }),
+    });
+
+    await expect(client.revoke('gone')).resolves.toBeUndefined();
+  });
+
+  it('reports a revoke 503 as unavailable', async () => {
+    const client = new SalesforceOAuthClient({
+      loginUrl: LOGIN,
+      timeoutMs: 1000,
+      fetch: async () => new Response('<html>maintenance</html>', { status: 503 }),
+    });
+
+    await expect(client.revoke('t')).rejects.toBeInstanceOf(SalesforceUnavailableError);
+  });
+
+  it('tells a timeout or a broken connection (outcome unknown) from a refused one', async () => {
+    const refused = Object.assign(new TypeError('fetch failed'), {
+      cause: Object.assign(new Error('connect ECONNREFUSED'), { code: 'ECONNREFUSED' }),
+    });
+    const reset = Object.assign(new TypeError('fetch failed'), {
+      cause: Object.assign(new Error('socket hang up'), { code: 'ECONNRESET' }),
+    });
+    const failing = (error: Error) =>
+      new SalesforceOAuthClient({
+        loginUrl: LOGIN,
+        timeoutMs: 1000,
+        fetch: async () => Promise.reject(error),
+      });
+    const credentials = { clientId: 'id', clientSecret: SECRET };
+
+    const notSent = await failing(refused)
+      .refreshTokenGrant(credentials, 'r')
+      .catch((e) => e);
+    const maybeSent = await failing(reset)
+      .refreshTokenGrant(credentials, 'r')
+      .catch((e) => e);
+
+    expect(notSent).toMatchObject({ reason: 'unreachable', outcomeUnknown: false });
+    expect(maybeSent).toMatchObject({ reason: 'network', outcomeUnknown: true });
   });
 });
