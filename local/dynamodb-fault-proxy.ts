@@ -14,6 +14,10 @@
  *   retry then meets its own write
  * - `drop`:       the connection is closed without an answer (a network error)
  * - `delay`:      the request is forwarded after `ms`
+ * - `trickle`:    the request is applied, and the answer's headers are sent at once but its
+ *   body only over `ms`, a space (valid leading JSON whitespace) every 200 ms before the real
+ *   body: the connection is never idle, so a socket idle timeout (the SDK's
+ *   `requestTimeout`) never fires, and only a deadline on the whole call bounds it
  *
  * The AWS SDK retries throttling, 5xx and network errors itself (the runtime uses
  * `maxAttempts: 3`), so a fault must be injected with `times >= 3` to reach the caller.
@@ -36,7 +40,8 @@ export type DynamoDbFaultKind =
   | 'internal'
   | 'apply-then-internal'
   | 'drop'
-  | 'delay';
+  | 'delay'
+  | 'trickle';
 
 export interface DynamoDbFault {
   /** `GetItem`, `UpdateItem`, `PutItem`, `DeleteItem`, ... or `*` for any operation. */
@@ -72,11 +77,12 @@ interface QueuedFault {
 }
 
 const ERROR_PREFIX = 'com.amazonaws.dynamodb.v20120810#';
+const TRICKLE_INTERVAL_MS = 200;
 const CONTENT_TYPE = 'application/x-amz-json-1.0';
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
 
 const ERRORS: Record<
-  Exclude<DynamoDbFaultKind, 'drop' | 'delay'>,
+  Exclude<DynamoDbFaultKind, 'drop' | 'delay' | 'trickle'>,
   { status: number; type: string; message: string }
 > = {
   throughput: {
@@ -169,6 +175,25 @@ export async function startDynamoDbFaultProxy(options: {
       },
     );
 
+  const trickle = async (
+    response: ServerResponse,
+    answer: { status: number; headers: OutgoingHttpHeaders; body: Buffer },
+    ms: number,
+  ) => {
+    const padding = Math.max(1, Math.ceil(ms / TRICKLE_INTERVAL_MS));
+    // The body changes, so its checksum header cannot stay; the SDK checks it only if sent.
+    const { 'x-amz-crc32': _crc, ...headers } = answer.headers;
+    response.writeHead(answer.status, {
+      ...headers,
+      'content-length': padding + answer.body.length,
+    });
+    for (let sent = 0; sent < padding && !closed && !response.destroyed; sent++) {
+      response.write(' ');
+      await sleep(TRICKLE_INTERVAL_MS);
+    }
+    response.end(answer.body);
+  };
+
   const sendError = (response: ServerResponse, kind: keyof typeof ERRORS) => {
     const error = ERRORS[kind];
     const payload = JSON.stringify({ __type: ERROR_PREFIX + error.type, message: error.message });
@@ -194,6 +219,11 @@ export async function startDynamoDbFaultProxy(options: {
     calls[operation] = (calls[operation] ?? 0) + 1;
 
     const fault = take(operation, body.toString('utf8'));
+    if (fault?.kind === 'trickle') {
+      faulted[operation] = (faulted[operation] ?? 0) + 1;
+      await trickle(response, await forward(request, body), fault.ms ?? 0);
+      return;
+    }
     if (fault) {
       await sleep(fault.ms ?? 0);
       if (fault.kind !== 'delay') faulted[operation] = (faulted[operation] ?? 0) + 1;

@@ -21,6 +21,8 @@ export type Middleware = (
 export interface LocalServerOptions {
   /** Path (e.g. `/refresh`) to the Lambda handler serving it. */
   routes: Readonly<Record<string, LambdaHttpHandler>>;
+  /** Serves every other path (API Gateway's `$default` route); without it, a local 404. */
+  defaultRoute?: LambdaHttpHandler;
   host?: string;
   port?: number;
   /**
@@ -93,7 +95,7 @@ async function handle(
 ): Promise<void> {
   if (options.before && (await options.before(request, response))) return;
   const url = new URL(request.url ?? '/', 'http://local');
-  const handler = options.routes[url.pathname];
+  const handler = options.routes[url.pathname] ?? options.defaultRoute;
   const body = await readBody(request);
   if (body === 'too-large') {
     return writeJson(response, 413, {

@@ -4,7 +4,7 @@ import { newSessionHandle, sessionKeyOf } from '../../functions/broker/session-h
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
 import { buildRuntime, type Runtime } from '../../functions/runtime.ts';
 import { newSalesforceId } from '../../local/fake-salesforce/ids.ts';
-import type { FakeSalesforceOptions } from '../../local/fake-salesforce.ts';
+import type { FakeSalesforce, FakeSalesforceOptions } from '../../local/fake-salesforce.ts';
 import { type LocalServer, startLocalServer } from '../../local/lambda-http.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { CaptureLog, CaptureMetrics } from './capture-log.ts';
@@ -45,6 +45,45 @@ export interface SeededSession {
   handle: string;
   refreshToken: string;
   accessToken: string;
+}
+
+/**
+ * Creates a session for a fresh grant at the fake, as `/callback` would: the grant's
+ * tokens sealed with the runtime's vault and stored with its store.
+ */
+export async function seedSession(
+  runtime: Pick<Runtime, 'vault' | 'store'>,
+  salesforce: FakeSalesforce,
+  { committedAgoMs = 60_000 }: { committedAgoMs?: number } = {},
+): Promise<SeededSession> {
+  // One user per session: Salesforce's approvals limit (5 per user and app) would
+  // otherwise revoke the oldest seeded grants.
+  const grant = salesforce.seedGrant({ userId: newSalesforceId('005') });
+  const handle = newSessionHandle();
+  const sessionKey = sessionKeyOf(handle);
+  const now = Date.now();
+  const dataKey = await runtime.vault.generateDataKey(sessionKey);
+  const tokens: TokenSet = {
+    accessToken: grant.accessToken,
+    refreshToken: grant.refreshToken,
+    instanceUrl: salesforce.url,
+    issuedAt: String(now - committedAgoMs),
+    scope: 'api refresh_token',
+    identityUrl: grant.id,
+  };
+  const record: SessionRecord = {
+    sessionKey,
+    version: 1,
+    sealed: runtime.vault.seal(dataKey, sessionKey, 1, tokens),
+    committedAt: now - committedAgoMs,
+    createdAt: now - committedAgoMs,
+    absoluteExpiresAt: now + 30 * DAY,
+    idleExpiresAt: now + 7 * DAY,
+    orgId: salesforce.orgId,
+    userId: grant.userId,
+  };
+  if (!(await runtime.store.create(record))) throw new Error('session key collision');
+  return { handle, refreshToken: grant.refreshToken, accessToken: grant.accessToken };
 }
 
 /**
@@ -95,35 +134,8 @@ export async function startBrokerHarness(
     server,
     log,
     metrics,
-    async seedSession({ committedAgoMs = 60_000 } = {}) {
-      // One user per session: Salesforce's approvals limit (5 per user and app) would
-      // otherwise revoke the oldest seeded grants.
-      const grant = salesforce.seedGrant({ userId: newSalesforceId('005') });
-      const handle = newSessionHandle();
-      const sessionKey = sessionKeyOf(handle);
-      const now = Date.now();
-      const dataKey = await runtime.vault.generateDataKey(sessionKey);
-      const tokens: TokenSet = {
-        accessToken: grant.accessToken,
-        refreshToken: grant.refreshToken,
-        instanceUrl: salesforce.url,
-        issuedAt: String(now - committedAgoMs),
-        scope: 'api refresh_token',
-        identityUrl: grant.id,
-      };
-      const record: SessionRecord = {
-        sessionKey,
-        version: 1,
-        sealed: runtime.vault.seal(dataKey, sessionKey, 1, tokens),
-        committedAt: now - committedAgoMs,
-        createdAt: now - committedAgoMs,
-        absoluteExpiresAt: now + 30 * DAY,
-        idleExpiresAt: now + 7 * DAY,
-        orgId: salesforce.orgId,
-        userId: grant.userId,
-      };
-      if (!(await runtime.store.create(record))) throw new Error('session key collision');
-      return { handle, refreshToken: grant.refreshToken, accessToken: grant.accessToken };
+    seedSession(options) {
+      return seedSession(runtime, salesforce, options);
     },
     refresh(handle, body, headers = {}) {
       return fetch(`${server.url}/refresh`, {

@@ -1,0 +1,370 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  FUNCTION_ERROR_RESULT,
+  LAMBDA_RUNTIME_VARIABLES,
+  LOCAL_OVERRIDES,
+} from '../../local/bundle-runtime.ts';
+import type { FakeSalesforceOptions } from '../../local/fake-salesforce.ts';
+import { type Json, readJson } from '../support/broker-harness.ts';
+import {
+  type DeployedBroker,
+  startDeployedBroker,
+  synthesizeBroker,
+} from '../support/deployed-broker.ts';
+
+/**
+ * The synthesized bundles from the CDK assembly, run as Lambda runs them: the template's
+ * environment resolved to the local stack, one worker thread per concurrent invocation
+ * (no shared module state), the function timeout enforced by killing the worker, HTTP API
+ * payload format 2.0 events over real HTTP. See `local/bundle-runtime.ts`.
+ *
+ * Two assemblies: the deployed shape (`cdk.json`), and one re-synthesized with a short
+ * function timeout (`functionTimeoutSeconds: 5`, `upstreamTimeoutMs: 3000`), so the lease,
+ * the wait budget and the upstream timeout are the ones the template derives from it,
+ * never edited into the environment.
+ */
+const SHORT_TIMEOUT = { functionTimeoutSeconds: 5, upstreamTimeoutMs: 3000 };
+/** cdk-nag validates and never changes the template; the infra tests run it. */
+const SHORT_CONTEXT = { ...SHORT_TIMEOUT, nag: false };
+/** The fenced commit, told apart from the other `UpdateItem`s by its condition. */
+const COMMIT = 'leaseOwner = :owner AND version = :version';
+const CONCURRENT_CALLERS = 20;
+
+let deployed: Awaited<ReturnType<typeof synthesizeBroker>>;
+let short: Awaited<ReturnType<typeof synthesizeBroker>>;
+
+beforeAll(async () => {
+  // Side by side: each synthesis bundles every function with esbuild, in its own process.
+  [deployed, short] = await Promise.all([synthesizeBroker(), synthesizeBroker(SHORT_CONTEXT)]);
+}, 240_000);
+
+afterAll(() => {
+  deployed?.remove();
+  short?.remove();
+});
+
+const REFRESH = 'ANY /refresh';
+
+describe('the template environment of the shipped functions', () => {
+  let broker: DeployedBroker;
+
+  beforeAll(async () => {
+    broker = await startDeployedBroker({ app: deployed });
+  });
+  afterAll(async () => {
+    await broker?.close();
+  });
+
+  it('serves every route of the template by its own function', () => {
+    expect(deployed.functions.map((fn) => [fn.routeKey, fn.name]).sort()).toEqual([
+      ['$default', 'NotFoundFunction'],
+      ['ANY /callback', 'CallbackFunction'],
+      ['ANY /login', 'LoginFunction'],
+      ['ANY /logout', 'LogoutFunction'],
+      ['ANY /refresh', 'RefreshFunction'],
+    ]);
+  });
+
+  it('resolves each intrinsic to the local stack, keeps every plain value and overrides only the listed endpoints and credentials', () => {
+    const { stack, api } = broker;
+    const localEquivalent: Record<string, string> = {
+      TABLE_NAME: stack.tableName,
+      KMS_KEY_ID: stack.keyId,
+      CLIENT_SECRET_ID: stack.secretId,
+      CALLBACK_URL: `${api.url}/callback`,
+    };
+    for (const fn of deployed.functions) {
+      const env = api.functions.get(fn.routeKey)?.env ?? {};
+      const intrinsics = Object.keys(fn.environment).filter(
+        (name) => typeof fn.environment[name] === 'object',
+      );
+      const changedPlainValues = Object.entries(fn.environment)
+        .filter(([name, value]) => typeof value !== 'object' && env[name] !== String(value))
+        .map(([name]) => name);
+      const added = Object.keys(env).filter((name) => !(name in fn.environment));
+
+      for (const name of intrinsics) expect(env[name], name).toBe(localEquivalent[name]);
+      // Only what points at AWS or Salesforce differs from the template.
+      expect(
+        changedPlainValues.every((name) => (LOCAL_OVERRIDES as readonly string[]).includes(name)),
+        fn.name,
+      ).toBe(true);
+      expect(added.sort(), fn.name).toEqual(
+        [...LOCAL_OVERRIDES, ...LAMBDA_RUNTIME_VARIABLES]
+          .filter((name) => !(name in fn.environment))
+          .sort(),
+      );
+      for (const name of LOCAL_OVERRIDES) expect(env[name], name).toBe(stack.env[name]);
+    }
+    expect(deployed.route(REFRESH).environment.SALESFORCE_LOGIN_URL).toBe(
+      'https://login.salesforce.com',
+    );
+  });
+
+  it('runs the refresh function with the deployed budget, unchanged', () => {
+    const fn = deployed.route(REFRESH);
+    const env = broker.api.functions.get(REFRESH)?.env ?? {};
+
+    expect(fn.timeoutSeconds).toBe(12);
+    expect(fn.memorySizeMb).toBe(512);
+    expect(fn.handler).toBe('index.handler');
+    expect(env).toMatchObject({
+      LEASE_MS: '12000',
+      UPSTREAM_TIMEOUT_MS: '8000',
+      WAIT_BUDGET_MS: '10000',
+      REUSE_WINDOW_SECONDS: '5',
+      ALLOWED_ORIGINS: '',
+      NODE_OPTIONS: '--enable-source-maps',
+      SALESFORCE_LOGIN_URL: broker.fake.url,
+    });
+  });
+
+  it('takes a shorter function timeout from a re-synthesis, with the budget the template derives from it', () => {
+    const fn = short.route(REFRESH);
+
+    expect(fn.timeoutSeconds).toBe(5);
+    expect(fn.environment).toMatchObject({
+      LEASE_MS: '5000',
+      UPSTREAM_TIMEOUT_MS: '3000',
+      WAIT_BUDGET_MS: '3000',
+    });
+  });
+});
+
+describe('single flight on the shipped refresh bundle (deployed shape)', () => {
+  let broker: DeployedBroker;
+
+  beforeAll(async () => {
+    broker = await startDeployedBroker({
+      app: deployed,
+      // Salesforce's own rules: rotation, reuse detection, one request per token at a time.
+      // Its latency keeps the holder's refresh open while the others arrive.
+      salesforce: {
+        rotation: true,
+        reuseDetection: true,
+        concurrencyBlock: true,
+        tokenLatencyMs: 300,
+      },
+    });
+  });
+  afterAll(async () => {
+    await broker?.close();
+  });
+
+  it(`${CONCURRENT_CALLERS} concurrent callers in ${CONCURRENT_CALLERS} workers cause one token call and all get version 2`, async () => {
+    // Prepare: as many initialized execution environments as callers, so all are in flight
+    // together instead of staggered by their cold starts.
+    const session = await broker.seedSession();
+    await broker.api.functions.get(REFRESH)?.prewarm(CONCURRENT_CALLERS);
+
+    // Act
+    const responses = await Promise.all(
+      Array.from({ length: CONCURRENT_CALLERS }, () => broker.refresh(session.handle)),
+    );
+    const bodies: Json[] = await Promise.all(responses.map(readJson));
+
+    // Assert
+    expect(responses.map((response) => response.status)).toEqual(
+      Array(CONCURRENT_CALLERS).fill(200),
+    );
+    expect(broker.fake.calls.tokenRefresh).toBe(1);
+    expect(broker.fake.reuseRevocations).toBe(0);
+    expect(new Set(bodies.map((body) => body.access_token)).size).toBe(1);
+    expect(bodies.map((body) => body.version)).toEqual(Array(CONCURRENT_CALLERS).fill(2));
+    const invocations = broker.api.invocations.filter(
+      (call) => call.functionName === 'RefreshFunction',
+    );
+    expect(new Set(invocations.map((call) => call.workerId)).size).toBe(CONCURRENT_CALLERS);
+    expect(invocations.filter((call) => call.timedOut || call.failed)).toEqual([]);
+
+    // The functions' own logs: written, captured, and free of any credential.
+    const logs = broker.logText();
+    expect(logs.split('\n').filter((line) => line.includes('"refresh answered"'))).toHaveLength(
+      CONCURRENT_CALLERS,
+    );
+    for (const secret of [
+      session.handle,
+      session.refreshToken,
+      session.accessToken,
+      String(bodies[0]?.access_token),
+    ]) {
+      expect(logs).not.toContain(secret);
+    }
+  });
+});
+
+/**
+ * Each case has a local stack of its own (fault proxy in front of dynalite), so the cases
+ * wait out their timeouts side by side.
+ */
+describe.concurrent(`the function timeout (re-synthesized: functionTimeoutSeconds ${SHORT_TIMEOUT.functionTimeoutSeconds}, lease = function timeout)`, () => {
+  const timeoutMs = SHORT_TIMEOUT.functionTimeoutSeconds * 1000;
+
+  async function withBroker(
+    test: (broker: DeployedBroker) => Promise<void>,
+    salesforce: FakeSalesforceOptions = {},
+  ): Promise<void> {
+    const broker = await startDeployedBroker({
+      app: short,
+      dynamodbFaultProxy: true,
+      salesforce: {
+        rotation: true,
+        reuseDetection: true,
+        concurrencyBlock: true,
+        // GET /authorize redirects to /callback at once, as if the user pressed Allow.
+        autoApprove: true,
+        ...salesforce,
+      },
+    });
+    try {
+      await test(broker);
+    } finally {
+      await broker.close();
+    }
+  }
+
+  /** Just inside UPSTREAM_TIMEOUT_MS (3000), and two of them beyond the function timeout. */
+  const CALLBACK_EXCHANGE_MS = Math.ceil(timeoutMs / 2) + 300;
+
+  function lastRefreshInvocation(broker: DeployedBroker) {
+    return broker.api.invocations.filter((call) => call.functionName === 'RefreshFunction').at(-1);
+  }
+
+  it('a Salesforce slower than the function timeout is cut off by the function itself: 503, no kill', ({
+    expect,
+  }) =>
+    withBroker(async (broker) => {
+      // Prepare
+      const session = await broker.seedSession();
+      broker.fake.inject({ endpoint: 'token', kind: 'delay', ms: timeoutMs + 2000 });
+
+      // Act
+      const response = await broker.refresh(session.handle);
+
+      // Assert: UPSTREAM_TIMEOUT_MS < LEASE_MS = the function timeout
+      expect(response.status).toBe(503);
+      expect(await readJson(response)).toMatchObject({ error: 'temporarily_unavailable' });
+      expect(lastRefreshInvocation(broker)).toMatchObject({ timedOut: false, failed: false });
+    }));
+
+  it('an invocation stalled on an answer that trickles in is killed at the function timeout, and API Gateway answers 500', ({
+    expect,
+  }) =>
+    withBroker(async (broker) => {
+      // Prepare: /login's PutItem is applied, but its answer's body trickles in over longer
+      // than the function timeout. The SDK's request timeout is an idle timeout, so it never
+      // fires, and the login store passes no deadline of its own: nothing but the kill ends it.
+      const login = short.route('ANY /login');
+      broker.stack.dynamodbFaults?.inject({
+        operation: 'PutItem',
+        kind: 'trickle',
+        ms: login.timeoutSeconds * 1000 + 3000,
+      });
+
+      // Act
+      const response = await fetch(`${broker.api.url}/login?return_to=/`, { redirect: 'manual' });
+
+      // Assert
+      expect(response.status).toBe(500);
+      expect(await response.text()).toBe(FUNCTION_ERROR_RESULT.body);
+      const invocations = broker.api.invocations.filter(
+        (call) => call.functionName === 'LoginFunction',
+      );
+      expect(invocations).toMatchObject([{ timedOut: true, statusCode: 500 }]);
+    }));
+
+  it('a /callback whose two code exchanges would outlast the function timeout answers by its own deadline, before the kill', ({
+    expect,
+  }) =>
+    withBroker(
+      async (broker) => {
+        // Prepare: Salesforce has a new consumer secret that the secret does not hold yet, and
+        // answers each code exchange just inside UPSTREAM_TIMEOUT_MS. /callback re-reads the
+        // secret once on invalid_client and would exchange again: two exchanges outlast the
+        // function timeout, so only its INVOCATION_DEADLINE_MS keeps it from being killed.
+        const authorize = await fetch(`${broker.api.url}/login?return_to=/`, {
+          redirect: 'manual',
+        });
+        const loginCookie = authorize.headers.getSetCookie().map((raw) => raw.split(';')[0]);
+        const approved = await fetch(authorize.headers.get('location') ?? '', {
+          redirect: 'manual',
+        });
+        const callbackUrl = approved.headers.get('location') ?? '';
+        broker.fake.setClientSecret('rotated-at-salesforce');
+
+        // Act
+        const response = await fetch(callbackUrl, {
+          headers: { cookie: loginCookie.join('; ') },
+          redirect: 'manual',
+        });
+
+        // Assert: the function's own answer (a redirect carrying the error), not a kill
+        expect(authorize.status).toBe(302);
+        expect(callbackUrl.startsWith(`${broker.api.url}/callback?`)).toBe(true);
+        expect(response.status).toBe(302);
+        const invocations = broker.api.invocations.filter(
+          (call) => call.functionName === 'CallbackFunction',
+        );
+        expect(invocations).toMatchObject([{ timedOut: false, failed: false, statusCode: 302 }]);
+        expect(broker.fake.calls.tokenCode).toBeGreaterThanOrEqual(1);
+      },
+      { tokenLatencyMs: CALLBACK_EXCHANGE_MS },
+    ));
+
+  // Without SDK request timeouts and commits capped by the lease, the holder is killed at
+  // the function timeout still waiting on its commit, and the second caller takes the
+  // lapsed lease and presents the rotated-out token (2 token calls, family revoked).
+  it('a commit stalled past the lease end lets no second caller replay the rotated-out refresh token', ({
+    expect,
+  }) =>
+    withBroker(async (broker) => {
+      // Prepare: the holder's first commit attempt is answered only after its lease ended
+      // (and after its function timeout).
+      const leaseMs = Number(short.route(REFRESH).environment.LEASE_MS);
+      const session = await broker.seedSession();
+      broker.stack.dynamodbFaults?.inject({
+        operation: 'UpdateItem',
+        match: COMMIT,
+        kind: 'delay',
+        ms: leaseMs + 3000,
+      });
+
+      // Act: the holder takes the lease and rotates at Salesforce; a second client, whose
+      // token of version 1 is dead, calls just after the lease ended.
+      const first = broker.refresh(session.handle);
+      const leaseUntil = await leaseEndOf(broker, session.handle);
+      await sleep(Math.max(0, leaseUntil - Date.now()) + 250);
+      const second = broker.refresh(session.handle, { version: 1 });
+      const [firstResponse, secondResponse] = await Promise.all([first, second]);
+      const secondBody = await readJson(secondResponse);
+      const item = await broker.rawItem(session.handle);
+
+      // Assert: Salesforce saw the seeded refresh token once, and no reuse
+      expect({
+        tokenCalls: broker.fake.calls.tokenRefresh,
+        reuseRevocations: broker.fake.reuseRevocations,
+      }).toEqual({ tokenCalls: 1, reuseRevocations: 0 });
+      // ... and the session is live at version 2, or cleanly needs a new login, reported.
+      const live =
+        secondResponse.status === 200 && secondBody.version === 2 && item?.version?.N === '2';
+      const reportedLoss =
+        secondResponse.status === 401 &&
+        secondBody.error === 'reauthentication_required' &&
+        broker.logEvents().includes('rotation_lost');
+      expect({ live, reportedLoss, firstStatus: firstResponse.status }).toSatisfy(
+        (outcome: { live: boolean; reportedLoss: boolean }) => outcome.live || outcome.reportedLoss,
+      );
+    }));
+});
+
+/** Waits until a caller holds the session's lease and returns when that lease ends. */
+async function leaseEndOf(broker: DeployedBroker, handle: string): Promise<number> {
+  const giveUp = Date.now() + 20_000;
+  while (Date.now() < giveUp) {
+    const leaseUntil = (await broker.rawItem(handle))?.leaseUntil?.N;
+    if (leaseUntil) return Number(leaseUntil);
+    await sleep(10);
+  }
+  throw new Error('no caller took the lease');
+}
