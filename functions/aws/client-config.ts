@@ -8,8 +8,11 @@
  * timed-out attempt like a 5xx. `requestTimeout` alone only logs a warning in
  * `@smithy/node-http-handler`; `throwOnRequestTimeout` makes it fail the attempt.
  *
- * Worst case per call: 3 attempts of 1 s plus the SDK's backoff, about 3.5 s; where the
- * domain has a tighter deadline (the time left in a lease) it also passes an abort signal.
+ * `requestTimeout` runs from sending the request until the response headers arrive; a body
+ * that trickles in after them is bounded only by an abort signal. Worst case per call:
+ * 3 attempts of 1 s plus the SDK's backoff, about 3.5 s; where the domain has a deadline
+ * (the time left in a lease or an invocation) it also passes an abort signal, which covers
+ * the body too.
  * DynamoDB, KMS and Secrets Manager answer in single-digit milliseconds inside a region, so
  * 1 s is two orders of magnitude of headroom, and a cold TLS connect fits in it.
  * @see https://docs.aws.amazon.com/sdk-for-javascript/v3/developer-guide/node-configuring-maxsockets.html
