@@ -13,10 +13,11 @@ import type {
   TokenSet,
 } from '../../functions/broker/ports.ts';
 import { newSessionHandle, sessionKeyOf } from '../../functions/broker/session-handle.ts';
+import type { HttpHandler } from '../../functions/http/route.ts';
 import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
-import { createRefreshHandler, type HttpHandler } from '../../functions/routes/refresh.ts';
+import { createRefreshHandler } from '../../functions/routes/refresh.ts';
 import {
   SalesforceOAuthClient,
   type TokenResponse,

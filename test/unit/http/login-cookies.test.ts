@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { newSessionHandle } from '../../../functions/broker/session-handle.ts';
-import { CLEAR_SESSION_COOKIE } from '../../../functions/http/caller.ts';
 import {
   CLEAR_LOGIN_COOKIE,
+  CLEAR_SESSION_COOKIE,
   hostCookie,
   loginCookie,
   sessionCookie,
