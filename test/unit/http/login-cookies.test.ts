@@ -56,6 +56,12 @@ describe('Login and session cookies', () => {
     expect(parse(CLEAR_SESSION_COOKIE).name).toBe(cookie.name);
   });
 
+  it('clears the session cookie with Max-Age=0 and the same attributes', () => {
+    expect(CLEAR_SESSION_COOKIE).toBe(
+      '__Host-tb-session=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Strict',
+    );
+  });
+
   it.each([
     ['tb-login', 'v', 'a name without the __Host- prefix'],
     ['__Host-a b', 'v', 'a space in the name'],
