@@ -607,7 +607,7 @@ function check(condition: boolean, message: string): asserts condition {
   if (!condition) throw new FuzzViolation(message);
 }
 
-/** The value of the last header whose name is `name` in any case (how parseEvent reads it). */
+/** The value of the last header whose name is `name` in any case (how parseHead reads it). */
 function effectiveHeader(event: APIGatewayProxyEventV2, name: string): string | undefined {
   let value: string | undefined;
   for (const [key, raw] of Object.entries(event.headers ?? {})) {
