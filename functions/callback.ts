@@ -3,6 +3,7 @@
  * once per cold start; the route does the rest.
  */
 
+import type { APIGatewayProxyHandlerV2 } from 'aws-lambda';
 import * as production from './production.ts';
 import { createCallbackHandler } from './routes/callback.ts';
 
@@ -16,4 +17,4 @@ export const handler = createCallbackHandler({
   clock: production.clock(),
   log: production.log(),
   metrics: production.metrics(),
-});
+}) satisfies APIGatewayProxyHandlerV2;

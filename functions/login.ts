@@ -3,6 +3,7 @@
  * per cold start; the route does the rest.
  */
 
+import type { APIGatewayProxyHandlerV2 } from 'aws-lambda';
 import * as production from './production.ts';
 import { createLoginHandler } from './routes/login.ts';
 
@@ -14,4 +15,4 @@ export const handler = createLoginHandler({
   clock: production.clock(),
   log: production.log(),
   metrics: production.metrics(),
-});
+}) satisfies APIGatewayProxyHandlerV2;

@@ -4,6 +4,7 @@
  * revocation endpoint needs none.
  */
 
+import type { APIGatewayProxyHandlerV2 } from 'aws-lambda';
 import * as production from './production.ts';
 import { createLogoutHandler } from './routes/logout.ts';
 
@@ -15,4 +16,4 @@ export const handler = createLogoutHandler({
   clock: production.clock(),
   log: production.log(),
   metrics: production.metrics(),
-});
+}) satisfies APIGatewayProxyHandlerV2;

@@ -3,6 +3,7 @@
  * once per cold start; the route does the rest.
  */
 
+import type { APIGatewayProxyHandlerV2 } from 'aws-lambda';
 import * as production from './production.ts';
 import { createRefreshHandler } from './routes/refresh.ts';
 
@@ -15,4 +16,4 @@ export const handler = createRefreshHandler({
   clock: production.clock(),
   log: production.log(),
   metrics: production.metrics(),
-});
+}) satisfies APIGatewayProxyHandlerV2;

@@ -13,11 +13,11 @@ import type {
   Clock,
   Log,
   LoginTransactionStore,
-  MetricSink,
   SessionStore,
 } from './broker/ports.ts';
 import { systemClock } from './broker/ports.ts';
 import { createLogger, EmfMetrics } from './http/observability.ts';
+import type { FlushableMetrics } from './http/route.ts';
 import { SalesforceOAuthClient } from './salesforce/oauth-client.ts';
 
 /**
@@ -35,7 +35,7 @@ export interface Runtime {
   salesforce: SalesforceOAuthClient;
   clock: Clock;
   log: Log;
-  metrics: MetricSink & { flush(): void };
+  metrics: FlushableMetrics;
 }
 
 /**

@@ -357,7 +357,7 @@ export class TokenBroker extends Construct {
       logout: make('logout'),
     };
     this.notFoundFunction = brokerFunction(this, 'NotFound', {
-      entry: join(projectRoot, 'infra', 'runtime', 'not-found.ts'),
+      entry: join(projectRoot, 'functions', 'not-found.ts'),
       projectRoot,
       description: 'token broker $default route (404 not_found JSON for unknown paths)',
       memorySize: MEMORY_MB.notFound,

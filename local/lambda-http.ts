@@ -6,11 +6,7 @@ import type {
   APIGatewayProxyStructuredResultV2,
   Context,
 } from 'aws-lambda';
-
-export type LambdaHttpHandler = (
-  event: APIGatewayProxyEventV2,
-  context?: Context,
-) => Promise<APIGatewayProxyStructuredResultV2>;
+import type { HttpHandler } from '../functions/http/route.ts';
 
 /** Extra handling before routing (the local demo page); return true when answered. */
 export type Middleware = (
@@ -20,9 +16,9 @@ export type Middleware = (
 
 export interface LocalServerOptions {
   /** Path (e.g. `/refresh`) to the Lambda handler serving it. */
-  routes: Readonly<Record<string, LambdaHttpHandler>>;
+  routes: Readonly<Record<string, HttpHandler>>;
   /** Serves every other path (API Gateway's `$default` route); without it, a local 404. */
-  defaultRoute?: LambdaHttpHandler;
+  defaultRoute?: HttpHandler;
   host?: string;
   port?: number;
   /**

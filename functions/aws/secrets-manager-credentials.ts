@@ -46,11 +46,6 @@ export class SecretsManagerCredentials implements ClientCredentialsSource {
     return this.#read();
   }
 
-  /** Forgets the cached value (tests). */
-  clearCache(): void {
-    this.#cached = undefined;
-  }
-
   #read(): Promise<ClientCredentials> {
     this.#inFlight ??= this.#fetch().finally(() => {
       this.#inFlight = undefined;

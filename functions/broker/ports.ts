@@ -24,8 +24,6 @@ export interface MetricSink {
   timing(name: string, milliseconds: number): void;
 }
 
-export const noMetrics: MetricSink = { count: () => {}, timing: () => {} };
-
 /** What the broker keeps of a Salesforce grant. Stored only encrypted. */
 export interface TokenSet {
   accessToken: string;

@@ -1,8 +1,7 @@
 import { CsrfCheckFailedError, InvalidSessionError } from '../broker/errors.ts';
 import { isWellFormedHandle } from '../broker/session-handle.ts';
+import { SESSION_COOKIE } from './cookies.ts';
 import { cookieValues, type HttpRequest } from './request.ts';
-
-export const SESSION_COOKIE = '__Host-tb-session';
 
 /**
  * Finds the caller's session handle (README "HTTP contract (v1)"):
@@ -42,6 +41,3 @@ export function callerHandle(request: HttpRequest, allowedOrigins: readonly stri
   }
   return handle;
 }
-
-/** `Set-Cookie` value that removes the session cookie. */
-export const CLEAR_SESSION_COOKIE = `${SESSION_COOKIE}=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Strict`;

@@ -1,4 +1,10 @@
-import { SESSION_COOKIE } from './caller.ts';
+/**
+ * Every cookie the broker reads or sets, by name and by `Set-Cookie` value: all of them are
+ * built by {@link hostCookie}, none by hand.
+ */
+
+/** The browser's session handle (README "HTTP contract (v1)"). */
+export const SESSION_COOKIE = '__Host-tb-session';
 
 /** The cookie binding a login transaction to the browser that started it. */
 export const LOGIN_COOKIE = '__Host-tb-login';
@@ -47,9 +53,18 @@ export function loginCookie(value: string): string {
 }
 
 /** Removes the login cookie (the transaction is consumed either way). */
-export const CLEAR_LOGIN_COOKIE = hostCookie(LOGIN_COOKIE, '', { sameSite: 'Lax', maxAge: 0 });
+export const CLEAR_LOGIN_COOKIE = /* @__PURE__ */ hostCookie(LOGIN_COOKIE, '', {
+  sameSite: 'Lax',
+  maxAge: 0,
+});
 
 /** `__Host-tb-session=<handle>; Path=/; Secure; HttpOnly; SameSite=Strict` (README "HTTP contract (v1)"). */
 export function sessionCookie(handle: string): string {
   return hostCookie(SESSION_COOKIE, handle, { sameSite: 'Strict' });
 }
+
+/** Removes the session cookie (`/logout`): the same attributes, `Max-Age=0`. */
+export const CLEAR_SESSION_COOKIE = /* @__PURE__ */ hostCookie(SESSION_COOKIE, '', {
+  sameSite: 'Strict',
+  maxAge: 0,
+});

@@ -1,9 +1,5 @@
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
-import {
-  InvalidRequestError,
-  MethodNotAllowedError,
-  PayloadTooLargeError,
-} from '../broker/errors.ts';
+import { InvalidRequestError, PayloadTooLargeError } from '../broker/errors.ts';
 
 /** Bodies above this are refused with `413` before they are parsed. */
 export const MAX_BODY_BYTES = 16 * 1024;
@@ -22,17 +18,18 @@ export interface HttpRequest {
   requestId: string;
 }
 
+/** The request before its body is read: enough for the CORS preflight and the method check. */
+export type RequestHead = Omit<HttpRequest, 'body'>;
+
 /**
- * Normalises an HTTP API event and enforces the method and the body size limit.
+ * Normalises an HTTP API event's method, path, headers, cookies and query; checks nothing.
+ * The route frame (`route.ts`) reads the body with {@link decodeBody} once the method is
+ * known to be allowed, so a wrong method is `405` whatever the body.
  * @see https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-develop-integrations-lambda.html
  */
-export function parseEvent(
-  event: APIGatewayProxyEventV2,
-  allowedMethods: readonly string[],
-): HttpRequest {
-  const method = (event.requestContext?.http?.method ?? '').toUpperCase();
-  if (!allowedMethods.includes(method)) throw new MethodNotAllowedError(allowedMethods);
-
+export function parseHead(event: APIGatewayProxyEventV2): RequestHead {
+  const rawMethod: unknown = event.requestContext?.http?.method;
+  const method = typeof rawMethod === 'string' ? rawMethod.toUpperCase() : '';
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(event.headers ?? {})) {
     if (typeof value === 'string') headers[name.toLowerCase()] = value;
@@ -50,12 +47,12 @@ export function parseEvent(
     headers,
     cookies,
     rawQueryString: event.rawQueryString ?? '',
-    body: decodeBody(event),
     requestId: event.requestContext?.requestId ?? '',
   };
 }
 
-function decodeBody(event: APIGatewayProxyEventV2): string | undefined {
+/** The decoded body, or `undefined`; over {@link MAX_BODY_BYTES} is `413`, bad UTF-8 `400`. */
+export function decodeBody(event: APIGatewayProxyEventV2): string | undefined {
   if (event.body === undefined || event.body === null || event.body === '') return undefined;
   if (typeof event.body !== 'string') throw new InvalidRequestError('The body must be text.');
   const bytes = event.isBase64Encoded

@@ -100,38 +100,70 @@ export function prefersHtml(accept: string | undefined): boolean {
   return html >= 0 && (json < 0 || html < json);
 }
 
+/** What the contract answers for an error (README "HTTP contract (v1)"). */
+export interface ErrorAnswer {
+  status: number;
+  /** The `error` member: a stable code. */
+  code: string;
+  /** The `error_description` member: safe to show, never upstream text or a secret. */
+  description: string;
+  /** `Retry-After` for a `503`, `Allow` for a `405`. */
+  headers: Record<string, string>;
+}
+
 /**
- * The one place where errors become HTTP responses (README "HTTP contract (v1)"): a JSON
- * `{"error","error_description"}` body with the contract's status. Unknown errors are a
- * `500 server_error` whose details go to the log only, never to the client.
+ * The one place where errors become HTTP answers: a {@link BrokerError} answers its own
+ * status and code; anything else is a `500 server_error` whose details go to the log
+ * only, never to the client. Logs the error as its status calls for: `5xx` as a warning
+ * with its cause, other rejections as info (an integrity failure is already logged, with
+ * its alarm, where it is found), the unexpected as an error.
  */
-export function errorResponse(error: unknown, log: Log): HttpResponse {
-  if (error instanceof BrokerError) {
-    const headers: Record<string, string> = {};
-    if (error instanceof TemporarilyUnavailableError) {
-      headers['retry-after'] = String(error.retryAfterSeconds);
-    }
-    if (error instanceof MethodNotAllowedError) headers.allow = error.allow.join(', ');
-    if (error.status >= 500) {
-      log.warn('request failed', {
-        status: error.status,
-        error: error.code,
-        cause: describeCause(error.cause),
-      });
-    } else if (!(error instanceof SessionIntegrityError)) {
-      log.info('request rejected', { status: error.status, error: error.code });
-    }
-    return json(
-      error.status,
-      { error: error.code, error_description: error.safeDescription },
-      headers,
-    );
+export function recordError(error: unknown, log: Log): ErrorAnswer {
+  const answer = errorAnswer(error);
+  if (!(error instanceof BrokerError)) {
+    log.error('unexpected error', { error: describeCause(error) });
+  } else if (answer.status >= 500) {
+    log.warn('request failed', {
+      status: answer.status,
+      error: answer.code,
+      cause: describeCause(error.cause),
+    });
+  } else if (!(error instanceof SessionIntegrityError)) {
+    log.info('request rejected', { status: answer.status, error: answer.code });
   }
-  log.error('unexpected error', { error: describeCause(error) });
-  return json(500, {
-    error: 'server_error',
-    error_description: 'The broker hit an unexpected error.',
-  });
+  return answer;
+}
+
+/** {@link recordError}'s answer without the log line: for the `404` function, which logs nothing. */
+export function errorAnswer(error: unknown): ErrorAnswer {
+  if (!(error instanceof BrokerError)) {
+    return {
+      status: 500,
+      code: 'server_error',
+      description: 'The broker hit an unexpected error.',
+      headers: {},
+    };
+  }
+  const headers: Record<string, string> = {};
+  if (error instanceof TemporarilyUnavailableError) {
+    headers['retry-after'] = String(error.retryAfterSeconds);
+  }
+  if (error instanceof MethodNotAllowedError) headers.allow = error.allow.join(', ');
+  return { status: error.status, code: error.code, description: error.safeDescription, headers };
+}
+
+/** The JSON `{"error","error_description"}` response of an {@link ErrorAnswer}. */
+export function errorJson(answer: ErrorAnswer): HttpResponse {
+  return json(
+    answer.status,
+    { error: answer.code, error_description: answer.description },
+    answer.headers,
+  );
+}
+
+/** Logs `error` and answers it as JSON: how every route answers an error it does not handle. */
+export function errorResponse(error: unknown, log: Log): HttpResponse {
+  return errorJson(recordError(error, log));
 }
 
 function describeCause(cause: unknown): string | undefined {

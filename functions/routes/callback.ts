@@ -4,19 +4,25 @@ import {
   LoginRedirectError,
 } from '../broker/callback.ts';
 import type { BrokerConfig } from '../broker/config.ts';
+import type { Log } from '../broker/ports.ts';
 import { isWellFormedHandle } from '../broker/session-handle.ts';
-import { SESSION_COOKIE } from '../http/caller.ts';
-import { CLEAR_LOGIN_COOKIE, LOGIN_COOKIE, sessionCookie } from '../http/cookies.ts';
-import { parseQuery, singleParameter } from '../http/query.ts';
-import { cookieValues, parseEvent } from '../http/request.ts';
 import {
-  errorResponse,
+  CLEAR_LOGIN_COOKIE,
+  LOGIN_COOKIE,
+  SESSION_COOKIE,
+  sessionCookie,
+} from '../http/cookies.ts';
+import { parseQuery, singleParameter } from '../http/query.ts';
+import { cookieValues, type HttpRequest } from '../http/request.ts';
+import {
+  type HttpResponse,
   htmlErrorPage,
   prefersHtml,
+  recordError,
   redirect,
   withQuery,
 } from '../http/responses.ts';
-import { type HttpHandler, httpRoute } from '../http/route.ts';
+import { defineRoute, type FlushableMetrics, type HttpHandler } from '../http/route.ts';
 import { requireCallbackUrl } from './login.ts';
 
 export interface CallbackRouteDependencies extends Omit<CallbackDependencies, 'config'> {
@@ -24,7 +30,7 @@ export interface CallbackRouteDependencies extends Omit<CallbackDependencies, 'c
     BrokerConfig,
     'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'callbackUrl' | 'invocationDeadlineMs'
   >;
-  metrics: CallbackDependencies['metrics'] & { flush?(): void };
+  metrics: FlushableMetrics;
 }
 
 /**
@@ -53,11 +59,12 @@ export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHand
       callbackUrl,
     },
   };
-  return httpRoute(
-    'callback',
-    deps,
-    async (event, log) => {
-      const request = parseEvent(event, ['GET']);
+  return defineRoute(deps, {
+    name: 'callback',
+    methods: ['GET'],
+    // The transaction is consumed either way, so every answer clears the login cookie.
+    errorCookies: [CLEAR_LOGIN_COOKIE],
+    handle: async (request, log) => {
       const query = parseQuery(request.rawQueryString);
       const state = singleParameter(query, 'state');
       const code = singleParameter(query, 'code');
@@ -75,38 +82,35 @@ export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHand
         );
         return redirect(result.returnTo, [sessionCookie(result.handle), CLEAR_LOGIN_COOKIE]);
       } catch (failure) {
-        if (failure instanceof LoginRedirectError) {
-          // Logged and counted like any error answer, then sent back to the app.
-          errorResponse(failure.cause, log);
-          const location = withQuery(failure.returnTo, {
-            error: failure.error,
-            error_description: failure.errorDescription,
-          });
-          return redirect(location, [CLEAR_LOGIN_COOKIE]);
-        }
-        if (!prefersHtml(request.headers.accept)) throw failure;
-        const json = errorResponse(failure, log);
-        return {
-          ...htmlErrorPage(json.statusCode, {
-            title: 'This login cannot be completed',
-            message: describeForPage(json.body),
-            link: { href: '/login', text: 'Start the login again' },
-          }),
-          cookies: [CLEAR_LOGIN_COOKIE],
-        };
+        return failedLogin(failure, request, log);
       }
     },
-    (response) => ({ ...response, cookies: [CLEAR_LOGIN_COOKIE] }),
-  );
+  });
 }
 
-/** The contract's safe `error_description` from a JSON error body, for the HTML page. */
-function describeForPage(body: string | undefined): string {
-  try {
-    const parsed = JSON.parse(body ?? '{}') as { error_description?: unknown };
-    if (typeof parsed.error_description === 'string') return parsed.error_description;
-  } catch {
-    // Fall through to the generic text.
+/**
+ * The answer to a login that failed once the query was read: back to the app's
+ * `return_to` when the transaction is known, a page for a browser when it is not, and
+ * otherwise (rethrown) the frame's JSON error.
+ */
+function failedLogin(failure: unknown, request: HttpRequest, log: Log): HttpResponse {
+  if (failure instanceof LoginRedirectError) {
+    // Logged and counted like any error answer, then sent back to the app.
+    recordError(failure.cause, log);
+    const location = withQuery(failure.returnTo, {
+      error: failure.error,
+      error_description: failure.errorDescription,
+    });
+    return redirect(location, [CLEAR_LOGIN_COOKIE]);
   }
-  return 'The login could not be completed.';
+  if (!prefersHtml(request.headers.accept)) throw failure;
+  const answer = recordError(failure, log);
+  return {
+    ...htmlErrorPage(answer.status, {
+      title: 'This login cannot be completed',
+      message: answer.description,
+      link: { href: '/login', text: 'Start the login again' },
+    }),
+    cookies: [CLEAR_LOGIN_COOKIE],
+  };
 }

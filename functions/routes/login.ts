@@ -8,16 +8,15 @@ import {
   validateReturnTo,
 } from '../broker/login.ts';
 import { isWellFormedHandle, sessionKeyOf } from '../broker/session-handle.ts';
-import { SESSION_COOKIE } from '../http/caller.ts';
-import { loginCookie } from '../http/cookies.ts';
+import { loginCookie, SESSION_COOKIE } from '../http/cookies.ts';
 import { parseQuery, singleParameter } from '../http/query.ts';
-import { cookieValues, parseEvent } from '../http/request.ts';
+import { cookieValues } from '../http/request.ts';
 import { redirect } from '../http/responses.ts';
-import { type HttpHandler, httpRoute } from '../http/route.ts';
+import { defineRoute, type FlushableMetrics, type HttpHandler } from '../http/route.ts';
 
 export interface LoginRouteDependencies extends Omit<LoginDependencies, 'config'> {
   config: Pick<BrokerConfig, 'scopes' | 'returnToPrefixes' | 'callbackUrl'>;
-  metrics: LoginDependencies['metrics'] & { flush?(): void };
+  metrics: FlushableMetrics;
 }
 
 /**
@@ -33,26 +32,29 @@ export function createLoginHandler(deps: LoginRouteDependencies): HttpHandler {
     ...deps,
     config: { scopes: deps.config.scopes, callbackUrl },
   };
-  return httpRoute('login', deps, async (event, log) => {
-    const request = parseEvent(event, ['GET']);
-    const query = parseQuery(request.rawQueryString);
-    // Without return_to: `/`, or the first allowed prefix when `/` is not allowed.
-    const returnTo = validateReturnTo(
-      singleParameter(query, 'return_to') ?? defaultReturnTo(deps.config.returnToPrefixes),
-      deps.config.returnToPrefixes,
-    );
-    const prompt = validatePrompt(singleParameter(query, 'prompt'));
-    const loginHint = validateLoginHint(singleParameter(query, 'login_hint'));
-    // A browser that already holds a session replaces it; the key is remembered here
-    // because the SameSite=Strict cookie is not sent on Salesforce's redirect back.
-    const handles = cookieValues(request, SESSION_COOKIE).filter(isWellFormedHandle);
-    const currentSessionKey =
-      handles.length === 1 && handles[0] ? sessionKeyOf(handles[0]) : undefined;
-    const started = await startLogin(
-      { ...domain, log },
-      { returnTo, prompt, loginHint, currentSessionKey },
-    );
-    return redirect(started.authorizeUrl.toString(), [loginCookie(started.loginCookieValue)]);
+  return defineRoute(deps, {
+    name: 'login',
+    methods: ['GET'],
+    handle: async (request, log) => {
+      const query = parseQuery(request.rawQueryString);
+      // Without return_to: `/`, or the first allowed prefix when `/` is not allowed.
+      const returnTo = validateReturnTo(
+        singleParameter(query, 'return_to') ?? defaultReturnTo(deps.config.returnToPrefixes),
+        deps.config.returnToPrefixes,
+      );
+      const prompt = validatePrompt(singleParameter(query, 'prompt'));
+      const loginHint = validateLoginHint(singleParameter(query, 'login_hint'));
+      // A browser that already holds a session replaces it; the key is remembered here
+      // because the SameSite=Strict cookie is not sent on Salesforce's redirect back.
+      const handles = cookieValues(request, SESSION_COOKIE).filter(isWellFormedHandle);
+      const currentSessionKey =
+        handles.length === 1 && handles[0] ? sessionKeyOf(handles[0]) : undefined;
+      const started = await startLogin(
+        { ...domain, log },
+        { returnTo, prompt, loginHint, currentSessionKey },
+      );
+      return redirect(started.authorizeUrl.toString(), [loginCookie(started.loginCookieValue)]);
+    },
   });
 }
 

@@ -2,16 +2,15 @@ import { InvalidSessionError } from '../broker/errors.ts';
 import { type EndSessionDependencies, endSession } from '../broker/logout.ts';
 import type { Clock } from '../broker/ports.ts';
 import { sessionKeyOf } from '../broker/session-handle.ts';
-import { CLEAR_SESSION_COOKIE, callerHandle } from '../http/caller.ts';
-import { withCors } from '../http/cors.ts';
-import { parseEvent } from '../http/request.ts';
+import { callerHandle } from '../http/caller.ts';
+import { CLEAR_SESSION_COOKIE } from '../http/cookies.ts';
 import { noContent } from '../http/responses.ts';
-import { type HttpHandler, httpRoute } from '../http/route.ts';
+import { defineRoute, type FlushableMetrics, type HttpHandler } from '../http/route.ts';
 
 export interface LogoutRouteDependencies extends EndSessionDependencies {
   config: { allowedOrigins: readonly string[]; invocationDeadlineMs: number };
   clock: Clock;
-  metrics: EndSessionDependencies['metrics'] & { flush?(): void };
+  metrics: FlushableMetrics;
 }
 
 /**
@@ -23,26 +22,26 @@ export interface LogoutRouteDependencies extends EndSessionDependencies {
  * @see https://www.rfc-editor.org/rfc/rfc7009
  */
 export function createLogoutHandler(deps: LogoutRouteDependencies): HttpHandler {
-  return withCors(logoutRoute(deps), deps.config.allowedOrigins, ['POST']);
-}
-
-function logoutRoute(deps: LogoutRouteDependencies): HttpHandler {
-  return httpRoute('logout', deps, async (event, log) => {
-    // Read, delete and revoke all end by the invocation deadline, so the 204 always goes out.
-    const deadline = {
-      at: deps.clock.now() + deps.config.invocationDeadlineMs,
-      now: deps.clock.now,
-    };
-    const request = parseEvent(event, ['POST']);
-    let handle: string;
-    try {
-      handle = callerHandle(request, deps.config.allowedOrigins);
-    } catch (error) {
-      if (!(error instanceof InvalidSessionError)) throw error;
-      log.info('logout without a usable credential', { event: 'logout_no_session' });
+  return defineRoute(deps, {
+    name: 'logout',
+    methods: ['POST'],
+    cors: { allowedOrigins: deps.config.allowedOrigins },
+    handle: async (request, log) => {
+      // Read, delete and revoke all end by the invocation deadline, so the 204 always goes out.
+      const deadline = {
+        at: deps.clock.now() + deps.config.invocationDeadlineMs,
+        now: deps.clock.now,
+      };
+      let handle: string;
+      try {
+        handle = callerHandle(request, deps.config.allowedOrigins);
+      } catch (error) {
+        if (!(error instanceof InvalidSessionError)) throw error;
+        log.info('logout without a usable credential', { event: 'logout_no_session' });
+        return noContent({}, [CLEAR_SESSION_COOKIE]);
+      }
+      await endSession({ ...deps, log }, sessionKeyOf(handle), 'logout', deadline);
       return noContent({}, [CLEAR_SESSION_COOKIE]);
-    }
-    await endSession({ ...deps, log }, sessionKeyOf(handle), 'logout', deadline);
-    return noContent({}, [CLEAR_SESSION_COOKIE]);
+    },
   });
 }

@@ -2,44 +2,40 @@ import { InvalidRequestError } from '../broker/errors.ts';
 import { type RefreshDependencies, refreshSession } from '../broker/refresh.ts';
 import { logSafeId, sessionKeyOf } from '../broker/session-handle.ts';
 import { callerHandle } from '../http/caller.ts';
-import { withCors } from '../http/cors.ts';
-import { parseEvent } from '../http/request.ts';
 import { json } from '../http/responses.ts';
-import { type HttpHandler, httpRoute } from '../http/route.ts';
+import { defineRoute, type FlushableMetrics, type HttpHandler } from '../http/route.ts';
 
 export interface RefreshRouteDependencies extends RefreshDependencies {
   config: RefreshDependencies['config'] & { allowedOrigins: readonly string[] };
-  metrics: RefreshDependencies['metrics'] & { flush?(): void };
+  metrics: FlushableMetrics;
 }
-
-export type { HttpHandler } from '../http/route.ts';
 
 /**
  * `POST /refresh`: authenticates the caller, reads the optional `{"version": n}` hint,
  * runs the single-flight refresh and answers the token (README "HTTP contract (v1)").
  */
 export function createRefreshHandler(deps: RefreshRouteDependencies): HttpHandler {
-  return withCors(refreshRoute(deps), deps.config.allowedOrigins, ['POST']);
-}
-
-function refreshRoute(deps: RefreshRouteDependencies): HttpHandler {
-  return httpRoute('refresh', deps, async (event, log) => {
-    const request = parseEvent(event, ['POST']);
-    const handle = callerHandle(request, deps.config.allowedOrigins);
-    const versionHint = parseRefreshBody(request.body);
-    const result = await refreshSession({ ...deps, log }, handle, versionHint);
-    log.info('refresh answered', {
-      session: logSafeId(sessionKeyOf(handle)),
-      outcome: result.outcome,
-      version: result.version,
-    });
-    return json(200, {
-      access_token: result.accessToken,
-      instance_url: result.instanceUrl,
-      token_type: 'Bearer',
-      issued_at: result.issuedAt,
-      version: result.version,
-    });
+  return defineRoute(deps, {
+    name: 'refresh',
+    methods: ['POST'],
+    cors: { allowedOrigins: deps.config.allowedOrigins },
+    handle: async (request, log) => {
+      const handle = callerHandle(request, deps.config.allowedOrigins);
+      const versionHint = parseRefreshBody(request.body);
+      const result = await refreshSession({ ...deps, log }, handle, versionHint);
+      log.info('refresh answered', {
+        session: logSafeId(sessionKeyOf(handle)),
+        outcome: result.outcome,
+        version: result.version,
+      });
+      return json(200, {
+        access_token: result.accessToken,
+        instance_url: result.instanceUrl,
+        token_type: 'Bearer',
+        issued_at: result.issuedAt,
+        version: result.version,
+      });
+    },
   });
 }
 

@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { HttpHandler } from '../../functions/http/route.ts';
 import { isTrustedSalesforceUrl } from '../../functions/salesforce/oauth-client.ts';
-import { type LambdaHttpHandler, type LocalServer, startLocalServer } from '../lambda-http.ts';
+import { type LocalServer, startLocalServer } from '../lambda-http.ts';
 import type { LocalStack } from '../stack.ts';
 
 const DEMO_PAGE = new URL('./index.html', import.meta.url);
@@ -19,9 +20,9 @@ export async function startDemo(options: {
   publicUrl?: string;
   stack: LocalStack;
 }): Promise<LocalServer> {
-  const routes: Record<string, LambdaHttpHandler> = {};
+  const routes: Record<string, HttpHandler> = {};
   for (const route of ['login', 'callback', 'refresh', 'logout']) {
-    const entry = (await import(`../../functions/${route}.ts`)) as { handler: LambdaHttpHandler };
+    const entry = (await import(`../../functions/${route}.ts`)) as { handler: HttpHandler };
     routes[`/${route}`] = entry.handler;
   }
   const page = await readFile(DEMO_PAGE, 'utf8');

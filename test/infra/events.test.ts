@@ -8,19 +8,11 @@
 import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import type {
-  APIGatewayProxyEventV2,
-  APIGatewayProxyStructuredResultV2,
-  Context,
-} from 'aws-lambda';
+import type { APIGatewayProxyEventV2, Context } from 'aws-lambda';
 import { beforeAll, describe, expect, it } from 'vitest';
+import type { HttpHandler } from '../../functions/http/route.ts';
 import { dummyFunctionEnv } from './function-env.ts';
 import { repoRoot } from './synth.ts';
-
-type Handler = (
-  event: APIGatewayProxyEventV2,
-  context: Context,
-) => Promise<APIGatewayProxyStructuredResultV2>;
 
 interface Case {
   event: string;
@@ -67,7 +59,7 @@ const CASES: Case[] = [
   },
   {
     event: 'not-found',
-    entry: 'infra/runtime/not-found.ts',
+    entry: 'functions/not-found.ts',
     routeKey: '$default',
     statuses: { 404: 'not_found' },
   },
@@ -108,7 +100,7 @@ describe('Sample events: events/*.json', () => {
   for (const { event, entry, statuses, html } of CASES) {
     it(`${entry} answers ${event}.json within the contract`, async () => {
       // Arrange
-      const { handler } = (await import(join(repoRoot, entry))) as { handler: Handler };
+      const { handler } = (await import(join(repoRoot, entry))) as { handler: HttpHandler };
 
       // Act
       const response = await handler(readEvent(event), context);

@@ -10,12 +10,9 @@ import { readFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import type {
-  APIGatewayProxyEventV2,
-  APIGatewayProxyStructuredResultV2,
-  Context,
-} from 'aws-lambda';
+import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { HttpHandler } from '../../functions/http/route.ts';
 import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
@@ -25,11 +22,6 @@ import type { BrokerRoute } from '../../infra/settings.ts';
 import { FUNCTION_ACCESS, ITEM_PREFIX } from '../../infra/token-broker.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { repoRoot } from './synth.ts';
-
-type Handler = (
-  event: APIGatewayProxyEventV2,
-  context?: Context,
-) => Promise<APIGatewayProxyStructuredResultV2>;
 
 const CALLBACK_URL = 'https://broker.example.com/callback';
 const ORIGIN = 'https://app.example.com';
@@ -46,7 +38,7 @@ const granted = (route: BrokerRoute) =>
 
 describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () => {
   let stack: LocalStack;
-  const handlers = {} as Record<BrokerRoute, Handler>;
+  const handlers = {} as Record<BrokerRoute, HttpHandler>;
   const used: Record<BrokerRoute, Set<string>> = {
     refresh: new Set(),
     login: new Set(),

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { LEASE_SKEW_MS } from '../../functions/broker/refresh.ts';
 import { sessionKeyOf } from '../../functions/broker/session-handle.ts';
+import type { HttpHandler } from '../../functions/http/route.ts';
 import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
-import type { HttpHandler } from '../../functions/routes/refresh.ts';
 import { type BrokerHarness, startBrokerHarness } from '../support/broker-harness.ts';
 import { sessionState } from '../support/fault-kit.ts';
 import { httpEvent } from '../support/http-event.ts';

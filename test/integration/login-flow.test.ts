@@ -3,17 +3,14 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { openVerifier, stateKeyOf } from '../../functions/broker/login-transaction.ts';
 import { codeChallengeS256 } from '../../functions/broker/pkce.ts';
 import { sessionKeyOf } from '../../functions/broker/session-handle.ts';
+import type { HttpHandler } from '../../functions/http/route.ts';
 import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
 import { buildRuntime, type Runtime } from '../../functions/runtime.ts';
 import type { FakeSalesforce } from '../../local/fake-salesforce.ts';
-import {
-  type LambdaHttpHandler,
-  type LocalServer,
-  startLocalServer,
-} from '../../local/lambda-http.ts';
+import { type LocalServer, startLocalServer } from '../../local/lambda-http.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { CaptureLog, CaptureMetrics } from '../support/capture-log.ts';
 import { httpEvent } from '../support/http-event.ts';
@@ -36,7 +33,7 @@ let fake: FakeSalesforce;
 const log = new CaptureLog();
 /** A clock the tests move (expiry of login transactions); every route uses it. */
 const clock = { offsetMs: 0, now: () => Date.now() + clock.offsetMs };
-const routes: Record<string, LambdaHttpHandler> = {};
+const routes: Record<string, HttpHandler> = {};
 /** Every secret value a test saw: none may appear in the captured log. */
 const canaries = new Set<string>([CLIENT_SECRET]);
 let userCounter = 0;
@@ -771,7 +768,7 @@ describe('Login flow: /callback rejects', () => {
 
   it('a scope without refresh_token: 400 login_failed telling the admin what to add', async () => {
     // Prepare: a deployment whose SALESFORCE_SCOPES lacks refresh_token
-    const narrow: Record<string, LambdaHttpHandler> = {};
+    const narrow: Record<string, HttpHandler> = {};
     const narrowServer = await startLocalServer({ routes: narrow });
     try {
       const narrowRuntime = buildRuntime(

@@ -13,10 +13,11 @@ import type {
   TokenSet,
 } from '../../functions/broker/ports.ts';
 import { newSessionHandle, sessionKeyOf } from '../../functions/broker/session-handle.ts';
+import type { HttpHandler } from '../../functions/http/route.ts';
 import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
-import { createRefreshHandler, type HttpHandler } from '../../functions/routes/refresh.ts';
+import { createRefreshHandler } from '../../functions/routes/refresh.ts';
 import {
   SalesforceOAuthClient,
   type TokenResponse,
@@ -606,7 +607,7 @@ function check(condition: boolean, message: string): asserts condition {
   if (!condition) throw new FuzzViolation(message);
 }
 
-/** The value of the last header whose name is `name` in any case (how parseEvent reads it). */
+/** The value of the last header whose name is `name` in any case (how parseHead reads it). */
 function effectiveHeader(event: APIGatewayProxyEventV2, name: string): string | undefined {
   let value: string | undefined;
   for (const [key, raw] of Object.entries(event.headers ?? {})) {

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { newSessionHandle } from '../../../functions/broker/session-handle.ts';
-import { CLEAR_SESSION_COOKIE } from '../../../functions/http/caller.ts';
 import {
   CLEAR_LOGIN_COOKIE,
+  CLEAR_SESSION_COOKIE,
   hostCookie,
   loginCookie,
   sessionCookie,
@@ -54,6 +54,12 @@ describe('Login and session cookies', () => {
       attributes: { path: '/', secure: '', httponly: '', samesite: 'Strict' },
     });
     expect(parse(CLEAR_SESSION_COOKIE).name).toBe(cookie.name);
+  });
+
+  it('clears the session cookie with Max-Age=0 and the same attributes', () => {
+    expect(CLEAR_SESSION_COOKIE).toBe(
+      '__Host-tb-session=; Max-Age=0; Path=/; Secure; HttpOnly; SameSite=Strict',
+    );
   });
 
   it.each([
