@@ -30,6 +30,3 @@ export const BROKER_BUNDLE = {
    */
   external: [] as string[],
 } as const;
-
-/** The file name `NodejsFunction` gives an ESM bundle; the handler is `index.handler`. */
-export const BUNDLE_FILE = 'index.mjs';

@@ -109,7 +109,9 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
  * then the first invocation) is about 130-200 ms of CPU on a full core: projected 1.0-1.4 s
  * at 256 MB, 0.5-0.7 s at 512 MB, 0.25-0.35 s at 1024 MB. 512 MB is the smallest size
  * under the 800 ms target; warm invocations wait on the network, so more memory would mostly
- * cost more. The four routes share one runtime (all three SDK clients), hence one size.
+ * cost more. Each entry bundles only the adapters it uses (`functions/production.ts`: login
+ * has no KMS client, logout no Secrets Manager client), but the SDK core they all share
+ * dominates: the four bundles differ by about a tenth in size, hence one size for the four.
  */
 export const MEMORY_MB: Record<BrokerRoute | 'notFound', number> = {
   refresh: 512,
@@ -177,6 +179,14 @@ export interface TokenBrokerProps extends TokenBrokerSettings {
   readonly projectRoot?: string;
 }
 
+/** What each route's function is for (its Lambda description and its role's). */
+const ROUTE_DESCRIPTIONS: Record<BrokerRoute, string> = {
+  refresh: 'token broker POST /refresh (single-flight Salesforce refresh)',
+  login: 'token broker GET /login (starts the Web Server Flow with PKCE)',
+  callback: 'token broker GET /callback (code exchange, session creation)',
+  logout: 'token broker POST /logout (revoke and delete the session)',
+};
+
 /**
  * The Salesforce token broker: an HTTP API with `/login`, `/callback`, `/refresh` and
  * `/logout`, one least-privilege function per route, a DynamoDB table for sessions and
@@ -200,19 +210,50 @@ export class TokenBroker extends Construct {
   readonly observability: BrokerObservability;
   readonly domainName: DomainName | undefined;
 
+  /**
+   * What is deployed, in the order it is created. The order is part of the template
+   * (resources are listed in creation order) and of the dependencies: each builder reads
+   * the members assigned above it.
+   */
   constructor(scope: Construct, id: string, props: TokenBrokerProps = {}) {
     super(scope, id);
-    const stack = Stack.of(this);
-    const settings = resolveSettings(props, {
-      serviceName: stack.stackName,
+    this.settings = resolveSettings(props, {
+      serviceName: Stack.of(this).stackName,
       isToken: (value) => Token.isUnresolved(value),
     });
-    this.settings = settings;
     const projectRoot = props.projectRoot ?? join(dirname(fileURLToPath(import.meta.url)), '..');
-    const removalPolicy = settings.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
-    const logRetention = settings.logRetentionDays as RetentionDays;
 
-    this.table = new Table(this, 'Table', {
+    this.table = this.createTable();
+    this.key = this.createKey();
+    this.clientSecret = this.resolveClientSecret();
+    // The API and its stage come first: the functions' CALLBACK_URL needs the endpoint.
+    this.api = this.createApi();
+    this.domainName = this.createDomainName();
+    this.stage = this.createStage();
+    this.url = this.settings.customDomain
+      ? `https://${this.settings.customDomain.domainName}/`
+      : this.stage.url;
+    this.callbackUrl = `${this.url}callback`;
+    this.functions = this.createRouteFunctions(projectRoot);
+    this.notFoundFunction = this.createNotFoundFunction(projectRoot);
+    this.addKeyPolicy();
+    const routes = this.addRoutes();
+    this.applyThrottling(routes);
+    this.alarmTopic = this.resolveAlarmTopic();
+    this.observability = this.createObservability();
+  }
+
+  /** The table, key, secret and log groups outlive the stack only with `retainData`. */
+  private get removalPolicy(): RemovalPolicy {
+    return this.settings.retainData ? RemovalPolicy.RETAIN : RemovalPolicy.DESTROY;
+  }
+
+  private get logRetention(): RetentionDays {
+    return this.settings.logRetentionDays as RetentionDays;
+  }
+
+  private createTable(): Table {
+    return new Table(this, 'Table', {
       partitionKey: { name: 'pk', type: AttributeType.STRING },
       billingMode: BillingMode.PAY_PER_REQUEST,
       timeToLiveAttribute: 'ttl',
@@ -220,15 +261,18 @@ export class TokenBroker extends Construct {
       // Tokens are already sealed with the broker's key; the table's own SSE uses the
       // AWS managed key so no extra KMS permission reaches the functions.
       encryption: TableEncryption.AWS_MANAGED,
-      deletionProtection: settings.retainData,
-      removalPolicy,
+      deletionProtection: this.settings.retainData,
+      removalPolicy: this.removalPolicy,
     });
+  }
 
-    this.key = new Key(this, 'TokenKey', {
-      description: `Envelope encryption of Salesforce refresh tokens (${stack.stackName} token broker)`,
+  /** The envelope key; its policy starts with administration only (see `addKeyPolicy`). */
+  private createKey(): Key {
+    return new Key(this, 'TokenKey', {
+      description: `Envelope encryption of Salesforce refresh tokens (${Stack.of(this).stackName} token broker)`,
       enableKeyRotation: true,
-      pendingWindow: Duration.days(settings.retainData ? 30 : 7),
-      removalPolicy,
+      pendingWindow: Duration.days(this.settings.retainData ? 30 : 7),
+      removalPolicy: this.removalPolicy,
       policy: new PolicyDocument({
         statements: [
           new PolicyStatement({
@@ -240,73 +284,82 @@ export class TokenBroker extends Construct {
         ],
       }),
     });
+  }
 
-    this.clientSecret = settings.existingClientSecretArn
-      ? Secret.fromSecretCompleteArn(this, 'ClientSecret', settings.existingClientSecretArn)
-      : new Secret(this, 'ClientSecret', {
-          description:
-            'Salesforce connected app credentials {"client_id","client_secret"} for the token ' +
-            'broker. Placeholder until set with "aws secretsmanager put-secret-value".',
-          generateSecretString: {
-            secretStringTemplate: JSON.stringify({ client_id: 'REPLACE_WITH_CONSUMER_KEY' }),
-            generateStringKey: 'client_secret',
-            excludePunctuation: true,
-            passwordLength: 32,
-          },
-          removalPolicy,
-        });
-    if (this.clientSecret instanceof Secret) {
-      Validations.of(this.clientSecret).acknowledge({
-        id: 'AwsSolutions::AwsSolutions-SMG4',
-        reason:
-          "The secret holds the connected app's consumer key and secret, which only " +
-          'Salesforce can issue; a rotation Lambda cannot mint a new one. Operators rotate ' +
-          'in Salesforce, then put-secret-value; the functions re-read the secret on ' +
-          'invalid_client, so the new value takes effect without a deploy.',
-      });
+  /** The operator's existing secret when set, otherwise a placeholder to fill after deploy. */
+  private resolveClientSecret(): ISecret {
+    const { existingClientSecretArn } = this.settings;
+    if (existingClientSecretArn) {
+      return Secret.fromSecretCompleteArn(this, 'ClientSecret', existingClientSecretArn);
     }
+    const secret = new Secret(this, 'ClientSecret', {
+      description:
+        'Salesforce connected app credentials {"client_id","client_secret"} for the token ' +
+        'broker. Placeholder until set with "aws secretsmanager put-secret-value".',
+      generateSecretString: {
+        secretStringTemplate: JSON.stringify({ client_id: 'REPLACE_WITH_CONSUMER_KEY' }),
+        generateStringKey: 'client_secret',
+        excludePunctuation: true,
+        passwordLength: 32,
+      },
+      removalPolicy: this.removalPolicy,
+    });
+    Validations.of(secret).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-SMG4',
+      reason:
+        "The secret holds the connected app's consumer key and secret, which only " +
+        'Salesforce can issue; a rotation Lambda cannot mint a new one. Operators rotate ' +
+        'in Salesforce, then put-secret-value; the functions re-read the secret on ' +
+        'invalid_client, so the new value takes effect without a deploy.',
+    });
+    return secret;
+  }
 
-    // The API and its stage come first: the functions' CALLBACK_URL needs the endpoint.
-    this.api = new HttpApi(this, 'Api', {
-      apiName: `${stack.stackName}-token-broker`,
-      description: `Salesforce token broker (${stack.stackName})`,
+  private createApi(): HttpApi {
+    const { stackName } = Stack.of(this);
+    return new HttpApi(this, 'Api', {
+      apiName: `${stackName}-token-broker`,
+      description: `Salesforce token broker (${stackName})`,
       createDefaultStage: false,
       // With a custom domain, one host only: the __Host- cookies are bound to it.
-      disableExecuteApiEndpoint: settings.customDomain !== undefined,
+      disableExecuteApiEndpoint: this.settings.customDomain !== undefined,
     });
-    if (settings.customDomain) {
-      this.domainName = new DomainName(this, 'DomainName', {
-        domainName: settings.customDomain.domainName,
-        certificate: Certificate.fromCertificateArn(
-          this,
-          'Certificate',
-          settings.customDomain.certificateArn,
-        ),
-        securityPolicy: SecurityPolicy.TLS_1_2,
-      });
-    }
+  }
+
+  private createDomainName(): DomainName | undefined {
+    const { customDomain } = this.settings;
+    if (!customDomain) return undefined;
+    return new DomainName(this, 'DomainName', {
+      domainName: customDomain.domainName,
+      certificate: Certificate.fromCertificateArn(this, 'Certificate', customDomain.certificateArn),
+      securityPolicy: SecurityPolicy.TLS_1_2,
+    });
+  }
+
+  /** The `$default` stage with JSON access logs and the default throttle. */
+  private createStage(): HttpStage {
     const accessLogs = new LogGroup(this, 'AccessLogs', {
-      retention: logRetention,
-      removalPolicy,
+      retention: this.logRetention,
+      removalPolicy: this.removalPolicy,
     });
-    this.stage = new HttpStage(this, 'Stage', {
+    return new HttpStage(this, 'Stage', {
       httpApi: this.api,
       stageName: '$default',
       autoDeploy: true,
-      throttle: settings.throttling.default,
+      throttle: this.settings.throttling.default,
       accessLogSettings: {
         destination: new LogGroupLogDestination(accessLogs),
         format: AccessLogFormat.custom(JSON.stringify(ACCESS_LOG_FIELDS)),
       },
       ...(this.domainName ? { domainMapping: { domainName: this.domainName } } : {}),
     });
-    this.url = settings.customDomain
-      ? `https://${settings.customDomain.domainName}/`
-      : this.stage.url;
-    this.callbackUrl = `${this.url}callback`;
+  }
 
+  /** The configuration every route function reads (`functions/broker/config.ts`). */
+  private functionEnvironment(): Record<string, string> {
+    const { settings } = this;
     const { budget } = settings;
-    const environment: Record<string, string> = {
+    return {
       TABLE_NAME: this.table.tableName,
       KMS_KEY_ID: this.key.keyArn,
       CLIENT_SECRET_ID: this.clientSecret.secretArn,
@@ -328,49 +381,54 @@ export class TokenBroker extends Construct {
       // Set even when empty, so `sam local invoke --env-vars` can override it.
       ALLOWED_ORIGINS: settings.allowedOrigins.join(','),
     };
+  }
 
-    const descriptions: Record<BrokerRoute, string> = {
-      refresh: 'token broker POST /refresh (single-flight Salesforce refresh)',
-      login: 'token broker GET /login (starts the Web Server Flow with PKCE)',
-      callback: 'token broker GET /callback (code exchange, session creation)',
-      logout: 'token broker POST /logout (revoke and delete the session)',
-    };
-    const functionTimeout = Duration.millis(budget.functionTimeoutMs);
+  /** One function per route, each granted exactly its `FUNCTION_ACCESS`. */
+  private createRouteFunctions(projectRoot: string): Record<BrokerRoute, BrokerFunction> {
+    const environment = this.functionEnvironment();
+    const functionTimeout = Duration.millis(this.settings.budget.functionTimeoutMs);
     const make = (route: BrokerRoute): BrokerFunction => {
       const created = brokerFunction(this, capitalize(route), {
         entry: join(projectRoot, 'functions', `${route}.ts`),
         projectRoot,
-        description: descriptions[route],
+        description: ROUTE_DESCRIPTIONS[route],
         memorySize: MEMORY_MB[route],
         timeout: route === 'login' ? LOGIN_TIMEOUT : functionTimeout,
         environment,
-        logRetention,
-        removalPolicy,
+        logRetention: this.logRetention,
+        removalPolicy: this.removalPolicy,
       });
       this.grantAccess(created, FUNCTION_ACCESS[route]);
       return created;
     };
-    this.functions = {
+    return {
       refresh: make('refresh'),
       login: make('login'),
       callback: make('callback'),
       logout: make('logout'),
     };
-    this.notFoundFunction = brokerFunction(this, 'NotFound', {
+  }
+
+  /** The `$default` route's function: no configuration and no permission. */
+  private createNotFoundFunction(projectRoot: string): BrokerFunction {
+    return brokerFunction(this, 'NotFound', {
       entry: join(projectRoot, 'functions', 'not-found.ts'),
       projectRoot,
       description: 'token broker $default route (404 not_found JSON for unknown paths)',
       memorySize: MEMORY_MB.notFound,
       timeout: Duration.seconds(3),
       environment: {},
-      logRetention,
-      removalPolicy,
+      logRetention: this.logRetention,
+      removalPolicy: this.removalPolicy,
     });
-    this.addKeyPolicy();
+  }
 
-    // Every method of a route reaches its function, which answers 405 to wrong methods and
-    // the CORS preflight (OPTIONS) itself: HTTP API's CORS setting is API-wide, and the
-    // contract wants CORS on /refresh and /logout only.
+  /**
+   * Every method of a route reaches its function, which answers 405 to wrong methods and
+   * the CORS preflight (OPTIONS) itself: HTTP API's CORS setting is API-wide, and the
+   * contract wants CORS on /refresh and /logout only. Returns the routes by route key.
+   */
+  private addRoutes(): Map<string, HttpRoute> {
     const integrationTimeout = Duration.millis(API_GATEWAY_INTEGRATION_TIMEOUT_MS);
     const routes = new Map<string, HttpRoute>();
     for (const route of BROKER_ROUTES) {
@@ -398,30 +456,42 @@ export class TokenBroker extends Construct {
     });
     routes.set('$default', notFoundRoute);
     this.acknowledgeNoAuthorizers(routes);
+    return routes;
+  }
 
-    // Route-level throttling (the L2 stage only sets the default route settings). The
-    // stage must be updated after its routes exist, or CloudFormation cannot find them.
+  /**
+   * Route-level throttling (the L2 stage only sets the default route settings). The
+   * stage must be updated after its routes exist, or CloudFormation cannot find them.
+   */
+  private applyThrottling(routes: Map<string, HttpRoute>): void {
     const cfnStage = this.stage.node.defaultChild as CfnStage;
     cfnStage.routeSettings = Object.fromEntries(
       BROKER_ROUTES.map((route) => [
         `ANY /${route}`,
         {
-          ThrottlingRateLimit: settings.throttling[route].rateLimit,
-          ThrottlingBurstLimit: settings.throttling[route].burstLimit,
+          ThrottlingRateLimit: this.settings.throttling[route].rateLimit,
+          ThrottlingBurstLimit: this.settings.throttling[route].burstLimit,
         },
       ]),
     );
     for (const route of routes.values()) this.stage.node.addDependency(route);
+  }
 
-    this.alarmTopic = settings.alarmTopicArn
-      ? Topic.fromTopicArn(this, 'AlarmTopic', settings.alarmTopicArn)
-      : this.createAlarmTopic();
-    if (settings.alarmEmail) {
-      this.alarmTopic.addSubscription(new EmailSubscription(settings.alarmEmail));
-    }
-    this.observability = new BrokerObservability(this, 'Observability', {
-      namespace: settings.metricsNamespace,
-      serviceName: settings.serviceName,
+  /** The operator's topic when set, otherwise the broker's own; email subscribed if set. */
+  private resolveAlarmTopic(): ITopic {
+    const { alarmTopicArn, alarmEmail } = this.settings;
+    const topic = alarmTopicArn
+      ? Topic.fromTopicArn(this, 'AlarmTopic', alarmTopicArn)
+      : new Topic(this, 'AlarmTopic', { displayName: 'Token broker alarms', enforceSSL: true });
+    if (alarmEmail) topic.addSubscription(new EmailSubscription(alarmEmail));
+    return topic;
+  }
+
+  /** Metrics, alarms on the alarm topic, and the dashboard, over the API and every function. */
+  private createObservability(): BrokerObservability {
+    return new BrokerObservability(this, 'Observability', {
+      namespace: this.settings.metricsNamespace,
+      serviceName: this.settings.serviceName,
       api: this.api,
       functions: {
         ...Object.fromEntries(
@@ -538,14 +608,6 @@ export class TokenBroker extends Construct {
       if (reason === undefined) throw new Error(`No acknowledgement reason for route ${routeKey}`);
       Validations.of(route).acknowledge({ id: 'AwsSolutions::AwsSolutions-APIG4', reason });
     }
-  }
-
-  private createAlarmTopic(): ITopic {
-    const topic = new Topic(this, 'AlarmTopic', {
-      displayName: 'Token broker alarms',
-      enforceSSL: true,
-    });
-    return topic;
   }
 }
 
