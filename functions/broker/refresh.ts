@@ -21,6 +21,10 @@ import {
   UpstreamMisconfiguredError,
 } from './errors.ts';
 import { revokeOrReport } from './logout.ts';
+import { decideRefreshStep, LEASE_SKEW_MS } from './refresh-decision.ts';
+
+export { LEASE_SKEW_MS } from './refresh-decision.ts';
+
 import type {
   ClientCredentials,
   ClientCredentialsSource,
@@ -82,14 +86,6 @@ const READ_BACK_RESERVE_MS = 300;
 const MIN_COMMIT_MS = 250;
 /** A caller takes the lease only if its invocation has this long left for Salesforce. */
 const MIN_UPSTREAM_MS = 1000;
-/**
- * Clock-skew margin for comparing a lease end written by one instance with the clock of
- * another: a caller takes over a lapsed lease only this long after its end. Lambda hosts
- * keep time with the Amazon Time Sync Service (chrony, drift well under 1 ms), so 500 ms is
- * a wide margin for a misbehaving host, and small against the 12 s lease: it only delays
- * the takeover from a holder that crashed.
- */
-export const LEASE_SKEW_MS = 500;
 const FIRST_POLL_MS = 25;
 const MAX_POLL_MS = 400;
 
@@ -112,142 +108,118 @@ export async function refreshSession(
   versionHint?: number,
 ): Promise<FreshAccessToken> {
   const sessionKey = sessionKeyOf(handle);
+  const session = logSafeId(sessionKey);
   const sleep = deps.sleep ?? defaultSleep;
   const random = deps.random ?? Math.random;
-  const newLeaseOwner = deps.newLeaseOwner ?? (() => crypto.randomUUID());
   const startedAt = deps.clock.now();
-  const deadline = startedAt + deps.config.waitBudgetMs;
-  // The lease lasts as long as the function timeout (the timeout budget in the README), so this invocation
-  // is killed around `startedAt + leaseMs`. A waiter that takes the lease late must fit its
-  // upstream call and commit in what is left of its own life, not in the fresh lease.
+  // The lease lasts as long as the function timeout (the timeout budget in the README), so
+  // this invocation is killed around `startedAt + leaseMs`. A waiter that takes the lease
+  // late must fit its upstream call and commit in what is left of its own life.
   const invocationEnd = startedAt + deps.config.leaseMs;
-  const session = logSafeId(sessionKey);
+  const canHold = (now: number) => now + MIN_UPSTREAM_MS + COMMIT_RESERVE_MS <= invocationEnd;
+  const hold = (record: SessionRecord, owner: string, leaseUntil: number) =>
+    refreshAsLeaseHolder(deps, record, owner, session, Math.min(leaseUntil, invocationEnd));
 
   let firstSeenVersion: number | undefined;
   let waited = false;
   let tryAcquire = true;
   let pollDelay = FIRST_POLL_MS;
   let lastAttempt: { owner: string; leaseUntil: number } | undefined;
-  const timeToHold = (now: number) => now + MIN_UPSTREAM_MS + COMMIT_RESERVE_MS <= invocationEnd;
-
   for (;;) {
-    if (tryAcquire && timeToHold(deps.clock.now())) {
-      const now = deps.clock.now();
-      const owner = newLeaseOwner();
-      const leaseUntil = now + deps.config.leaseMs;
-      lastAttempt = { owner, leaseUntil };
-      const attempt = await deps.store.tryAcquireLease({
-        sessionKey,
-        owner,
-        now,
-        leaseEndedBy: now - LEASE_SKEW_MS,
-        leaseUntil,
-        expectedVersion: versionHint,
-        // "+ 1": a token committed exactly one window ago is stale here as it is for the
-        // waiter's reuse check below; otherwise neither applies and the loop spins.
-        committedBefore:
-          versionHint === undefined ? now - deps.config.reuseWindowMs + 1 : undefined,
-      });
+    if (tryAcquire && canHold(deps.clock.now())) {
+      lastAttempt = newAttempt(deps);
+      const attempt = await acquireLease(deps, sessionKey, lastAttempt, versionHint);
       if (attempt.acquired) {
         if (waited) deps.metrics.timing('LeaseWaitMs', deps.clock.now() - startedAt);
-        return refreshAsLeaseHolder(
-          deps,
+        return hold(
           attempt.record,
-          owner,
-          session,
-          Math.min(attempt.record.leaseUntil ?? leaseUntil, invocationEnd),
+          lastAttempt.owner,
+          attempt.record.leaseUntil ?? lastAttempt.leaseUntil,
         );
       }
     }
-
     // Lost the acquire (or chose to wait): find out why with a consistent read.
     const record = await deps.store.get(sessionKey);
     const now = deps.clock.now();
-    if (!record || !isLive(record, now)) {
-      throw new InvalidSessionError('The session does not exist or has ended.');
+    firstSeenVersion ??= record?.version;
+    const step = decideRefreshStep(record, {
+      now,
+      startedAt,
+      waitDeadline: startedAt + deps.config.waitBudgetMs,
+      versionHint,
+      firstSeenVersion,
+      lastAttempt,
+      canHold: canHold(now),
+      reuseWindowMs: deps.config.reuseWindowMs,
+    });
+    switch (step.kind) {
+      case 'ended':
+        throw new InvalidSessionError('The session does not exist or has ended.');
+      case 'hint_too_new':
+        throw new InvalidRequestError(
+          '"version" is newer than the session; send the version you hold.',
+        );
+      case 'hold':
+        deps.log.info('the lease acquire landed but its answer was lost', {
+          event: 'acquire_answer_lost',
+          session,
+        });
+        return hold(step.record, step.owner, step.leaseUntil);
+      case 'return_stored':
+        if (waited) {
+          deps.metrics.count('RefreshCoalesced');
+          deps.metrics.timing('LeaseWaitMs', now - startedAt);
+        }
+        return openStored(deps, step.record, waited ? 'coalesced' : 'reused', session);
+      case 'share_failure':
+        throw failureFor(step.failure, step.retryAfterSeconds);
+      case 'give_up':
+        throw new TemporarilyUnavailableError(
+          'A refresh of this session is still in progress; retry shortly.',
+          step.retryAfterSeconds,
+        );
+      case 'acquire':
+        tryAcquire = true;
+        continue;
+      case 'wait':
+        tryAcquire = false;
+        waited = true;
+        // Full jitter keeps waiters from polling in lockstep.
+        await sleep(Math.max(1, Math.min(random() * pollDelay, step.maxSleepMs)));
+        pollDelay = Math.min(pollDelay * 2, MAX_POLL_MS);
     }
-    if (
-      lastAttempt !== undefined &&
-      record.leaseOwner === lastAttempt.owner &&
-      record.leaseUntil === lastAttempt.leaseUntil &&
-      timeToHold(now)
-    ) {
-      // Our acquire was applied but its answer was lost (a DynamoDB 500 or a dropped
-      // connection after the write), and the SDK's retry then failed its condition on our
-      // own lease. The lease is ours: without this, the session would wait out its lease.
-      deps.log.info('the lease acquire landed but its answer was lost', {
-        event: 'acquire_answer_lost',
-        session,
-      });
-      return refreshAsLeaseHolder(
-        deps,
-        record,
-        lastAttempt.owner,
-        session,
-        Math.min(lastAttempt.leaseUntil, invocationEnd),
-      );
-    }
-    if (versionHint !== undefined && versionHint > record.version) {
-      throw new InvalidRequestError(
-        '"version" is newer than the session; send the version you hold.',
-      );
-    }
-    firstSeenVersion ??= record.version;
-    const movedOn =
-      versionHint !== undefined
-        ? record.version > versionHint
-        : record.version > firstSeenVersion || record.committedAt > now - deps.config.reuseWindowMs;
-    if (movedOn) {
-      const outcome = waited ? 'coalesced' : 'reused';
-      if (waited) {
-        deps.metrics.count('RefreshCoalesced');
-        deps.metrics.timing('LeaseWaitMs', now - startedAt);
-      }
-      return openStored(deps, record, outcome, session);
-    }
-    const leaseHeld = record.leaseUntil !== undefined && record.leaseUntil > now - LEASE_SKEW_MS;
-    if (record.lastFailureAt !== undefined && record.lastFailureAt >= startedAt) {
-      // The holder we waited for gave up: share its outcome instead of calling again.
-      throw failureFor(record.lastFailureKind, leaseRetryAfter(record, now, leaseHeld));
-    }
-    if (
-      leaseHeld &&
-      record.lastFailureOwner !== undefined &&
-      record.lastFailureOwner === record.leaseOwner
-    ) {
-      // The holder failed but keeps its lease as a fence (its request may still be running
-      // at Salesforce): waiting would only end in the same failure.
-      throw failureFor(record.lastFailureKind, leaseRetryAfter(record, now, leaseHeld));
-    }
-    if (!leaseHeld) {
-      tryAcquire = true;
-      if (now < deadline && timeToHold(now)) continue;
-    }
-    if (now >= deadline) {
-      throw new TemporarilyUnavailableError(
-        'A refresh of this session is still in progress; retry shortly.',
-        leaseRetryAfter(record, now, leaseHeld),
-      );
-    }
-    tryAcquire = false;
-    waited = true;
-    // Full jitter keeps waiters from polling in lockstep; never sleep past the lease end.
-    const untilLeaseEnds = leaseHeld
-      ? (record.leaseUntil ?? now) + LEASE_SKEW_MS - now + 5
-      : Number.POSITIVE_INFINITY;
-    await sleep(Math.max(1, Math.min(random() * pollDelay, deadline - now, untilLeaseEnds)));
-    pollDelay = Math.min(pollDelay * 2, MAX_POLL_MS);
   }
+}
+
+/** A fresh lease owner and the lease end it asks for. */
+function newAttempt(deps: RefreshDependencies): { owner: string; leaseUntil: number } {
+  const owner = (deps.newLeaseOwner ?? (() => crypto.randomUUID()))();
+  return { owner, leaseUntil: deps.clock.now() + deps.config.leaseMs };
+}
+
+/** One conditional acquire (see the timeline in the DynamoDB session store). */
+function acquireLease(
+  deps: RefreshDependencies,
+  sessionKey: string,
+  attempt: { owner: string; leaseUntil: number },
+  versionHint: number | undefined,
+) {
+  const now = deps.clock.now();
+  return deps.store.tryAcquireLease({
+    sessionKey,
+    owner: attempt.owner,
+    now,
+    leaseEndedBy: now - LEASE_SKEW_MS,
+    leaseUntil: attempt.leaseUntil,
+    expectedVersion: versionHint,
+    // "+ 1": a token committed exactly one window ago is stale here as it is for the
+    // waiter's reuse check; otherwise neither applies and the loop spins.
+    committedBefore: versionHint === undefined ? now - deps.config.reuseWindowMs + 1 : undefined,
+  });
 }
 
 function isLive(record: SessionRecord, now: number): boolean {
   return now < record.absoluteExpiresAt && now < record.idleExpiresAt;
-}
-
-/** Seconds until a held lease (and its skew margin) ends, at least 1. */
-function leaseRetryAfter(record: SessionRecord, now: number, leaseHeld: boolean): number {
-  if (!leaseHeld || record.leaseUntil === undefined) return 1;
-  return Math.max(1, Math.ceil((record.leaseUntil + LEASE_SKEW_MS - now) / 1000));
 }
 
 function failureFor(kind: RefreshFailureKind | undefined, retryAfterSeconds: number): Error {
