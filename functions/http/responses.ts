@@ -6,6 +6,7 @@ import {
   TemporarilyUnavailableError,
 } from '../broker/errors.ts';
 import type { Log } from '../broker/ports.ts';
+import { describeError } from '../shared/describe-error.ts';
 
 export type HttpResponse = APIGatewayProxyStructuredResultV2 & {
   statusCode: number;
@@ -116,7 +117,7 @@ export function errorResponse(error: unknown, log: Log): HttpResponse {
       log.warn('request failed', {
         status: error.status,
         error: error.code,
-        cause: describeCause(error.cause),
+        cause: describeError(error.cause),
       });
     } else if (!(error instanceof SessionIntegrityError)) {
       log.info('request rejected', { status: error.status, error: error.code });
@@ -127,14 +128,9 @@ export function errorResponse(error: unknown, log: Log): HttpResponse {
       headers,
     );
   }
-  log.error('unexpected error', { error: describeCause(error) });
+  log.error('unexpected error', { error: describeError(error) });
   return json(500, {
     error: 'server_error',
     error_description: 'The broker hit an unexpected error.',
   });
-}
-
-function describeCause(cause: unknown): string | undefined {
-  if (cause === undefined) return undefined;
-  return cause instanceof Error ? `${cause.name}: ${cause.message}` : typeof cause;
 }

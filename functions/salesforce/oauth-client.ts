@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { isLoopbackUrl } from '../broker/config.ts';
 import type { ClientCredentials } from '../broker/ports.ts';
+import type { TokenResponse } from '../broker/upstream.ts';
+import { isLoopbackUrl } from '../shared/urls.ts';
 import {
   AccessRestrictedError,
   InvalidClientError,
@@ -10,22 +11,6 @@ import {
   SalesforceUnavailableError,
   TokenRequestInProgressError,
 } from './errors.ts';
-
-/** A validated token endpoint response. Salesforce never sends `expires_in`. */
-export interface TokenResponse {
-  accessToken: string;
-  /** Present on code exchange, and on refresh only when rotation is enabled. */
-  refreshToken: string | undefined;
-  instanceUrl: string;
-  /** The identity URL; its path names the org and the user. */
-  id: string;
-  orgId: string;
-  userId: string;
-  /** 13-digit milliseconds since the epoch, as sent. */
-  issuedAt: string;
-  scope: string;
-  tokenType: 'Bearer';
-}
 
 export interface SalesforceOAuthClientOptions {
   /** `https://login.salesforce.com`, `https://test.salesforce.com` or a My Domain origin. */
