@@ -30,7 +30,7 @@ import type {
   TokenSet,
 } from './ports.ts';
 import { logSafeId, newSessionHandle, sessionKeyOf } from './session-handle.ts';
-import { type TokenResponse, UpstreamFailure } from './upstream.ts';
+import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
 import { codeExchangeFailure, withSecretRetry } from './upstream-failures.ts';
 
 /** The part of the Salesforce client `/callback` uses. */
@@ -362,10 +362,7 @@ async function exchangeCode(
       (credentials) => {
         const timeoutMs = timeLeft();
         if (timeoutMs < MIN_STORE_MS) {
-          throw new UpstreamFailure(
-            'unavailable',
-            'No time left in the invocation for the code exchange',
-          );
+          throw new NoTimeForUpstreamError('No time left in the invocation for the code exchange');
         }
         return deps.salesforce.authorizationCodeGrant(credentials, grant, { timeoutMs });
       },

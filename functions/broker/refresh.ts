@@ -24,7 +24,7 @@ import type {
   TokenSet,
 } from './ports.ts';
 import { logSafeId, sessionKeyOf } from './session-handle.ts';
-import { type TokenResponse, UpstreamFailure } from './upstream.ts';
+import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
 import { refreshFailure, withSecretRetry } from './upstream-failures.ts';
 
 /** The part of the Salesforce client the refresh path uses. */
@@ -544,7 +544,7 @@ function callSalesforce(
     } else if (timeoutMs < MIN_UPSTREAM_MS) {
       // The acquire, the decrypt or the secret read ate the lease: another caller may own it
       // by now. A request sent anyway could reach Salesforce beside theirs.
-      throw new UpstreamFailure('unavailable', 'No time left in the lease for the upstream call');
+      throw new NoTimeForUpstreamError('No time left in the lease for the upstream call');
     }
     return deps.salesforce.refreshTokenGrant(credentials, refreshToken, { timeoutMs });
   });

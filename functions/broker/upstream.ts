@@ -61,39 +61,45 @@ export type InvalidResponseReason =
   | 'identity_url'
   | 'refresh_token_missing';
 
-export interface UpstreamFailureDetails {
-  /** The provider's `error` value, when it sent one. */
-  upstreamError?: string | undefined;
-  /** The provider's `error_description`: for logs only, never shown to clients. */
-  upstreamDescription?: string | undefined;
-  /** Seconds, from the provider's `Retry-After` (or its known rate-limit window). */
-  retryAfterSeconds?: number | undefined;
-  /** `unavailable`: why (defaults to `server`); `invalid_response`: which check failed. */
-  reason?: UnavailableReason | InvalidResponseReason | undefined;
+/** The provider's OAuth error body (`error`, `error_description`), when it sent one. */
+export interface UpstreamErrorBody {
+  error?: string | undefined;
+  /** For logs only, never shown to clients. */
+  description?: string | undefined;
 }
 
-/** A failed call to the token endpoint, sorted into a {@link UpstreamFailureKind}. */
-export class UpstreamFailure extends Error {
-  readonly kind: UpstreamFailureKind;
+/**
+ * A failed call to the token endpoint, sorted into a {@link UpstreamFailureKind}. Each
+ * subclass fixes its `kind` (the adapter's classes, {@link NoTimeForUpstreamError}).
+ */
+export abstract class UpstreamFailure extends Error {
+  abstract readonly kind: UpstreamFailureKind;
+  /** The provider's `error` value, when it sent one. */
   readonly upstreamError: string | undefined;
+  /** The provider's `error_description`: for logs only, never shown to clients. */
   readonly upstreamDescription: string | undefined;
+  /** Seconds, from the provider's `Retry-After` (or its known rate-limit window). */
   readonly retryAfterSeconds: number | undefined;
-  /** Stable, usable as a metric dimension; see {@link UpstreamFailureDetails.reason}. */
+  /**
+   * Stable, usable as a metric dimension: why the provider was `unavailable`, or which
+   * check an `invalid_response` failed.
+   */
   readonly reason: UnavailableReason | InvalidResponseReason | undefined;
 
   constructor(
-    kind: UpstreamFailureKind,
     message: string,
-    details: UpstreamFailureDetails = {},
-    options?: ErrorOptions,
+    upstream?: UpstreamErrorBody,
+    options?: ErrorOptions & {
+      retryAfterSeconds?: number | undefined;
+      reason?: UnavailableReason | InvalidResponseReason | undefined;
+    },
   ) {
     super(message, options);
     this.name = new.target.name;
-    this.kind = kind;
-    this.upstreamError = details.upstreamError;
-    this.upstreamDescription = details.upstreamDescription;
-    this.retryAfterSeconds = details.retryAfterSeconds;
-    this.reason = details.reason ?? (kind === 'unavailable' ? 'server' : undefined);
+    this.upstreamError = upstream?.error;
+    this.upstreamDescription = upstream?.description;
+    this.retryAfterSeconds = options?.retryAfterSeconds;
+    this.reason = options?.reason;
   }
 
   /**
@@ -101,6 +107,16 @@ export class UpstreamFailure extends Error {
    * refresh token it carried must not be sent again until that is settled.
    */
   get outcomeUnknown(): boolean {
-    return this.kind === 'unavailable' && (this.reason === 'timeout' || this.reason === 'network');
+    // Only `unavailable` failures have these reasons.
+    return this.reason === 'timeout' || this.reason === 'network';
   }
+}
+
+/**
+ * The caller's time (lease or invocation) ran out before the request could be sent, so it
+ * was not: `unavailable` with the reason `server`, as a provider failure would be answered.
+ */
+export class NoTimeForUpstreamError extends UpstreamFailure {
+  readonly kind = 'unavailable';
+  override readonly reason = 'server';
 }

@@ -1,55 +1,26 @@
 import {
   type InvalidResponseReason,
   type UnavailableReason,
+  type UpstreamErrorBody,
   UpstreamFailure,
   type UpstreamFailureKind,
 } from '../broker/upstream.ts';
 
 export type { UnavailableReason } from '../broker/upstream.ts';
 
-/** Salesforce's `error` and `error_description`, when it sent them. */
-interface UpstreamText {
-  error?: string | undefined;
-  description?: string | undefined;
-}
-
 /**
  * Failures of the Salesforce OAuth endpoints, each class one {@link UpstreamFailureKind} of
  * the domain's port (README "The refresh path"). Salesforce's own `error_description` is
  * kept for logs (`upstreamDescription`) but never shown to clients.
  */
-export abstract class SalesforceError extends UpstreamFailure {
-  protected constructor(
-    kind: UpstreamFailureKind,
-    message: string,
-    upstream?: UpstreamText,
-    options?: ErrorOptions & {
-      retryAfterSeconds?: number | undefined;
-      reason?: UnavailableReason | InvalidResponseReason;
-    },
-  ) {
-    super(
-      kind,
-      message,
-      {
-        upstreamError: upstream?.error,
-        upstreamDescription: upstream?.description,
-        retryAfterSeconds: options?.retryAfterSeconds,
-        reason: options?.reason,
-      },
-      options,
-    );
-  }
-}
+export abstract class SalesforceError extends UpstreamFailure {}
 
 /**
  * `invalid_grant`: the refresh token (or code) is expired, revoked, evicted or reused, or
  * its user or org is inactive. The grant is dead: log in again.
  */
 export class InvalidGrantError extends SalesforceError {
-  constructor(message: string, upstream?: UpstreamText, options?: ErrorOptions) {
-    super('invalid_grant', message, upstream, options);
-  }
+  readonly kind = 'invalid_grant';
 }
 
 /**
@@ -60,9 +31,7 @@ export class InvalidGrantError extends SalesforceError {
  * @see https://help.salesforce.com/s/articleView?id=sf.connected_app_edit_ip_ranges.htm
  */
 export class AccessRestrictedError extends SalesforceError {
-  constructor(message: string, upstream?: UpstreamText, options?: ErrorOptions) {
-    super('access_restricted', message, upstream, options);
-  }
+  readonly kind = 'access_restricted';
 }
 
 /**
@@ -70,9 +39,7 @@ export class AccessRestrictedError extends SalesforceError {
  * two simultaneous requests with the same refresh token (since Summer '24). Transient.
  */
 export class TokenRequestInProgressError extends SalesforceError {
-  constructor(message: string, upstream?: UpstreamText, options?: ErrorOptions) {
-    super('token_request_in_progress', message, upstream, options);
-  }
+  readonly kind = 'token_request_in_progress';
 }
 
 /**
@@ -80,16 +47,12 @@ export class TokenRequestInProgressError extends SalesforceError {
  * `unauthorized_client`: wrong consumer key or secret (e.g. mid-rotation).
  */
 export class InvalidClientError extends SalesforceError {
-  constructor(message: string, upstream?: UpstreamText, options?: ErrorOptions) {
-    super('invalid_client', message, upstream, options);
-  }
+  readonly kind = 'invalid_client';
 }
 
 /** Any other OAuth error (`invalid_request`, `unsupported_grant_type`, `redirect_uri_mismatch`). */
 export class OAuthRequestError extends SalesforceError {
-  constructor(message: string, upstream?: UpstreamText, options?: ErrorOptions) {
-    super('request_rejected', message, upstream, options);
-  }
+  readonly kind = 'request_rejected';
 }
 
 /**
@@ -98,13 +61,14 @@ export class OAuthRequestError extends SalesforceError {
  * tells a request that may still be processed.
  */
 export class SalesforceUnavailableError extends SalesforceError {
+  readonly kind = 'unavailable';
   declare readonly reason: UnavailableReason;
   constructor(
     message: string,
     retryAfterSeconds?: number,
-    options?: ErrorOptions & { reason?: UnavailableReason; upstream?: UpstreamText },
+    options?: ErrorOptions & { reason?: UnavailableReason; upstream?: UpstreamErrorBody },
   ) {
-    super('unavailable', message, options?.upstream, {
+    super(message, options?.upstream, {
       ...options,
       retryAfterSeconds,
       reason: options?.reason ?? 'server',
@@ -117,8 +81,9 @@ export class SalesforceUnavailableError extends SalesforceError {
  * a foreign `instance_url`. The message names the field.
  */
 export class InvalidTokenResponseError extends SalesforceError {
+  readonly kind = 'invalid_response';
   declare readonly reason: InvalidResponseReason;
   constructor(message: string, reason: InvalidResponseReason) {
-    super('invalid_response', message, undefined, { reason });
+    super(message, undefined, { reason });
   }
 }
