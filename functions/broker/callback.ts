@@ -146,7 +146,12 @@ export async function completeLogin(
   }
 }
 
-/** Steps 3 to 5, for a transaction that was found: every failure goes back to `return_to`. */
+/**
+ * Steps 3 to 5, for a transaction that was found: every failure goes back to `return_to`.
+ * Long on purpose: the steps share one deadline and the orphan revocation of the grant
+ * just obtained, and read in the order they happen (the upstream failures are answered in
+ * `codeExchangeFailure`, upstream-failures.ts).
+ */
 async function finishLogin(
   deps: CallbackDependencies,
   request: CallbackRequest,

@@ -7,6 +7,7 @@ import {
   SessionIntegrityError,
   TemporarilyUnavailableError,
   UPSTREAM_FORBIDDEN_DESCRIPTION,
+  UPSTREAM_MISCONFIGURED_DESCRIPTION,
   UpstreamForbiddenError,
   UpstreamMisconfiguredError,
 } from './errors.ts';
@@ -97,6 +98,10 @@ const MAX_POLL_MS = 400;
  * Exactly one caller (the lease holder) reaches Salesforce; the others poll with
  * consistent reads until the version moves, the holder records a failure, or the budget
  * ends.
+ *
+ * Long on purpose: one polling loop whose state (first version seen, waited, last acquire
+ * attempt, poll delay) every branch reads; split up, that state would be threaded through
+ * every piece and the order of the checks, which is the protocol, would be lost.
  */
 export async function refreshSession(
   deps: RefreshDependencies,
@@ -245,7 +250,7 @@ function leaseRetryAfter(record: SessionRecord, now: number, leaseHeld: boolean)
 function failureFor(kind: RefreshFailureKind | undefined, retryAfterSeconds: number): Error {
   switch (kind) {
     case 'misconfigured':
-      return new UpstreamMisconfiguredError('Salesforce rejected the connected app credentials.');
+      return new UpstreamMisconfiguredError(UPSTREAM_MISCONFIGURED_DESCRIPTION);
     case 'forbidden':
       return new UpstreamForbiddenError(UPSTREAM_FORBIDDEN_DESCRIPTION);
     case 'integrity':
@@ -313,7 +318,9 @@ async function openWithKeyOrReport(
  *               |<-- lease - COMMIT_RESERVE|     |<- lease - READ_BACK_RESERVE
  *
  * so a stalled call can never run on after another caller has taken the lease over and
- * sent the same refresh token.
+ * sent the same refresh token. Long on purpose: it follows that timeline top to bottom,
+ * each step bounded by the deadlines above; the upstream failures are answered in
+ * `refreshFailure` (upstream-failures.ts).
  */
 async function refreshAsLeaseHolder(
   deps: RefreshDependencies,

@@ -10,6 +10,7 @@ import {
   ReauthenticationRequiredError,
   TemporarilyUnavailableError,
   UPSTREAM_FORBIDDEN_DESCRIPTION,
+  UPSTREAM_MISCONFIGURED_DESCRIPTION,
   UpstreamForbiddenError,
   UpstreamMisconfiguredError,
 } from './errors.ts';
@@ -69,7 +70,8 @@ export interface RefreshFailureEffects<T> {
 /**
  * The lease holder's answer to a failed refresh call (README "The refresh path"). Throws the
  * domain error, except when Salesforce's concurrency block hides a commit made meanwhile.
- * One case per kind, read as a table: splitting it would scatter the contract it pins.
+ * Long on purpose: one case per kind, read as a table (metric, log event and level, what
+ * happens to the session, the answer); split up, the contract it pins would be scattered.
  */
 export async function refreshFailure<T>(
   deps: { log: Log; metrics: MetricSink },
@@ -140,7 +142,7 @@ export async function refreshFailure<T>(
         upstreamDescription: error.upstreamDescription,
       });
       await release('misconfigured');
-      throw new UpstreamMisconfiguredError('Salesforce rejected the connected app credentials.', {
+      throw new UpstreamMisconfiguredError(UPSTREAM_MISCONFIGURED_DESCRIPTION, {
         cause: error,
       });
     case 'invalid_response':
@@ -189,8 +191,8 @@ export async function refreshFailure<T>(
 /**
  * Maps a failed code exchange to the contract's error (the browser goes back to
  * `return_to` with it); the log keeps the details. Anything that is not an upstream
- * failure is returned as it is. One case per kind, read as a table, like
- * {@link refreshFailure}.
+ * failure is returned as it is. Long on purpose, like {@link refreshFailure}: one case per
+ * kind, read as a table.
  */
 export function codeExchangeFailure(
   deps: { log: Log; metrics: MetricSink },
@@ -231,7 +233,7 @@ export function codeExchangeFailure(
         transaction,
         upstreamError: error.upstreamError,
       });
-      return new UpstreamMisconfiguredError('Salesforce rejected the connected app credentials.', {
+      return new UpstreamMisconfiguredError(UPSTREAM_MISCONFIGURED_DESCRIPTION, {
         cause: error,
       });
     case 'invalid_response':
@@ -261,39 +263,36 @@ export function codeExchangeFailure(
   }
 }
 
-/** A code exchange answer that failed validation: a missing refresh token is configuration. */
+/**
+ * A code exchange answer that failed validation. No refresh token is the connected app's
+ * (or SALESFORCE_SCOPES') configuration; a bad signature or a foreign instance_url is
+ * either an attack or a broken proxy.
+ */
 function invalidCodeExchangeResponse(
   deps: { log: Log; metrics: MetricSink },
   error: UpstreamFailure,
   transaction: string,
 ): LoginFailedError {
   deps.metrics.count('LoginFailed', 1, { class: error.reason ?? 'field' });
-  if (error.reason === 'refresh_token_missing') {
-    // No refresh token is the connected app's (or SALESFORCE_SCOPES') configuration.
-    deps.metrics.count('UpstreamMisconfigured');
-    deps.log.error('Salesforce granted no refresh token', {
-      event: 'upstream_misconfigured',
+  const scopeMissing = error.reason === 'refresh_token_missing';
+  deps.metrics.count(scopeMissing ? 'UpstreamMisconfigured' : 'UpstreamInvalidResponse');
+  deps.log.error(
+    scopeMissing
+      ? 'Salesforce granted no refresh token'
+      : 'Salesforce token response failed validation',
+    {
+      event: scopeMissing ? 'upstream_misconfigured' : 'upstream_invalid_response',
       alarm: true,
       transaction,
       reason: error.reason,
       detail: error.message,
-    });
-    return new LoginFailedError(
-      'Salesforce granted no refresh token: an administrator must add the "refresh_token" ' +
-        '(or "offline_access") scope to the connected app and to SALESFORCE_SCOPES.',
-      { cause: error },
-    );
-  }
-  // A bad signature or a foreign instance_url is either an attack or a broken proxy.
-  deps.metrics.count('UpstreamInvalidResponse');
-  deps.log.error('Salesforce token response failed validation', {
-    event: 'upstream_invalid_response',
-    alarm: true,
-    transaction,
-    reason: error.reason,
-    detail: error.message,
-  });
-  return new LoginFailedError('Salesforce sent a token response that failed verification.', {
-    cause: error,
-  });
+    },
+  );
+  return new LoginFailedError(
+    scopeMissing
+      ? 'Salesforce granted no refresh token: an administrator must add the "refresh_token" ' +
+          '(or "offline_access") scope to the connected app and to SALESFORCE_SCOPES.'
+      : 'Salesforce sent a token response that failed verification.',
+    { cause: error },
+  );
 }

@@ -1,25 +1,20 @@
+/**
+ * Failures of the Salesforce OAuth endpoints, each class one `UpstreamFailureKind` of the
+ * domain's port (README "The refresh path"). Salesforce's own `error_description` is kept
+ * for logs (`upstreamDescription`) but never shown to clients.
+ */
 import {
   type InvalidResponseReason,
   type UnavailableReason,
   type UpstreamErrorBody,
   UpstreamFailure,
-  type UpstreamFailureKind,
 } from '../broker/upstream.ts';
-
-export type { UnavailableReason } from '../broker/upstream.ts';
-
-/**
- * Failures of the Salesforce OAuth endpoints, each class one {@link UpstreamFailureKind} of
- * the domain's port (README "The refresh path"). Salesforce's own `error_description` is
- * kept for logs (`upstreamDescription`) but never shown to clients.
- */
-export abstract class SalesforceError extends UpstreamFailure {}
 
 /**
  * `invalid_grant`: the refresh token (or code) is expired, revoked, evicted or reused, or
  * its user or org is inactive. The grant is dead: log in again.
  */
-export class InvalidGrantError extends SalesforceError {
+export class InvalidGrantError extends UpstreamFailure {
   readonly kind = 'invalid_grant';
 }
 
@@ -30,7 +25,7 @@ export class InvalidGrantError extends SalesforceError {
  * fix it; the session must be kept.
  * @see https://help.salesforce.com/s/articleView?id=sf.connected_app_edit_ip_ranges.htm
  */
-export class AccessRestrictedError extends SalesforceError {
+export class AccessRestrictedError extends UpstreamFailure {
   readonly kind = 'access_restricted';
 }
 
@@ -38,7 +33,7 @@ export class AccessRestrictedError extends SalesforceError {
  * `invalid_grant` / "token request is already being processed": Salesforce's own block on
  * two simultaneous requests with the same refresh token (since Summer '24). Transient.
  */
-export class TokenRequestInProgressError extends SalesforceError {
+export class TokenRequestInProgressError extends UpstreamFailure {
   readonly kind = 'token_request_in_progress';
 }
 
@@ -46,12 +41,12 @@ export class TokenRequestInProgressError extends SalesforceError {
  * `invalid_client`, `invalid_client_id`, `invalid_client_credentials` or
  * `unauthorized_client`: wrong consumer key or secret (e.g. mid-rotation).
  */
-export class InvalidClientError extends SalesforceError {
+export class InvalidClientError extends UpstreamFailure {
   readonly kind = 'invalid_client';
 }
 
 /** Any other OAuth error (`invalid_request`, `unsupported_grant_type`, `redirect_uri_mismatch`). */
-export class OAuthRequestError extends SalesforceError {
+export class OAuthRequestError extends UpstreamFailure {
   readonly kind = 'request_rejected';
 }
 
@@ -60,7 +55,7 @@ export class OAuthRequestError extends SalesforceError {
  * page. Nothing about the grant is known; nothing is deleted. `outcomeUnknown` (inherited)
  * tells a request that may still be processed.
  */
-export class SalesforceUnavailableError extends SalesforceError {
+export class SalesforceUnavailableError extends UpstreamFailure {
   readonly kind = 'unavailable';
   declare readonly reason: UnavailableReason;
   constructor(
@@ -80,7 +75,7 @@ export class SalesforceUnavailableError extends SalesforceError {
  * A 200 response that fails validation: a missing or mistyped field, a bad `signature`,
  * a foreign `instance_url`. The message names the field.
  */
-export class InvalidTokenResponseError extends SalesforceError {
+export class InvalidTokenResponseError extends UpstreamFailure {
   readonly kind = 'invalid_response';
   declare readonly reason: InvalidResponseReason;
   constructor(message: string, reason: InvalidResponseReason) {

@@ -308,7 +308,7 @@ function classifyErrorResponse(
  * Validates a token endpoint response field by field: types, the 13-digit `issued_at`,
  * the HMAC-SHA256 `signature` over `id + issued_at` (constant-time), and that
  * `instance_url` and `id` are Salesforce hosts (loopback only when `loginUrl` is loopback).
- * Unknown extra fields are ignored.
+ * Unknown extra fields are ignored. Long on purpose: one check per field, in order.
  * @see https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_endpoints.htm
  */
 export async function processTokenResponse(
