@@ -236,8 +236,32 @@ export function codeExchangeFailure(
       return new UpstreamMisconfiguredError(UPSTREAM_MISCONFIGURED_DESCRIPTION, {
         cause: error,
       });
-    case 'invalid_response':
-      return invalidCodeExchangeResponse(deps, error, transaction);
+    case 'invalid_response': {
+      deps.metrics.count('LoginFailed', 1, { class: error.reason ?? 'field' });
+      // No refresh token is the connected app's (or SALESFORCE_SCOPES') configuration; a bad
+      // signature or a foreign instance_url is either an attack or a broken proxy.
+      const scopeMissing = error.reason === 'refresh_token_missing';
+      deps.metrics.count(scopeMissing ? 'UpstreamMisconfigured' : 'UpstreamInvalidResponse');
+      deps.log.error(
+        scopeMissing
+          ? 'Salesforce granted no refresh token'
+          : 'Salesforce token response failed validation',
+        {
+          event: scopeMissing ? 'upstream_misconfigured' : 'upstream_invalid_response',
+          alarm: true,
+          transaction,
+          reason: error.reason,
+          detail: error.message,
+        },
+      );
+      return new LoginFailedError(
+        scopeMissing
+          ? 'Salesforce granted no refresh token: an administrator must add the "refresh_token" ' +
+              '(or "offline_access") scope to the connected app and to SALESFORCE_SCOPES.'
+          : 'Salesforce sent a token response that failed verification.',
+        { cause: error },
+      );
+    }
     case 'invalid_grant':
     case 'token_request_in_progress':
     case 'request_rejected': {
@@ -254,45 +278,11 @@ export function codeExchangeFailure(
         upstreamDescription: error.upstreamDescription,
       });
       return new LoginFailedError(
-        error.kind === 'invalid_grant'
-          ? 'Salesforce rejected the authorization code (expired or already used); log in again.'
-          : 'Salesforce rejected the login request.',
+        configuration
+          ? 'Salesforce rejected the login request.'
+          : 'Salesforce rejected the authorization code (expired or already used); log in again.',
         { cause: error },
       );
     }
   }
-}
-
-/**
- * A code exchange answer that failed validation. No refresh token is the connected app's
- * (or SALESFORCE_SCOPES') configuration; a bad signature or a foreign instance_url is
- * either an attack or a broken proxy.
- */
-function invalidCodeExchangeResponse(
-  deps: { log: Log; metrics: MetricSink },
-  error: UpstreamFailure,
-  transaction: string,
-): LoginFailedError {
-  deps.metrics.count('LoginFailed', 1, { class: error.reason ?? 'field' });
-  const scopeMissing = error.reason === 'refresh_token_missing';
-  deps.metrics.count(scopeMissing ? 'UpstreamMisconfigured' : 'UpstreamInvalidResponse');
-  deps.log.error(
-    scopeMissing
-      ? 'Salesforce granted no refresh token'
-      : 'Salesforce token response failed validation',
-    {
-      event: scopeMissing ? 'upstream_misconfigured' : 'upstream_invalid_response',
-      alarm: true,
-      transaction,
-      reason: error.reason,
-      detail: error.message,
-    },
-  );
-  return new LoginFailedError(
-    scopeMissing
-      ? 'Salesforce granted no refresh token: an administrator must add the "refresh_token" ' +
-          '(or "offline_access") scope to the connected app and to SALESFORCE_SCOPES.'
-      : 'Salesforce sent a token response that failed verification.',
-    { cause: error },
-  );
 }

@@ -281,27 +281,26 @@ function classifyErrorResponse(
       { reason: body ? 'server' : 'not_json', upstream },
     );
   }
-  const grantUpstream = { error: body.error, description: body.error_description };
   if (body.error === 'invalid_grant') {
     const description = body.error_description ?? '';
     if (/already being processed/i.test(description)) {
       return new TokenRequestInProgressError(
         'Salesforce is processing the same refresh token',
-        grantUpstream,
+        upstream,
       );
     }
     if (ACCESS_RESTRICTED.test(description)) {
       return new AccessRestrictedError(
         "Salesforce refused the broker's network location or login hours",
-        grantUpstream,
+        upstream,
       );
     }
-    return new InvalidGrantError('Salesforce rejected the grant', grantUpstream);
+    return new InvalidGrantError('Salesforce rejected the grant', upstream);
   }
   if (CLIENT_ERRORS.has(body.error)) {
-    return new InvalidClientError('Salesforce rejected the client credentials', grantUpstream);
+    return new InvalidClientError('Salesforce rejected the client credentials', upstream);
   }
-  return new OAuthRequestError(`Salesforce answered ${body.error}`, grantUpstream);
+  return new OAuthRequestError(`Salesforce answered ${body.error}`, upstream);
 }
 
 /**
