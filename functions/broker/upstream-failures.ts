@@ -1,6 +1,6 @@
 /**
  * The one home of upstream (token endpoint) failures in the domain: the secret re-read on
- * `invalid_client`, the `Retry-After` clamp, and for each {@link UpstreamFailureKind} what
+ * `invalid_client`, the `Retry-After` clamp, and for each kind of `UpstreamFailure` what
  * `/refresh` and `/callback` count, log (level, event, alarm) and answer. The refresh and
  * the code exchange answer differently (a dead refresh token ends a session, a dead code
  * only this login), so each has its own `switch`, side by side here.
