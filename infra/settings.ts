@@ -1,3 +1,4 @@
+import { isLoopbackUrl } from '../functions/shared/urls.ts';
 import { type TimeoutBudget, timeoutBudget } from './budget.ts';
 
 /**
@@ -194,7 +195,7 @@ export function resolveSettings(
           `holds "${value}"; write origins as ${url.origin}`,
         );
       }
-      if (url.protocol !== 'https:' && !isLoopback(url)) {
+      if (url.protocol !== 'https:' && !isLoopbackUrl(url)) {
         throw new SettingError(
           'allowedOrigins',
           `holds "${value}"; origins must use https (http only on loopback)`,
@@ -447,10 +448,4 @@ function parseUrl(name: string, value: string): URL {
   } catch {
     throw new SettingError(name, `must be an absolute URL, got "${value}"`);
   }
-}
-
-function isLoopback(url: URL): boolean {
-  return (
-    ['localhost', '[::1]'].includes(url.hostname) || /^127(?:\.\d{1,3}){3}$/.test(url.hostname)
-  );
 }

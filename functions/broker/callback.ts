@@ -1,13 +1,4 @@
-import {
-  AccessRestrictedError,
-  InvalidClientError,
-  InvalidGrantError,
-  InvalidTokenResponseError,
-  OAuthRequestError,
-  SalesforceUnavailableError,
-  TokenRequestInProgressError,
-} from '../salesforce/errors.ts';
-import type { TokenResponse } from '../salesforce/oauth-client.ts';
+import { describeError } from '../shared/describe-error.ts';
 import type { BrokerConfig } from './config.ts';
 import type { TokenVault } from './envelope.ts';
 import {
@@ -17,8 +8,6 @@ import {
   InvalidStateError,
   LoginFailedError,
   TemporarilyUnavailableError,
-  UPSTREAM_FORBIDDEN_DESCRIPTION,
-  UpstreamMisconfiguredError,
 } from './errors.ts';
 import {
   isWellFormedRandomValue,
@@ -41,6 +30,8 @@ import type {
   TokenSet,
 } from './ports.ts';
 import { logSafeId, newSessionHandle, sessionKeyOf } from './session-handle.ts';
+import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
+import { codeExchangeFailure, withSecretRetry } from './upstream-failures.ts';
 
 /** The part of the Salesforce client `/callback` uses. */
 export interface CodeExchangeClient extends RevocationClient {
@@ -155,7 +146,12 @@ export async function completeLogin(
   }
 }
 
-/** Steps 3 to 5, for a transaction that was found: every failure goes back to `return_to`. */
+/**
+ * Steps 3 to 5, for a transaction that was found: every failure goes back to `return_to`.
+ * Long on purpose: the steps share one deadline and the orphan revocation of the grant
+ * just obtained, and read in the order they happen (the upstream failures are answered in
+ * `codeExchangeFailure`, upstream-failures.ts).
+ */
 async function finishLogin(
   deps: CallbackDependencies,
   request: CallbackRequest,
@@ -293,7 +289,7 @@ async function finishLogin(
       deps.log.warn('the replaced session could not be ended', {
         event: 'replace_failed',
         session: logSafeId(oldKey),
-        error: error instanceof Error ? error.name : typeof error,
+        error: describeError(error, 'name_only'),
       });
     }
   }
@@ -365,118 +361,19 @@ async function exchangeCode(
   timeLeft: () => number,
 ): Promise<TokenResponse> {
   const grant = { ...pkce, redirectUri: deps.config.callbackUrl.toString() };
-  const call = async (credentials: ClientCredentials) => {
-    const timeoutMs = timeLeft();
-    if (timeoutMs < MIN_STORE_MS) {
-      throw new SalesforceUnavailableError('No time left in the invocation for the code exchange');
-    }
-    return deps.salesforce.authorizationCodeGrant(credentials, grant, { timeoutMs });
-  };
   try {
-    try {
-      return await call(await deps.credentials.get());
-    } catch (error) {
-      if (!(error instanceof InvalidClientError)) throw error;
-      deps.log.warn('Salesforce rejected the client credentials; re-reading the secret once', {
-        event: 'invalid_client_retry',
-        transaction,
-      });
-      return await call(await deps.credentials.reload());
-    }
+    return await withSecretRetry(
+      deps,
+      (credentials) => {
+        const timeoutMs = timeLeft();
+        if (timeoutMs < MIN_STORE_MS) {
+          throw new NoTimeForUpstreamError('No time left in the invocation for the code exchange');
+        }
+        return deps.salesforce.authorizationCodeGrant(credentials, grant, { timeoutMs });
+      },
+      { transaction },
+    );
   } catch (error) {
     throw codeExchangeFailure(deps, error, transaction);
   }
-}
-
-/** Maps a failed code exchange to the contract's error; the log keeps the details. */
-function codeExchangeFailure(deps: CallbackDependencies, error: unknown, transaction: string) {
-  if (error instanceof SalesforceUnavailableError) {
-    deps.metrics.count('UpstreamError', 1, { class: 'unavailable' });
-    deps.log.warn('Salesforce is unavailable for the code exchange', {
-      event: 'upstream_unavailable',
-      transaction,
-      detail: error.message,
-    });
-    return new TemporarilyUnavailableError(
-      error.reason === 'rate_limited'
-        ? 'Salesforce is rate-limiting logins; log in again later.'
-        : 'Salesforce is temporarily unavailable; log in again shortly.',
-      Math.min(Math.max(Math.round(error.retryAfterSeconds ?? 5), 1), 120),
-      { cause: error },
-    );
-  }
-  if (error instanceof AccessRestrictedError) {
-    deps.metrics.count('UpstreamForbidden');
-    deps.log.error('Salesforce refused the broker by IP restriction or login hours', {
-      event: 'upstream_forbidden',
-      alarm: true,
-      transaction,
-      upstreamError: error.upstreamError,
-      upstreamDescription: error.upstreamDescription,
-    });
-    return new LoginFailedError(UPSTREAM_FORBIDDEN_DESCRIPTION, { cause: error });
-  }
-  if (error instanceof InvalidClientError) {
-    deps.metrics.count('UpstreamMisconfigured');
-    deps.log.error('Salesforce rejected the connected app configuration', {
-      event: 'upstream_misconfigured',
-      alarm: true,
-      transaction,
-      upstreamError: error.upstreamError,
-    });
-    return new UpstreamMisconfiguredError('Salesforce rejected the connected app credentials.', {
-      cause: error,
-    });
-  }
-  if (error instanceof InvalidTokenResponseError) {
-    deps.metrics.count('LoginFailed', 1, { class: error.reason });
-    const scopeMissing = error.reason === 'refresh_token_missing';
-    // No refresh token is the connected app's (or SALESFORCE_SCOPES') configuration; a bad
-    // signature or a foreign instance_url is either an attack or a broken proxy.
-    deps.metrics.count(scopeMissing ? 'UpstreamMisconfigured' : 'UpstreamInvalidResponse');
-    deps.log.error(
-      scopeMissing
-        ? 'Salesforce granted no refresh token'
-        : 'Salesforce token response failed validation',
-      {
-        event: scopeMissing ? 'upstream_misconfigured' : 'upstream_invalid_response',
-        alarm: true,
-        transaction,
-        reason: error.reason,
-        detail: error.message,
-      },
-    );
-    return new LoginFailedError(
-      error.reason === 'refresh_token_missing'
-        ? 'Salesforce granted no refresh token: an administrator must add the "refresh_token" ' +
-            '(or "offline_access") scope to the connected app and to SALESFORCE_SCOPES.'
-        : 'Salesforce sent a token response that failed verification.',
-      { cause: error },
-    );
-  }
-  if (
-    error instanceof InvalidGrantError ||
-    error instanceof TokenRequestInProgressError ||
-    error instanceof OAuthRequestError
-  ) {
-    const upstreamError = error.upstreamError ?? 'unknown';
-    deps.metrics.count('LoginFailed', 1, { class: upstreamError });
-    // redirect_uri_mismatch and the like are configuration problems: alarm on those.
-    const configuration = !(error instanceof InvalidGrantError);
-    if (configuration) deps.metrics.count('UpstreamMisconfigured');
-    deps.log[configuration ? 'error' : 'warn']('Salesforce rejected the code exchange', {
-      event: 'code_exchange_rejected',
-      alarm: configuration,
-      transaction,
-      upstreamError,
-      upstreamDescription: error.upstreamDescription,
-    });
-    return new LoginFailedError(
-      error instanceof InvalidGrantError
-        ? 'Salesforce rejected the authorization code (expired or already used); log in again.'
-        : 'Salesforce rejected the login request.',
-      { cause: error },
-    );
-  }
-  return error;
 }

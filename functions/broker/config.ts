@@ -3,6 +3,8 @@
  * start. A missing or malformed variable throws a {@link ConfigError} naming it, so a
  * misconfigured deployment fails loudly at init instead of on the first request.
  */
+import { isLoopbackUrl } from '../shared/urls.ts';
+
 export class ConfigError extends Error {
   readonly variable: string;
   constructor(variable: string, problem: string) {
@@ -164,10 +166,4 @@ function pathPrefixes(env: Env, name: string): string[] {
     }
   }
   return prefixes;
-}
-
-/** Loopback hosts (`localhost`, 127.0.0.0/8, `[::1]`), where plain http is acceptable. */
-export function isLoopbackUrl(url: URL): boolean {
-  const host = url.hostname;
-  return host === 'localhost' || host === '[::1]' || /^127(?:\.\d{1,3}){3}$/.test(host);
 }

@@ -94,6 +94,10 @@ export class UpstreamMisconfiguredError extends BrokerError {
   override readonly code = 'upstream_misconfigured';
 }
 
+/** The safe description of {@link UpstreamMisconfiguredError} for rejected credentials. */
+export const UPSTREAM_MISCONFIGURED_DESCRIPTION =
+  'Salesforce rejected the connected app credentials.';
+
 /**
  * Salesforce answered `invalid_grant` with "ip restricted" or "invalid login hours": the
  * grant is alive, but Salesforce refuses the broker from where (or when) it calls. The

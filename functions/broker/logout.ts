@@ -1,3 +1,4 @@
+import { describeError } from '../shared/describe-error.ts';
 import type { TokenVault } from './envelope.ts';
 import { SessionIntegrityError, TemporarilyUnavailableError } from './errors.ts';
 import type { CallOptions, Log, MetricSink, SessionRecord, SessionStore } from './ports.ts';
@@ -147,7 +148,7 @@ function reportRevokeFailed(
     session: context.session,
     reason: context.reason,
     integrity: error instanceof SessionIntegrityError,
-    error: error instanceof Error ? error.name : typeof error,
+    error: describeError(error, 'name_only'),
     detail: error instanceof Error ? error.message : undefined,
   });
 }

@@ -1,22 +1,13 @@
-import {
-  AccessRestrictedError,
-  InvalidClientError,
-  InvalidGrantError,
-  InvalidTokenResponseError,
-  OAuthRequestError,
-  SalesforceUnavailableError,
-  TokenRequestInProgressError,
-} from '../salesforce/errors.ts';
-import type { TokenResponse } from '../salesforce/oauth-client.ts';
+import { describeError } from '../shared/describe-error.ts';
 import type { BrokerConfig } from './config.ts';
 import type { TokenVault } from './envelope.ts';
 import {
   InvalidRequestError,
   InvalidSessionError,
-  ReauthenticationRequiredError,
   SessionIntegrityError,
   TemporarilyUnavailableError,
   UPSTREAM_FORBIDDEN_DESCRIPTION,
+  UPSTREAM_MISCONFIGURED_DESCRIPTION,
   UpstreamForbiddenError,
   UpstreamMisconfiguredError,
 } from './errors.ts';
@@ -38,6 +29,8 @@ import type {
   TokenSet,
 } from './ports.ts';
 import { logSafeId, sessionKeyOf } from './session-handle.ts';
+import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
+import { refreshFailure, withSecretRetry } from './upstream-failures.ts';
 
 /** The part of the Salesforce client the refresh path uses. */
 export interface RefreshGrantClient {
@@ -101,6 +94,10 @@ const MAX_POLL_MS = 400;
  * Exactly one caller (the lease holder) reaches Salesforce; the others poll with
  * consistent reads until the version moves, the holder records a failure, or the budget
  * ends.
+ *
+ * Long on purpose: one polling loop whose state (first version seen, waited, last acquire
+ * attempt, poll delay) every branch reads; split up, that state would be threaded through
+ * every piece and the order of the checks, which is the protocol, would be lost.
  */
 export async function refreshSession(
   deps: RefreshDependencies,
@@ -225,7 +222,7 @@ function isLive(record: SessionRecord, now: number): boolean {
 function failureFor(kind: RefreshFailureKind | undefined, retryAfterSeconds: number): Error {
   switch (kind) {
     case 'misconfigured':
-      return new UpstreamMisconfiguredError('Salesforce rejected the connected app credentials.');
+      return new UpstreamMisconfiguredError(UPSTREAM_MISCONFIGURED_DESCRIPTION);
     case 'forbidden':
       return new UpstreamForbiddenError(UPSTREAM_FORBIDDEN_DESCRIPTION);
     case 'integrity':
@@ -293,7 +290,9 @@ async function openWithKeyOrReport(
  *               |<-- lease - COMMIT_RESERVE|     |<- lease - READ_BACK_RESERVE
  *
  * so a stalled call can never run on after another caller has taken the lease over and
- * sent the same refresh token.
+ * sent the same refresh token. Long on purpose: it follows that timeline top to bottom,
+ * each step bounded by the deadlines above; the upstream failures are answered in
+ * `refreshFailure` (upstream-failures.ts).
  */
 async function refreshAsLeaseHolder(
   deps: RefreshDependencies,
@@ -312,7 +311,7 @@ async function refreshAsLeaseHolder(
       .catch((error: unknown) =>
         deps.log.warn('lease release failed; it ends by itself', {
           session,
-          error: describe(error),
+          error: describeError(error),
         }),
       );
 
@@ -343,7 +342,18 @@ async function refreshAsLeaseHolder(
     deps.metrics.timing('UpstreamLatencyMs', clock.now() - upstreamStartedAt);
   } catch (error) {
     deps.metrics.timing('UpstreamLatencyMs', clock.now() - upstreamStartedAt);
-    return handleUpstreamFailure(deps, error, { record, owner, session, release });
+    return refreshFailure(deps, error, {
+      session,
+      release,
+      deleteSession: () => store.deleteAsLeaseHolder(sessionKey, owner),
+      newerVersion: async () => {
+        const latest = await store.get(sessionKey);
+        if (latest && latest.version > record.version && isLive(latest, clock.now())) {
+          return openStored(deps, latest, 'coalesced', session);
+        }
+        return undefined;
+      },
+    });
   }
 
   const next: TokenSet = {
@@ -367,7 +377,7 @@ async function refreshAsLeaseHolder(
     deps.log.warn('no fresh data key; sealing under the current one', {
       event: 'data_key_reused',
       session,
-      error: describe(error),
+      error: describeError(error),
     });
     return currentDataKey;
   });
@@ -499,150 +509,24 @@ async function revokeOrphan(
   }
 }
 
-/** One upstream refresh; on `invalid_client` the secret is re-read once (rotation). */
-async function callSalesforce(
+/** One upstream refresh, within the lease; on `invalid_client` the secret is re-read once. */
+function callSalesforce(
   deps: RefreshDependencies,
   refreshToken: string,
   leaseUntil: number,
 ): Promise<TokenResponse> {
-  const timeoutMs = () => leaseUntil - deps.clock.now() - COMMIT_RESERVE_MS;
-  const first = await deps.credentials.get();
-  const budget = timeoutMs();
-  if (budget < MIN_UPSTREAM_MS) {
-    // The acquire, the decrypt or the secret read ate the lease: another caller may own it
-    // by now. A request sent anyway could reach Salesforce beside theirs.
-    throw new SalesforceUnavailableError('No time left in the lease for the upstream call');
-  }
-  try {
-    return await deps.salesforce.refreshTokenGrant(first, refreshToken, { timeoutMs: budget });
-  } catch (error) {
-    if (!(error instanceof InvalidClientError)) throw error;
-    deps.log.warn('Salesforce rejected the client credentials; re-reading the secret once', {
-      event: 'invalid_client_retry',
-    });
-    const second = await deps.credentials.reload();
-    const remaining = timeoutMs();
-    if (remaining <= 0) throw error;
-    return deps.salesforce.refreshTokenGrant(second, refreshToken, { timeoutMs: remaining });
-  }
-}
-
-async function handleUpstreamFailure(
-  deps: RefreshDependencies,
-  error: unknown,
-  context: {
-    record: SessionRecord;
-    owner: string;
-    session: string;
-    release: (kind: RefreshFailureKind, keepLease?: boolean) => Promise<void>;
-  },
-): Promise<FreshAccessToken> {
-  const { record, owner, session, release } = context;
-  if (error instanceof InvalidGrantError) {
-    // Salesforce says the refresh token is dead: the only case where a session is deleted
-    // on the refresh path. Fenced, so a lapsed holder cannot delete a newer session.
-    deps.metrics.count('UpstreamError', 1, { class: 'invalid_grant' });
-    deps.metrics.count('ReauthenticationRequired');
-    const deleted = await deps.store.deleteAsLeaseHolder(record.sessionKey, owner);
-    deps.log.warn('Salesforce rejected the refresh token; session ended', {
-      event: 'reauthentication_required',
-      session,
-      upstreamError: error.upstreamError,
-      upstreamDescription: error.upstreamDescription,
-      deleted,
-    });
-    throw new ReauthenticationRequiredError('Salesforce ended this session; log in again.', {
-      cause: error,
-    });
-  }
-  if (error instanceof AccessRestrictedError) {
-    // The grant is alive; Salesforce refuses the broker's IP or the user's login hours.
-    // Keep the session, tell the operator (the caller cannot fix it).
-    deps.metrics.count('UpstreamError', 1, { class: 'forbidden' });
-    deps.metrics.count('UpstreamForbidden');
-    deps.log.error('Salesforce refused the broker by IP restriction or login hours', {
-      event: 'upstream_forbidden',
-      alarm: true,
-      session,
-      upstreamError: error.upstreamError,
-      upstreamDescription: error.upstreamDescription,
-    });
-    await release('forbidden');
-    throw new UpstreamForbiddenError(UPSTREAM_FORBIDDEN_DESCRIPTION, { cause: error });
-  }
-  if (error instanceof TokenRequestInProgressError) {
-    // Salesforce's own concurrency block: another request with this refresh token is in
-    // flight (a lapsed holder). Transient; never delete. Re-read: it may have committed.
-    deps.metrics.count('UpstreamError', 1, { class: 'concurrent' });
-    deps.log.warn('Salesforce is already processing this refresh token', {
-      event: 'upstream_concurrent',
-      session,
-    });
-    await release('unavailable');
-    const latest = await deps.store.get(record.sessionKey);
-    if (latest && latest.version > record.version && isLive(latest, deps.clock.now())) {
-      return openStored(deps, latest, 'coalesced', session);
+  return withSecretRetry(deps, async (credentials, rejected) => {
+    const timeoutMs = leaseUntil - deps.clock.now() - COMMIT_RESERVE_MS;
+    if (rejected) {
+      // The retry after a rotated secret: any time left is worth a try.
+      if (timeoutMs <= 0) throw rejected;
+    } else if (timeoutMs < MIN_UPSTREAM_MS) {
+      // The acquire, the decrypt or the secret read ate the lease: another caller may own it
+      // by now. A request sent anyway could reach Salesforce beside theirs.
+      throw new NoTimeForUpstreamError('No time left in the lease for the upstream call');
     }
-    throw new TemporarilyUnavailableError('A refresh of this session is in progress.', 1, {
-      cause: error,
-    });
-  }
-  if (error instanceof InvalidClientError || error instanceof OAuthRequestError) {
-    deps.metrics.count('UpstreamError', 1, { class: 'invalid_client' });
-    deps.metrics.count('UpstreamMisconfigured');
-    deps.log.error('Salesforce rejected the connected app configuration', {
-      event: 'upstream_misconfigured',
-      alarm: true,
-      upstreamError: error.upstreamError,
-      upstreamDescription: error.upstreamDescription,
-    });
-    await release('misconfigured');
-    throw new UpstreamMisconfiguredError('Salesforce rejected the connected app credentials.', {
-      cause: error,
-    });
-  }
-  if (error instanceof InvalidTokenResponseError) {
-    deps.metrics.count('UpstreamError', 1, { class: 'invalid_response' });
-    deps.metrics.count('UpstreamInvalidResponse');
-    deps.log.error('Salesforce token response failed validation', {
-      event: 'upstream_invalid_response',
-      alarm: true,
-      session,
-      reason: error.reason,
-      detail: error.message,
-    });
-    await release('unavailable');
-    throw new TemporarilyUnavailableError('Salesforce sent an unexpected response.', 5, {
-      cause: error,
-    });
-  }
-  if (error instanceof SalesforceUnavailableError) {
-    const rateLimited = error.reason === 'rate_limited';
-    deps.metrics.count('UpstreamError', 1, { class: rateLimited ? 'rate_limited' : 'unavailable' });
-    deps.log.warn(
-      rateLimited ? 'Salesforce rate-limited the refresh' : 'Salesforce is unavailable',
-      {
-        event: rateLimited ? 'upstream_rate_limited' : 'upstream_unavailable',
-        session,
-        reason: error.reason,
-        detail: error.message,
-      },
-    );
-    // A timed-out or broken request may still be running at Salesforce with this refresh
-    // token: keep the lease (it runs out by itself) so that no second request with the same
-    // token follows it; waiters and newcomers still get this failure at once.
-    await release('unavailable', error.outcomeUnknown);
-    throw new TemporarilyUnavailableError(
-      rateLimited
-        ? 'Salesforce is rate-limiting requests; retry later.'
-        : 'Salesforce is temporarily unavailable.',
-      clampRetryAfter(error.retryAfterSeconds ?? 5),
-      { cause: error },
-    );
-  }
-  // Secrets Manager or anything else: keep everything, let the caller retry.
-  await release('unavailable');
-  throw error;
+    return deps.salesforce.refreshTokenGrant(credentials, refreshToken, { timeoutMs });
+  });
 }
 
 /**
@@ -687,7 +571,7 @@ function reportRotationLost(
     alarm: true,
     session,
     reason,
-    error: error === undefined ? undefined : describe(error),
+    error: describeError(error),
   });
 }
 
@@ -695,16 +579,8 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.from(a).equals(Buffer.from(b));
 }
 
-function clampRetryAfter(seconds: number): number {
-  return Math.min(Math.max(Math.round(seconds), 1), 120);
-}
-
 function asError(value: unknown): Error {
   return value instanceof Error ? value : new Error(String(value));
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
 }
 
 function defaultSleep(milliseconds: number): Promise<void> {

@@ -6,6 +6,7 @@ import {
   TemporarilyUnavailableError,
 } from '../broker/errors.ts';
 import type { Log } from '../broker/ports.ts';
+import { describeError } from '../shared/describe-error.ts';
 
 export type HttpResponse = APIGatewayProxyStructuredResultV2 & {
   statusCode: number;
@@ -121,12 +122,12 @@ export interface ErrorAnswer {
 export function recordError(error: unknown, log: Log): ErrorAnswer {
   const answer = errorAnswer(error);
   if (!(error instanceof BrokerError)) {
-    log.error('unexpected error', { error: describeCause(error) });
+    log.error('unexpected error', { error: describeError(error) });
   } else if (answer.status >= 500) {
     log.warn('request failed', {
       status: answer.status,
       error: answer.code,
-      cause: describeCause(error.cause),
+      cause: describeError(error.cause),
     });
   } else if (!(error instanceof SessionIntegrityError)) {
     log.info('request rejected', { status: answer.status, error: answer.code });
@@ -164,9 +165,4 @@ export function errorJson(answer: ErrorAnswer): HttpResponse {
 /** Logs `error` and answers it as JSON: how every route answers an error it does not handle. */
 export function errorResponse(error: unknown, log: Log): HttpResponse {
   return errorJson(recordError(error, log));
-}
-
-function describeCause(cause: unknown): string | undefined {
-  if (cause === undefined) return undefined;
-  return cause instanceof Error ? `${cause.name}: ${cause.message}` : typeof cause;
 }

@@ -1,6 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { isLoopbackUrl } from '../broker/config.ts';
 import type { ClientCredentials } from '../broker/ports.ts';
+import type { TokenResponse } from '../broker/upstream.ts';
+import { isLoopbackUrl } from '../shared/urls.ts';
 import {
   AccessRestrictedError,
   InvalidClientError,
@@ -10,22 +11,6 @@ import {
   SalesforceUnavailableError,
   TokenRequestInProgressError,
 } from './errors.ts';
-
-/** A validated token endpoint response. Salesforce never sends `expires_in`. */
-export interface TokenResponse {
-  accessToken: string;
-  /** Present on code exchange, and on refresh only when rotation is enabled. */
-  refreshToken: string | undefined;
-  instanceUrl: string;
-  /** The identity URL; its path names the org and the user. */
-  id: string;
-  orgId: string;
-  userId: string;
-  /** 13-digit milliseconds since the epoch, as sent. */
-  issuedAt: string;
-  scope: string;
-  tokenType: 'Bearer';
-}
 
 export interface SalesforceOAuthClientOptions {
   /** `https://login.salesforce.com`, `https://test.salesforce.com` or a My Domain origin. */
@@ -296,34 +281,33 @@ function classifyErrorResponse(
       { reason: body ? 'server' : 'not_json', upstream },
     );
   }
-  const grantUpstream = { error: body.error, description: body.error_description };
   if (body.error === 'invalid_grant') {
     const description = body.error_description ?? '';
     if (/already being processed/i.test(description)) {
       return new TokenRequestInProgressError(
         'Salesforce is processing the same refresh token',
-        grantUpstream,
+        upstream,
       );
     }
     if (ACCESS_RESTRICTED.test(description)) {
       return new AccessRestrictedError(
         "Salesforce refused the broker's network location or login hours",
-        grantUpstream,
+        upstream,
       );
     }
-    return new InvalidGrantError('Salesforce rejected the grant', grantUpstream);
+    return new InvalidGrantError('Salesforce rejected the grant', upstream);
   }
   if (CLIENT_ERRORS.has(body.error)) {
-    return new InvalidClientError('Salesforce rejected the client credentials', grantUpstream);
+    return new InvalidClientError('Salesforce rejected the client credentials', upstream);
   }
-  return new OAuthRequestError(`Salesforce answered ${body.error}`, grantUpstream);
+  return new OAuthRequestError(`Salesforce answered ${body.error}`, upstream);
 }
 
 /**
  * Validates a token endpoint response field by field: types, the 13-digit `issued_at`,
  * the HMAC-SHA256 `signature` over `id + issued_at` (constant-time), and that
  * `instance_url` and `id` are Salesforce hosts (loopback only when `loginUrl` is loopback).
- * Unknown extra fields are ignored.
+ * Unknown extra fields are ignored. Long on purpose: one check per field, in order.
  * @see https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oauth_endpoints.htm
  */
 export async function processTokenResponse(

@@ -13,15 +13,13 @@ import type {
   TokenSet,
 } from '../../functions/broker/ports.ts';
 import { newSessionHandle, sessionKeyOf } from '../../functions/broker/session-handle.ts';
+import type { TokenResponse } from '../../functions/broker/upstream.ts';
 import type { HttpHandler } from '../../functions/http/route.ts';
 import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
-import {
-  SalesforceOAuthClient,
-  type TokenResponse,
-} from '../../functions/salesforce/oauth-client.ts';
+import { SalesforceOAuthClient } from '../../functions/salesforce/oauth-client.ts';
 import { CaptureLog, CaptureMetrics } from './capture-log.ts';
 import { httpEvent } from './http-event.ts';
 import { MemoryDataKeys } from './memory-data-keys.ts';

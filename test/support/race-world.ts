@@ -15,12 +15,12 @@ import {
   refreshSession,
 } from '../../functions/broker/refresh.ts';
 import { newSessionHandle, sessionKeyOf } from '../../functions/broker/session-handle.ts';
+import type { TokenResponse } from '../../functions/broker/upstream.ts';
 import {
   InvalidGrantError,
   SalesforceUnavailableError,
   TokenRequestInProgressError,
 } from '../../functions/salesforce/errors.ts';
-import type { TokenResponse } from '../../functions/salesforce/oauth-client.ts';
 import { CaptureLog } from './capture-log.ts';
 import { MemoryDataKeys } from './memory-data-keys.ts';
 import { MemorySessionStore } from './memory-session-store.ts';

@@ -23,6 +23,7 @@ import type {
   TokenSet,
 } from '../../../functions/broker/ports.ts';
 import { newSessionHandle, sessionKeyOf } from '../../../functions/broker/session-handle.ts';
+import type { TokenResponse } from '../../../functions/broker/upstream.ts';
 import {
   InvalidClientError,
   InvalidGrantError,
@@ -30,10 +31,7 @@ import {
   OAuthRequestError,
   SalesforceUnavailableError,
 } from '../../../functions/salesforce/errors.ts';
-import {
-  SalesforceOAuthClient,
-  type TokenResponse,
-} from '../../../functions/salesforce/oauth-client.ts';
+import { SalesforceOAuthClient } from '../../../functions/salesforce/oauth-client.ts';
 import { CaptureLog, CaptureMetrics } from '../../support/capture-log.ts';
 import { MemoryDataKeys } from '../../support/memory-data-keys.ts';
 import { MemoryLoginStore } from '../../support/memory-login-store.ts';

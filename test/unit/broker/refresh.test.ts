@@ -14,13 +14,13 @@ import type {
 } from '../../../functions/broker/ports.ts';
 import { type RefreshDependencies, refreshSession } from '../../../functions/broker/refresh.ts';
 import { newSessionHandle, sessionKeyOf } from '../../../functions/broker/session-handle.ts';
+import type { TokenResponse } from '../../../functions/broker/upstream.ts';
 import {
   InvalidClientError,
   InvalidGrantError,
   SalesforceUnavailableError,
   TokenRequestInProgressError,
 } from '../../../functions/salesforce/errors.ts';
-import type { TokenResponse } from '../../../functions/salesforce/oauth-client.ts';
 import { CaptureLog } from '../../support/capture-log.ts';
 import { MemoryDataKeys } from '../../support/memory-data-keys.ts';
 import { MemorySessionStore } from '../../support/memory-session-store.ts';
