@@ -11,6 +11,7 @@ import {
   UpstreamForbiddenError,
   UpstreamMisconfiguredError,
 } from './errors.ts';
+import { type CommitResult, LeaseHold } from './lease-hold.ts';
 import { revokeOrReport } from './logout.ts';
 import { decideRefreshStep, LEASE_SKEW_MS } from './refresh-decision.ts';
 
@@ -70,13 +71,6 @@ export interface FreshAccessToken {
 
 /** Time kept back from the lease for the fenced commit after the upstream call. */
 const COMMIT_RESERVE_MS = 1500;
-/**
- * Time kept back from the lease after the last commit attempt: a consistent read that
- * tells whether an attempt whose answer was lost landed, and the answer to the client.
- */
-const READ_BACK_RESERVE_MS = 300;
-/** The least a commit attempt needs (one DynamoDB round trip with headroom). */
-const MIN_COMMIT_MS = 250;
 /** A caller takes the lease only if its invocation has this long left for Salesforce. */
 const MIN_UPSTREAM_MS = 1000;
 const FIRST_POLL_MS = 25;
@@ -115,7 +109,14 @@ export async function refreshSession(
   const invocationEnd = startedAt + deps.config.leaseMs;
   const canHold = (now: number) => now + MIN_UPSTREAM_MS + COMMIT_RESERVE_MS <= invocationEnd;
   const hold = (record: SessionRecord, owner: string, leaseUntil: number) =>
-    refreshAsLeaseHolder(deps, record, owner, session, Math.min(leaseUntil, invocationEnd));
+    refreshAsLeaseHolder(
+      deps,
+      new LeaseHold(
+        { store: deps.store, clock: deps.clock, log: deps.log, sleep },
+        { record, owner, leaseUntil: Math.min(leaseUntil, invocationEnd), session },
+      ),
+      session,
+    );
 
   let firstSeenVersion: number | undefined;
   let waited = false;
@@ -290,31 +291,16 @@ async function openWithKeyOrReport(
  *               |<-- lease - COMMIT_RESERVE|     |<- lease - READ_BACK_RESERVE
  *
  * so a stalled call can never run on after another caller has taken the lease over and
- * sent the same refresh token. Long on purpose: it follows that timeline top to bottom,
- * each step bounded by the deadlines above; the upstream failures are answered in
- * `refreshFailure` (upstream-failures.ts).
+ * sent the same refresh token. The upstream failures are answered in `refreshFailure`
+ * (upstream-failures.ts), the commit's outcomes in {@link answerCommit}.
  */
 async function refreshAsLeaseHolder(
   deps: RefreshDependencies,
-  record: SessionRecord,
-  owner: string,
+  hold: LeaseHold,
   session: string,
-  /** The earlier of the lease end and this invocation's end: all work must finish by then. */
-  leaseUntil: number,
 ): Promise<FreshAccessToken> {
-  const { store, clock } = deps;
-  const sessionKey = record.sessionKey;
-  const commitDeadline = leaseUntil - READ_BACK_RESERVE_MS;
-  const release = (failureKind: RefreshFailureKind, keepLease = false) =>
-    store
-      .releaseLease({ sessionKey, owner, failedAt: clock.now(), failureKind, keepLease })
-      .catch((error: unknown) =>
-        deps.log.warn('lease release failed; it ends by itself', {
-          session,
-          error: describeError(error),
-        }),
-      );
-
+  const { clock } = deps;
+  const { record } = hold;
   let current: TokenSet;
   let currentDataKey: DataKey;
   try {
@@ -324,36 +310,36 @@ async function refreshAsLeaseHolder(
       session,
     ));
   } catch (error) {
-    await release(error instanceof SessionIntegrityError ? 'integrity' : 'unavailable');
+    await hold.release(error instanceof SessionIntegrityError ? 'integrity' : 'unavailable');
     throw error;
   }
 
   // Overlap the new data key with the upstream call: after Salesforce answers, the only
   // network step left is the commit.
-  const dataKeyPromise = deps.vault.generateDataKey(sessionKey, {
-    timeoutMs: commitDeadline - MIN_COMMIT_MS - clock.now(),
+  const dataKeyPromise = deps.vault.generateDataKey(hold.sessionKey, {
+    timeoutMs: hold.timeBeforeCommit(),
   });
   dataKeyPromise.catch(() => {});
 
   const upstreamStartedAt = clock.now();
   let response: TokenResponse;
   try {
-    response = await callSalesforce(deps, current.refreshToken, leaseUntil);
-    deps.metrics.timing('UpstreamLatencyMs', clock.now() - upstreamStartedAt);
+    response = await callSalesforce(deps, current.refreshToken, hold.leaseUntil);
   } catch (error) {
-    deps.metrics.timing('UpstreamLatencyMs', clock.now() - upstreamStartedAt);
     return refreshFailure(deps, error, {
       session,
-      release,
-      deleteSession: () => store.deleteAsLeaseHolder(sessionKey, owner),
+      release: (kind, keepLease) => hold.release(kind, keepLease),
+      deleteSession: () => hold.deleteSession(),
       newerVersion: async () => {
-        const latest = await store.get(sessionKey);
+        const latest = await deps.store.get(hold.sessionKey);
         if (latest && latest.version > record.version && isLive(latest, clock.now())) {
           return openStored(deps, latest, 'coalesced', session);
         }
         return undefined;
       },
     });
+  } finally {
+    deps.metrics.timing('UpstreamLatencyMs', clock.now() - upstreamStartedAt);
   }
 
   const next: TokenSet = {
@@ -365,61 +351,49 @@ async function refreshAsLeaseHolder(
     scope: response.scope || current.scope,
     identityUrl: response.id,
   };
-  const rotated =
-    response.refreshToken !== undefined && response.refreshToken !== current.refreshToken;
+  const rotatedTo =
+    response.refreshToken !== undefined && response.refreshToken !== current.refreshToken
+      ? response.refreshToken
+      : undefined;
 
   // Salesforce has answered (and may have rotated): KMS must not be able to lose that.
   // Without a fresh data key in time, seal the new version under the one just decrypted.
-  const dataKey = await withinMs(
-    dataKeyPromise,
-    commitDeadline - MIN_COMMIT_MS - clock.now(),
-  ).catch((error: unknown) => {
-    deps.log.warn('no fresh data key; sealing under the current one', {
-      event: 'data_key_reused',
-      session,
-      error: describeError(error),
-    });
-    return currentDataKey;
-  });
-
+  const dataKey = await withinMs(dataKeyPromise, hold.timeBeforeCommit()).catch(
+    (error: unknown) => {
+      deps.log.warn('no fresh data key; sealing under the current one', {
+        event: 'data_key_reused',
+        session,
+        error: describeError(error),
+      });
+      return currentDataKey;
+    },
+  );
   const version = record.version + 1;
   const committedAt = clock.now();
-  const sealed = deps.vault.seal(dataKey, sessionKey, version, next);
-  let outcome = await commitWithRetry(
-    deps,
-    {
-      sessionKey,
-      owner,
-      version: record.version,
-      sealed,
-      committedAt,
-      idleExpiresAt: Math.min(committedAt + deps.config.sessionIdleTtlMs, record.absoluteExpiresAt),
-    },
-    commitDeadline,
-  );
+  const result = await hold.commit({
+    sealed: deps.vault.seal(dataKey, hold.sessionKey, version, next),
+    committedAt,
+    idleExpiresAt: Math.min(committedAt + deps.config.sessionIdleTtlMs, record.absoluteExpiresAt),
+  });
+  return answerCommit(deps, { hold, result, next, rotatedTo, session });
+}
 
-  let latest: SessionRecord | undefined | 'unknown';
-  if (outcome !== 'committed') {
-    // An attempt of this very commit may have been applied with its answer lost (a
-    // DynamoDB 500, a dropped connection or a timeout after the write): the SDK's retry
-    // then fails the condition against our own write, or the last attempt ran out of time.
-    // Our ciphertext (random IV) at our version means the rotated token is stored.
-    latest = await readBack(deps, sessionKey, leaseUntil);
-    if (
-      latest !== 'unknown' &&
-      latest?.version === version &&
-      sameBytes(latest.sealed.ciphertext, sealed.ciphertext)
-    ) {
-      deps.log.info('the commit landed but its answer was lost', {
-        event: 'commit_answer_lost',
-        session,
-        version,
-      });
-      outcome = 'committed';
-    }
-  }
-
-  if (outcome === 'committed') {
+/** What the caller gets for each way the commit ended (see {@link LeaseHold.commit}). */
+async function answerCommit(
+  deps: RefreshDependencies,
+  context: {
+    hold: LeaseHold;
+    result: CommitResult;
+    next: TokenSet;
+    /** The refresh token Salesforce rotated to, if it rotated. */
+    rotatedTo: string | undefined;
+    session: string;
+  },
+): Promise<FreshAccessToken> {
+  const { hold, result, next, rotatedTo, session } = context;
+  const version = hold.record.version + 1;
+  const rotated = rotatedTo !== undefined;
+  if (result.outcome === 'committed') {
     deps.metrics.count('RefreshCommitted');
     deps.log.info('session refreshed', { session, version, rotated });
     return {
@@ -430,49 +404,37 @@ async function refreshAsLeaseHolder(
       outcome: 'refreshed',
     };
   }
-  if (outcome instanceof Error) {
-    reportRotationLost(deps, session, rotated, 'commit failed', outcome);
-    await release('unavailable');
+  const { latest } = result;
+  const movedOn =
+    latest !== 'unknown' &&
+    latest !== undefined &&
+    isLive(latest, deps.clock.now()) &&
+    latest.version > hold.record.version;
+  if (result.outcome === 'failed') {
+    reportRotationLost(deps, session, rotated, 'commit failed', result.error);
+    await hold.release('unavailable');
     // Out of time (or the store kept failing), but another holder may have moved on.
-    if (latest !== 'unknown' && latest && isLive(latest, clock.now())) {
-      if (latest.version > record.version) return openStored(deps, latest, 'coalesced', session);
-    }
+    if (movedOn) return openStored(deps, latest, 'coalesced', session);
     throw new TemporarilyUnavailableError('The session store is temporarily unavailable.', 2, {
-      cause: outcome,
+      cause: result.error,
     });
   }
-
   // Fenced: a logout deleted the session (it wins), or our lease lapsed and another
   // holder moved on.
   if (latest === 'unknown') {
     reportRotationLost(deps, session, rotated, 'commit fenced, read-back failed', undefined);
     throw new TemporarilyUnavailableError('The refresh did not complete; retry shortly.', 1);
   }
-  if (!latest || !isLive(latest, clock.now())) {
+  if (!latest || !isLive(latest, deps.clock.now())) {
     deps.log.info('session ended while refreshing; not resurrected', { session });
     // The logout revoked the refresh token it found; the one Salesforce just rotated to
     // would otherwise stay valid with no session to end it.
-    if (rotated && response.refreshToken) await revokeOrphan(deps, response.refreshToken, session);
+    if (rotatedTo) await revokeOrphan(deps, rotatedTo, session);
     throw new InvalidSessionError('The session has ended.');
   }
   reportRotationLost(deps, session, rotated, 'commit fenced', undefined);
-  if (latest.version > record.version) return openStored(deps, latest, 'coalesced', session);
+  if (movedOn) return openStored(deps, latest, 'coalesced', session);
   throw new TemporarilyUnavailableError('The refresh did not complete; retry shortly.', 1);
-}
-
-/** A consistent read within what is left of the invocation; `'unknown'` when it fails. */
-async function readBack(
-  deps: RefreshDependencies,
-  sessionKey: string,
-  leaseUntil: number,
-): Promise<SessionRecord | undefined | 'unknown'> {
-  try {
-    return await deps.store.get(sessionKey, {
-      timeoutMs: Math.max(leaseUntil - deps.clock.now(), MIN_COMMIT_MS),
-    });
-  } catch {
-    return 'unknown';
-  }
 }
 
 /** `promise`, or a rejection once `milliseconds` have passed. */
@@ -529,34 +491,6 @@ function callSalesforce(
   });
 }
 
-/**
- * The fenced commit, retried on store failures until `deadline`: after Salesforce has
- * rotated the refresh token, losing this write loses the session. Each attempt is aborted
- * at the deadline, so none runs on past the lease.
- */
-async function commitWithRetry(
-  deps: RefreshDependencies,
-  input: Parameters<SessionStore['commit']>[0],
-  deadline: number,
-): Promise<'committed' | 'fenced' | Error> {
-  const sleep = deps.sleep ?? defaultSleep;
-  let delay = 50;
-  let lastError: Error = new TemporarilyUnavailableError('No time left to commit.', 1);
-  while (deadline - deps.clock.now() >= MIN_COMMIT_MS) {
-    try {
-      return await deps.store.commit(input, { timeoutMs: deadline - deps.clock.now() });
-    } catch (error) {
-      if (!(error instanceof TemporarilyUnavailableError)) return asError(error);
-      lastError = error;
-      if (deps.clock.now() + delay + MIN_COMMIT_MS > deadline) break;
-      deps.log.warn('commit failed; retrying within the lease', { detail: error.message });
-      await sleep(delay);
-      delay *= 2;
-    }
-  }
-  return lastError;
-}
-
 function reportRotationLost(
   deps: RefreshDependencies,
   session: string,
@@ -573,14 +507,6 @@ function reportRotationLost(
     reason,
     error: describeError(error),
   });
-}
-
-function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return Buffer.from(a).equals(Buffer.from(b));
-}
-
-function asError(value: unknown): Error {
-  return value instanceof Error ? value : new Error(String(value));
 }
 
 function defaultSleep(milliseconds: number): Promise<void> {
