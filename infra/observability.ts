@@ -17,6 +17,7 @@ import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import type { IFunction } from 'aws-cdk-lib/aws-lambda';
 import type { ITopic } from 'aws-cdk-lib/aws-sns';
 import { Construct } from 'constructs';
+import type { BrokerMetricName } from '../functions/shared/constants.ts';
 
 /**
  * Metric names the functions emit in Embedded Metric Format (Powertools Metrics), with
@@ -35,7 +36,12 @@ export const BROKER_METRICS = {
   upstreamForbidden: 'UpstreamForbidden',
   rotationLost: 'RotationLost',
   revokeFailed: 'RevokeFailed',
-} as const;
+  loginStarted: 'LoginStarted',
+  loginCompleted: 'LoginCompleted',
+  loginFailed: 'LoginFailed',
+  invalidState: 'InvalidState',
+  sessionEnded: 'SessionEnded',
+} as const satisfies Record<string, BrokerMetricName>;
 
 /**
  * Every log event the functions mark `alarm: true`, and the metric counted next to it,
@@ -244,6 +250,13 @@ export class BrokerObservability extends Construct {
         broker(BROKER_METRICS.reauthenticationRequired).with({
           label: 're-authentication required',
         }),
+      ]),
+      graph('Logins and logouts', [
+        broker(BROKER_METRICS.loginStarted).with({ label: 'logins started' }),
+        broker(BROKER_METRICS.loginCompleted).with({ label: 'logins completed' }),
+        broker(BROKER_METRICS.loginFailed).with({ label: 'logins failed' }),
+        broker(BROKER_METRICS.invalidState).with({ label: 'callbacks with a bad state' }),
+        broker(BROKER_METRICS.sessionEnded).with({ label: 'sessions ended (logout, replaced)' }),
       ]),
       graph('Upstream latency and lease wait (ms)', [
         upstreamLatency('p50'),

@@ -29,6 +29,7 @@ import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
+import { ENCRYPTION_PURPOSE, ITEM_PREFIX } from '../functions/shared/constants.ts';
 import { type BrokerFunction, brokerFunction } from './broker-function.ts';
 import { API_GATEWAY_INTEGRATION_TIMEOUT_MS } from './budget.ts';
 import { BrokerObservability } from './observability.ts';
@@ -40,11 +41,8 @@ import {
   type TokenBrokerSettings,
 } from './settings.ts';
 
-/** The `purpose` member of every KMS encryption context (`functions/aws/kms-data-keys.ts`). */
-export const ENCRYPTION_PURPOSE = 'salesforce-token';
-
-/** Partition-key prefixes of the two item kinds in the table (`functions/aws/dynamodb-*-store.ts`). */
-export const ITEM_PREFIX = { session: 'session#', login: 'login#' } as const;
+/** Shared with the functions (one definition in `functions/shared/constants.ts`). */
+export { ENCRYPTION_PURPOSE, ITEM_PREFIX };
 
 type KmsAction = 'kms:GenerateDataKey' | 'kms:Decrypt';
 

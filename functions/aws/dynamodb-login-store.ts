@@ -6,12 +6,13 @@ import {
   PutItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import type { LoginTransaction, LoginTransactionStore } from '../broker/ports.ts';
+import { ITEM_PREFIX } from '../shared/constants.ts';
 import { awsUnavailable } from './errors.ts';
 
 type Item = Record<string, AttributeValue>;
 
 /** Partition key prefix of login transactions (the table also holds sessions). */
-export const LOGIN_PREFIX = 'login#';
+export const LOGIN_PREFIX = ITEM_PREFIX.login;
 
 /**
  * {@link LoginTransactionStore} on DynamoDB, in the session table: one item per pending

@@ -18,12 +18,13 @@ import type {
   SessionRecord,
   SessionStore,
 } from '../broker/ports.ts';
+import { ITEM_PREFIX } from '../shared/constants.ts';
 import { awsUnavailable } from './errors.ts';
 
 type Item = Record<string, AttributeValue>;
 
 /** Partition key prefix of session items (the table also holds login transactions). */
-const SESSION_PREFIX = 'session#';
+const SESSION_PREFIX = ITEM_PREFIX.session;
 /** Items linger this long past their expiry before DynamoDB TTL may delete them. */
 const TTL_GRACE_SECONDS = 86_400;
 

@@ -7,10 +7,10 @@ import {
 } from '@aws-sdk/client-kms';
 import { SessionIntegrityError } from '../broker/errors.ts';
 import type { CallOptions, DataKey, DataKeyService } from '../broker/ports.ts';
+import { ENCRYPTION_PURPOSE } from '../shared/constants.ts';
 import { awsUnavailable } from './errors.ts';
 
-/** The `purpose` member of every encryption context; the IAM policy conditions on it. */
-export const ENCRYPTION_PURPOSE = 'salesforce-token';
+export { ENCRYPTION_PURPOSE };
 
 /**
  * {@link DataKeyService} on AWS KMS. The encryption context binds each data key to one

@@ -2,6 +2,7 @@
  * The small interfaces (ports) the domain depends on. Entry files build the real adapters
  * (`functions/aws/*`, `functions/salesforce/*`) once at module scope; tests replace them.
  */
+import type { BrokerMetricName } from '../shared/constants.ts';
 
 /** Milliseconds since the epoch. */
 export interface Clock {
@@ -20,8 +21,8 @@ export interface Log {
 
 /** Counters and timings, emitted as CloudWatch Embedded Metric Format in production. */
 export interface MetricSink {
-  count(name: string, value?: number, dimensions?: Record<string, string>): void;
-  timing(name: string, milliseconds: number): void;
+  count(name: BrokerMetricName, value?: number, dimensions?: Record<string, string>): void;
+  timing(name: BrokerMetricName, milliseconds: number): void;
 }
 
 /** What the broker keeps of a Salesforce grant. Stored only encrypted. */

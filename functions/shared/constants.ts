@@ -1,0 +1,41 @@
+/**
+ * Names both sides must agree on: the functions write them, the CDK construct grants,
+ * conditions and alarms on them. No imports, so `infra/` and every part of `functions/`
+ * can use it without pulling code into a bundle.
+ */
+
+/** The `purpose` member of every KMS encryption context; IAM and the key policy condition on it. */
+export const ENCRYPTION_PURPOSE = 'salesforce-token';
+
+/**
+ * Partition-key prefixes of the two item kinds in the one table; IAM limits each function
+ * to the kinds it touches with `dynamodb:LeadingKeys`.
+ */
+export const ITEM_PREFIX = { session: 'session#', login: 'login#' } as const;
+
+/**
+ * Every metric the functions emit (CloudWatch Embedded Metric Format, with the `service`
+ * dimension). `MetricSink` takes only these names, and `test/infra/metrics.test.ts` checks
+ * that the dashboard draws each of them.
+ */
+export const BROKER_METRIC_NAMES = [
+  'RefreshCommitted',
+  'RefreshCoalesced',
+  'LeaseWaitMs',
+  'UpstreamLatencyMs',
+  'UpstreamError',
+  'ReauthenticationRequired',
+  'IntegrityError',
+  'UpstreamMisconfigured',
+  'UpstreamInvalidResponse',
+  'UpstreamForbidden',
+  'RotationLost',
+  'RevokeFailed',
+  'LoginStarted',
+  'LoginCompleted',
+  'LoginFailed',
+  'InvalidState',
+  'SessionEnded',
+] as const;
+
+export type BrokerMetricName = (typeof BROKER_METRIC_NAMES)[number];
