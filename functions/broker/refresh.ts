@@ -13,10 +13,6 @@ import {
 } from './errors.ts';
 import { type CommitResult, LeaseHold } from './lease-hold.ts';
 import { revokeOrReport } from './logout.ts';
-import { decideRefreshStep, LEASE_SKEW_MS } from './refresh-decision.ts';
-
-export { LEASE_SKEW_MS } from './refresh-decision.ts';
-
 import type {
   ClientCredentials,
   ClientCredentialsSource,
@@ -29,9 +25,13 @@ import type {
   SessionStore,
   TokenSet,
 } from './ports.ts';
+import { decideRefreshStep, LEASE_SKEW_MS } from './refresh-decision.ts';
 import { logSafeId, sessionKeyOf } from './session-handle.ts';
 import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
 import { refreshFailure, withSecretRetry } from './upstream-failures.ts';
+
+/** Re-exported for the tests that wait out a lease. */
+export { LEASE_SKEW_MS } from './refresh-decision.ts';
 
 /** The part of the Salesforce client the refresh path uses. */
 export interface RefreshGrantClient {

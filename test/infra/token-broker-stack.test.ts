@@ -6,6 +6,7 @@ import { type CfnElement, Validations } from 'aws-cdk-lib';
 import { Match } from 'aws-cdk-lib/assertions';
 import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { BROKER_METRIC_NAMES } from '../../functions/shared/constants.ts';
 import { ESM_REQUIRE_BANNER } from '../../infra/bundle-options.ts';
 import { KEY_ADMIN_ACTIONS } from '../../infra/token-broker.ts';
 import type { TokenBrokerStack } from '../../infra/token-broker-stack.ts';
@@ -536,20 +537,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         resourcesOfType(synth.template, 'AWS::CloudWatch::Dashboard'),
       );
       const body = JSON.stringify(dashboard?.Properties.DashboardBody);
-      for (const metric of [
-        'RefreshCommitted',
-        'RefreshCoalesced',
-        'LeaseWaitMs',
-        'UpstreamLatencyMs',
-        'UpstreamError',
-        'ReauthenticationRequired',
-        'IntegrityError',
-        'UpstreamMisconfigured',
-        'UpstreamInvalidResponse',
-        'UpstreamForbidden',
-        'RotationLost',
-        'RevokeFailed',
-      ]) {
+      for (const metric of BROKER_METRIC_NAMES) {
         expect(body).toContain(`\\"${metric}\\"`);
       }
     });
