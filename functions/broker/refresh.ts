@@ -65,7 +65,11 @@ export interface FreshAccessToken {
   instanceUrl: string;
   issuedAt: string;
   version: number;
-  /** `refreshed`: this call reached Salesforce; `coalesced`: it got another call's result. */
+  /**
+   * `refreshed`: this call reached Salesforce; `coalesced`: it waited for another call and
+   * got its result; `reused`: the stored token was already what it needed (newer than its
+   * hint, or inside the reuse window), no wait and no upstream call.
+   */
   outcome: 'refreshed' | 'coalesced' | 'reused';
 }
 
