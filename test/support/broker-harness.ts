@@ -8,6 +8,7 @@ import type { FakeSalesforce, FakeSalesforceOptions } from '../../local/fake-sal
 import { type LocalServer, startLocalServer } from '../../local/lambda-http.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { CaptureLog, CaptureMetrics } from './capture-log.ts';
+import { DAY } from './fixtures.ts';
 
 /** A response body as loosely typed JSON, for assertions. */
 // biome-ignore lint/suspicious/noExplicitAny: assertions read arbitrary members
@@ -18,7 +19,6 @@ export async function readJson(response: Response): Promise<Json> {
 }
 
 export const APP_ORIGIN = 'https://app.example.com';
-const DAY = 86_400_000;
 
 export interface BrokerHarness {
   stack: LocalStack;

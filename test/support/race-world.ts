@@ -22,6 +22,7 @@ import {
   TokenRequestInProgressError,
 } from '../../functions/salesforce/errors.ts';
 import { CaptureLog } from './capture-log.ts';
+import { DAY } from './fixtures.ts';
 import { MemoryDataKeys } from './memory-data-keys.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
 
@@ -41,7 +42,6 @@ export const CONFIG = {
   sessionIdleTtlMs: 7 * 86_400_000,
 } as const;
 
-const DAY = 86_400_000;
 const IDENTITY = 'https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001Sv6AAAS';
 
 /** What the model of Salesforce does with the next upstream request. */

@@ -33,26 +33,20 @@ import {
 } from '../../../functions/salesforce/errors.ts';
 import { SalesforceOAuthClient } from '../../../functions/salesforce/oauth-client.ts';
 import { CaptureLog, CaptureMetrics } from '../../support/capture-log.ts';
+import { DAY, tokenResponse as sharedTokenResponse } from '../../support/fixtures.ts';
 import { MemoryDataKeys } from '../../support/memory-data-keys.ts';
 import { MemoryLoginStore } from '../../support/memory-login-store.ts';
 import { MemorySessionStore } from '../../support/memory-session-store.ts';
 
-const DAY = 86_400_000;
 const CALLBACK_URL = new URL('https://broker.example.com/callback');
 
+/** The code exchange's answer. */
 function tokenResponse(overrides: Partial<TokenResponse> = {}): TokenResponse {
-  return {
+  return sharedTokenResponse({
     accessToken: 'access-token-from-code',
     refreshToken: 'refresh-token-from-code',
-    instanceUrl: 'https://acme.my.salesforce.com',
-    id: 'https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001Sv6AAAS',
-    orgId: '00Dxx0000001gPLEAY',
-    userId: '005xx000001Sv6AAAS',
-    issuedAt: '1800000000000',
-    scope: 'api refresh_token',
-    tokenType: 'Bearer',
     ...overrides,
-  };
+  });
 }
 
 /** /login then /callback on in-memory ports, a manual clock and a scripted Salesforce. */

@@ -5,24 +5,13 @@ import {
   decideRefreshStep,
   LEASE_SKEW_MS,
 } from '../../../functions/broker/refresh-decision.ts';
+import { sessionRecord } from '../../support/fixtures.ts';
 
 const NOW = 1_700_000_000_000;
-const DAY = 86_400_000;
 
 /** A live session at version 3, committed a minute ago, with no lease. */
 function record(overrides: Partial<SessionRecord> = {}): SessionRecord {
-  return {
-    sessionKey: 'key',
-    version: 3,
-    sealed: { ciphertext: new Uint8Array(40), encryptedDataKey: new Uint8Array(8) },
-    committedAt: NOW - 60_000,
-    createdAt: NOW - DAY,
-    absoluteExpiresAt: NOW + 30 * DAY,
-    idleExpiresAt: NOW + 7 * DAY,
-    orgId: '00D',
-    userId: '005',
-    ...overrides,
-  };
+  return sessionRecord(NOW, { version: 3, ...overrides });
 }
 
 /** A caller that started 100 ms ago, sent no hint, and has time to hold the lease. */

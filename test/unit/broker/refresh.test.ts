@@ -22,10 +22,9 @@ import {
   TokenRequestInProgressError,
 } from '../../../functions/salesforce/errors.ts';
 import { CaptureLog } from '../../support/capture-log.ts';
+import { DAY, tokenResponse as sharedTokenResponse } from '../../support/fixtures.ts';
 import { MemoryDataKeys } from '../../support/memory-data-keys.ts';
 import { MemorySessionStore } from '../../support/memory-session-store.ts';
-
-const DAY = 86_400_000;
 
 function deferred<T>() {
   let resolve!: (value: T) => void;
@@ -39,18 +38,13 @@ function deferred<T>() {
 
 const yieldBriefly = () => new Promise<void>((resolve) => setTimeout(resolve, 1));
 
+/** The n-th refresh's answer (rotating the refresh token unless told not to). */
 function tokenResponse(n: number, rotate = true): TokenResponse {
-  return {
+  return sharedTokenResponse({
     accessToken: `access-${n}`,
     refreshToken: rotate ? `refresh-${n}` : undefined,
-    instanceUrl: 'https://acme.my.salesforce.com',
-    id: 'https://login.salesforce.com/id/00Dxx0000001gPLEAY/005xx000001Sv6AAAS',
-    orgId: '00Dxx0000001gPLEAY',
-    userId: '005xx000001Sv6AAAS',
     issuedAt: String(1_700_000_000_000 + n),
-    scope: 'api refresh_token',
-    tokenType: 'Bearer',
-  };
+  });
 }
 
 /** A broker wired to in-memory ports, a manual clock and a scripted Salesforce. */

@@ -10,12 +10,12 @@ import { createLoginHandler } from '../../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../../functions/routes/logout.ts';
 import { SalesforceOAuthClient } from '../../../functions/salesforce/oauth-client.ts';
 import { CaptureLog, CaptureMetrics } from '../../support/capture-log.ts';
+import { DAY } from '../../support/fixtures.ts';
 import { httpEvent } from '../../support/http-event.ts';
 import { MemoryDataKeys } from '../../support/memory-data-keys.ts';
 import { MemoryLoginStore } from '../../support/memory-login-store.ts';
 import { MemorySessionStore } from '../../support/memory-session-store.ts';
 
-const DAY = 86_400_000;
 const ORIGIN = 'https://app.example.com';
 
 /** The three routes on in-memory ports and a scripted Salesforce (no network). */
