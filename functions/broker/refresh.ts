@@ -30,9 +30,6 @@ import { logSafeId, sessionKeyOf } from './session-handle.ts';
 import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
 import { refreshFailure, withSecretRetry } from './upstream-failures.ts';
 
-/** Re-exported for the tests that wait out a lease. */
-export { LEASE_SKEW_MS } from './refresh-decision.ts';
-
 /** The part of the Salesforce client the refresh path uses. */
 export interface RefreshGrantClient {
   refreshTokenGrant(

@@ -2,7 +2,14 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { sessionKeyOf } from '../../functions/broker/session-handle.ts';
 import type { DynamoDbFaultProxy } from '../../local/dynamodb-fault-proxy.ts';
 import { type BrokerHarness, readJson, startBrokerHarness } from '../support/broker-harness.ts';
-import { extraBroker, sessionState, waitUntil } from '../support/fault-kit.ts';
+import {
+  extraBroker,
+  fakeOf,
+  proxyOf,
+  resetFaultsAndCaptures,
+  sessionState,
+  waitUntil,
+} from '../support/fault-kit.ts';
 
 /**
  * DynamoDB, KMS and Secrets Manager faults over real HTTP. DynamoDB faults come from a
@@ -42,27 +49,10 @@ afterAll(async () => {
   await broker?.close();
 });
 
-beforeEach(() => {
-  dynamo().clearFaults();
-  fake().clearFaults();
-  fake().resetCalls();
-  broker.stack.kms.clearFaults();
-  broker.stack.secretsManager.clearFaults();
-  broker.log.entries.length = 0;
-  broker.metrics.counts.clear();
-});
+beforeEach(() => resetFaultsAndCaptures(broker));
 
-function fake() {
-  const salesforce = broker.stack.salesforce;
-  if (!salesforce) throw new Error('no fake Salesforce');
-  return salesforce;
-}
-
-function dynamo(): DynamoDbFaultProxy {
-  const proxy = broker.stack.dynamodbFaults;
-  if (!proxy) throw new Error('no DynamoDB fault proxy');
-  return proxy;
-}
+const fake = () => fakeOf(broker);
+const dynamo = () => proxyOf(broker);
 
 /** Removes what is left of the injected faults, so the assertions read the real state. */
 function clearAllFaults() {

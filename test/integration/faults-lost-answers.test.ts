@@ -1,12 +1,12 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { LEASE_SKEW_MS } from '../../functions/broker/refresh.ts';
+import { LEASE_SKEW_MS } from '../../functions/broker/refresh-decision.ts';
 import { sessionKeyOf } from '../../functions/broker/session-handle.ts';
 import type { HttpHandler } from '../../functions/http/route.ts';
 import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
 import { type BrokerHarness, startBrokerHarness } from '../support/broker-harness.ts';
-import { sessionState } from '../support/fault-kit.ts';
+import { fakeOf, proxyOf, resetFaultsAndCaptures, sessionState } from '../support/fault-kit.ts';
 import { httpEvent } from '../support/http-event.ts';
 
 /**
@@ -45,25 +45,10 @@ afterAll(async () => {
   await broker?.close();
 });
 
-beforeEach(() => {
-  dynamo().clearFaults();
-  fake().clearFaults();
-  fake().resetCalls();
-  broker.log.entries.length = 0;
-  broker.metrics.counts.clear();
-});
+beforeEach(() => resetFaultsAndCaptures(broker));
 
-function fake() {
-  const salesforce = broker.stack.salesforce;
-  if (!salesforce) throw new Error('no fake Salesforce');
-  return salesforce;
-}
-
-function dynamo() {
-  const proxy = broker.stack.dynamodbFaults;
-  if (!proxy) throw new Error('no fault proxy');
-  return proxy;
-}
+const fake = () => fakeOf(broker);
+const dynamo = () => proxyOf(broker);
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, Math.max(0, ms)));
 

@@ -1,11 +1,13 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { LEASE_SKEW_MS } from '../../functions/broker/refresh.ts';
+import { LEASE_SKEW_MS } from '../../functions/broker/refresh-decision.ts';
 import { sessionKeyOf } from '../../functions/broker/session-handle.ts';
 import type { FakeFault } from '../../local/fake-salesforce.ts';
 import { type BrokerHarness, readJson, startBrokerHarness } from '../support/broker-harness.ts';
 import {
   closedPortUrl,
   extraBroker,
+  fakeOf,
+  resetFaultsAndCaptures,
   sessionState,
   startSilentServer,
   startSlowProxy,
@@ -34,18 +36,9 @@ afterAll(async () => {
   await broker?.close();
 });
 
-beforeEach(() => {
-  fake().clearFaults();
-  fake().resetCalls();
-  broker.log.entries.length = 0;
-  broker.metrics.counts.clear();
-});
+beforeEach(() => resetFaultsAndCaptures(broker));
 
-function fake() {
-  const salesforce = broker.stack.salesforce;
-  if (!salesforce) throw new Error('no fake Salesforce');
-  return salesforce;
-}
+const fake = () => fakeOf(broker);
 
 const untouched = { exists: true, version: 1, keepsSeededToken: true, storedTokenActive: true };
 

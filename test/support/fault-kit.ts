@@ -3,6 +3,7 @@ import { type AddressInfo, createServer as createTcpServer, type Socket } from '
 import { sessionKeyOf } from '../../functions/broker/session-handle.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
 import { buildRuntime, type Runtime } from '../../functions/runtime.ts';
+import type { DynamoDbFaultProxy } from '../../local/dynamodb-fault-proxy.ts';
 import type { FakeSalesforce } from '../../local/fake-salesforce.ts';
 import { type LocalServer, startLocalServer } from '../../local/lambda-http.ts';
 import { APP_ORIGIN, type BrokerHarness, type SeededSession } from './broker-harness.ts';
@@ -193,4 +194,32 @@ export async function sessionState(
     storedTokenActive: fake.isRefreshTokenActive(tokens.refreshToken),
     leaseHeld: record.leaseUntil !== undefined && record.leaseUntil > Date.now(),
   };
+}
+
+/** The harness's fake Salesforce (the fault suites always start one). */
+export function fakeOf(broker: BrokerHarness): FakeSalesforce {
+  const salesforce = broker.stack.salesforce;
+  if (!salesforce) throw new Error('no fake Salesforce');
+  return salesforce;
+}
+
+/** The harness's DynamoDB fault proxy (started with `dynamodbFaultProxy: true`). */
+export function proxyOf(broker: BrokerHarness): DynamoDbFaultProxy {
+  const proxy = broker.stack.dynamodbFaults;
+  if (!proxy) throw new Error('no DynamoDB fault proxy');
+  return proxy;
+}
+
+/**
+ * Between two fault tests: no fault left queued anywhere (Salesforce, DynamoDB, KMS,
+ * Secrets Manager), fresh call counters, and empty captured logs and metrics.
+ */
+export function resetFaultsAndCaptures(broker: BrokerHarness): void {
+  broker.stack.dynamodbFaults?.clearFaults();
+  fakeOf(broker).clearFaults();
+  fakeOf(broker).resetCalls();
+  broker.stack.kms.clearFaults();
+  broker.stack.secretsManager.clearFaults();
+  broker.log.entries.length = 0;
+  broker.metrics.counts.clear();
 }
