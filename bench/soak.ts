@@ -259,6 +259,8 @@ async function main(): Promise<number> {
   const countingStore: SessionStore = {
     get: (key) => store.get(key),
     create: (record) => store.create(record),
+    findConnection: (id) => store.findConnection(id),
+    listConnections: (input) => store.listConnections(input),
     tryAcquireLease: (input) => store.tryAcquireLease(input),
     commit: async (input) => {
       const outcome = await store.commit(input);

@@ -61,8 +61,14 @@ export interface TokenBrokerSettings {
   readonly serviceName?: string;
 }
 
-export type BrokerRoute = 'refresh' | 'login' | 'callback' | 'logout';
-export const BROKER_ROUTES: readonly BrokerRoute[] = ['refresh', 'login', 'callback', 'logout'];
+export type BrokerRoute = 'refresh' | 'login' | 'callback' | 'logout' | 'session';
+export const BROKER_ROUTES: readonly BrokerRoute[] = [
+  'refresh',
+  'login',
+  'callback',
+  'logout',
+  'session',
+];
 
 export interface RouteThrottle {
   /** Steady-state requests per second. */
@@ -115,12 +121,12 @@ export interface ResolvedSettings {
  * - Lambda's default account concurrency is 1,000 per region (shared with every other
  *   function). Concurrency = rate x duration: at these rates and the usual durations
  *   (refresh 50-500 ms, callback about 1 s, login and logout well under) the broker uses
- *   about 200; even all bursts at once (810 requests) fit under 1,000, so a peak is
+ *   about 200; even all bursts at once (910 requests) fit under 1,000, so a peak is
  *   answered by the broker or by API Gateway's 429, not by Lambda throttling (a 500 and
  *   the `Throttles` alarm). Durations grow toward the 12 s timeout only while Salesforce
  *   is slow, and then no rate limit keeps concurrency down.
  * - API Gateway's account limit (10,000 requests/s, burst 5,000 per region) is shared by
- *   all APIs in the account: the broker's sums (405/s, burst 810) leave most of it.
+ *   all APIs in the account: the broker's sums (455/s, burst 910) leave most of it.
  * - Unknown paths (`default`) only reach the 404 function: scanners and typos.
  *
  * Scale every number with the account: an account whose Lambda concurrency is below
@@ -132,6 +138,7 @@ export const DEFAULT_THROTTLING: Record<BrokerRoute | 'default', RouteThrottle> 
   login: { rateLimit: 50, burstLimit: 100 },
   callback: { rateLimit: 50, burstLimit: 100 },
   logout: { rateLimit: 50, burstLimit: 100 },
+  session: { rateLimit: 50, burstLimit: 100 },
   default: { rateLimit: 5, burstLimit: 10 },
 };
 

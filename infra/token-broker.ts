@@ -15,7 +15,13 @@ import {
 } from 'aws-cdk-lib/aws-apigatewayv2';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
-import { AttributeType, BillingMode, Table, TableEncryption } from 'aws-cdk-lib/aws-dynamodb';
+import {
+  AttributeType,
+  BillingMode,
+  ProjectionType,
+  Table,
+  TableEncryption,
+} from 'aws-cdk-lib/aws-dynamodb';
 import {
   AccountRootPrincipal,
   type IRole,
@@ -29,7 +35,11 @@ import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
-import { ENCRYPTION_PURPOSE, ITEM_PREFIX } from '../functions/shared/constants.ts';
+import {
+  CONNECTIONS_BY_ORG_INDEX,
+  ENCRYPTION_PURPOSE,
+  ITEM_PREFIX,
+} from '../functions/shared/constants.ts';
 import { type BrokerFunction, brokerFunction } from './broker-function.ts';
 import { API_GATEWAY_INTEGRATION_TIMEOUT_MS } from './budget.ts';
 import { BrokerObservability } from './observability.ts';
@@ -69,6 +79,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
         kind: 'session',
         actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
       },
+      // A session Salesforce ended (`invalid_grant`) takes its connection pointer with it.
+      { kind: 'connection', actions: ['dynamodb:DeleteItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -88,14 +100,28 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
         kind: 'session',
         actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
       },
+      // The new connection's pointer (read back when its answer was lost), and the
+      // replaced session's, deleted with it.
+      {
+        kind: 'connection',
+        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
+      },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
   },
   logout: {
     // Read first, then delete that version: a delete whose answer was lost still revokes.
-    items: [{ kind: 'session', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] }],
+    items: [
+      { kind: 'session', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] },
+      { kind: 'connection', actions: ['dynamodb:DeleteItem'] },
+    ],
     kms: ['kms:Decrypt'],
+    clientSecret: false,
+  },
+  session: {
+    items: [{ kind: 'session', actions: ['dynamodb:GetItem'] }],
+    kms: [],
     clientSecret: false,
   },
 };
@@ -116,6 +142,7 @@ export const MEMORY_MB: Record<BrokerRoute | 'notFound', number> = {
   login: 512,
   callback: 512,
   logout: 512,
+  session: 512,
   notFound: 128,
 };
 
@@ -183,6 +210,7 @@ const ROUTE_DESCRIPTIONS: Record<BrokerRoute, string> = {
   login: 'token broker GET /login (starts the Web Server Flow with PKCE)',
   callback: 'token broker GET /callback (code exchange, session creation)',
   logout: 'token broker POST /logout (revoke and delete the session)',
+  session: "token broker GET /session (the caller's connection metadata, never a token)",
 };
 
 /**
@@ -251,7 +279,7 @@ export class TokenBroker extends Construct {
   }
 
   private createTable(): Table {
-    return new Table(this, 'Table', {
+    const table = new Table(this, 'Table', {
       partitionKey: { name: 'pk', type: AttributeType.STRING },
       billingMode: BillingMode.PAY_PER_REQUEST,
       timeToLiveAttribute: 'ttl',
@@ -262,6 +290,16 @@ export class TokenBroker extends Construct {
       deletionProtection: this.settings.retainData,
       removalPolicy: this.removalPolicy,
     });
+    // Lists a customer's connections (the service API) without a scan; sparse: only
+    // session items carry its keys, and it holds metadata, never the sealed tokens.
+    table.addGlobalSecondaryIndex({
+      indexName: CONNECTIONS_BY_ORG_INDEX.name,
+      partitionKey: { name: CONNECTIONS_BY_ORG_INDEX.partitionKey, type: AttributeType.STRING },
+      sortKey: { name: CONNECTIONS_BY_ORG_INDEX.sortKey, type: AttributeType.STRING },
+      projectionType: ProjectionType.INCLUDE,
+      nonKeyAttributes: [...CONNECTIONS_BY_ORG_INDEX.projected],
+    });
+    return table;
   }
 
   /** The envelope key; its policy starts with administration only (see `addKeyPolicy`). */
@@ -404,6 +442,7 @@ export class TokenBroker extends Construct {
       login: make('login'),
       callback: make('callback'),
       logout: make('logout'),
+      session: make('session'),
     };
   }
 
@@ -505,7 +544,7 @@ export class TokenBroker extends Construct {
     for (const { kind, actions } of access.items) {
       target.allow(
         new PolicyStatement({
-          sid: kind === 'session' ? 'SessionItems' : 'LoginTransactionItems',
+          sid: ITEM_STATEMENT_IDS[kind],
           actions,
           resources: [this.table.tableArn],
           conditions: {
@@ -597,6 +636,9 @@ export class TokenBroker extends Construct {
       'ANY /logout':
         'The function authenticates the opaque session handle itself (cookie plus X-CSRF, ' +
         'or Bearer); logout is idempotent and answers 204 to unknown handles.',
+      'ANY /session':
+        'The function authenticates the opaque session handle (cookie plus X-CSRF, or ' +
+        'Bearer) against DynamoDB, like /refresh, and answers metadata only.',
       $default:
         'The $default route only answers 404 not_found to paths that are not broker routes; ' +
         'its function has no permission and reads nothing from the request.',
@@ -608,6 +650,14 @@ export class TokenBroker extends Construct {
     }
   }
 }
+
+/** The statement id of each item kind's grant (one statement per kind and role). */
+const ITEM_STATEMENT_IDS: Record<keyof typeof ITEM_PREFIX, string> = {
+  session: 'SessionItems',
+  login: 'LoginTransactionItems',
+  connection: 'ConnectionPointerItems',
+  code: 'BrokerCodeItems',
+};
 
 function encryptionContextConditions(): Record<string, Record<string, string | string[]>> {
   return {

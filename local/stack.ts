@@ -5,6 +5,7 @@ import {
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
+import { CONNECTIONS_BY_ORG_INDEX } from '../functions/shared/constants.ts';
 import {
   type KmsEmulator,
   type SecretsManagerEmulator,
@@ -97,8 +98,26 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   await dynamodb.send(
     new CreateTableCommand({
       TableName: tableName,
-      AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+      AttributeDefinitions: [
+        { AttributeName: 'pk', AttributeType: 'S' },
+        { AttributeName: CONNECTIONS_BY_ORG_INDEX.partitionKey, AttributeType: 'S' },
+        { AttributeName: CONNECTIONS_BY_ORG_INDEX.sortKey, AttributeType: 'S' },
+      ],
       KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
+      // The same index as the deployed table (infra/token-broker.ts).
+      GlobalSecondaryIndexes: [
+        {
+          IndexName: CONNECTIONS_BY_ORG_INDEX.name,
+          KeySchema: [
+            { AttributeName: CONNECTIONS_BY_ORG_INDEX.partitionKey, KeyType: 'HASH' },
+            { AttributeName: CONNECTIONS_BY_ORG_INDEX.sortKey, KeyType: 'RANGE' },
+          ],
+          Projection: {
+            ProjectionType: 'INCLUDE',
+            NonKeyAttributes: [...CONNECTIONS_BY_ORG_INDEX.projected],
+          },
+        },
+      ],
       BillingMode: 'PAY_PER_REQUEST',
     }),
   );

@@ -167,7 +167,7 @@ async function main(): Promise<void> {
   const lines = [
     '',
     'Salesforce token broker, running locally',
-    `  broker      ${broker.url}  (/login /callback /refresh /logout)`,
+    `  broker      ${broker.url}  (/login /callback /refresh /logout /session)`,
     `  demo page   ${broker.url}/`,
     stack.salesforce
       ? `  mock org    ${stack.salesforce.url}  (login page; any password)`

@@ -5,26 +5,35 @@ import {
   DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
+  QueryCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { SessionIntegrityError } from '../broker/errors.ts';
+import { isLiveSession } from '../broker/connection.ts';
+import { InvalidRequestError, SessionIntegrityError } from '../broker/errors.ts';
 import type {
   AcquireLeaseInput,
   AcquireResult,
   CallOptions,
   CommitInput,
+  ConnectionPage,
+  ConnectionSummary,
+  ListConnectionsInput,
   RefreshFailureKind,
   ReleaseLeaseInput,
   SessionRecord,
   SessionStore,
 } from '../broker/ports.ts';
-import { ITEM_PREFIX } from '../shared/constants.ts';
+import { CONNECTIONS_BY_ORG_INDEX, ITEM_PREFIX } from '../shared/constants.ts';
 import { awsUnavailable } from './errors.ts';
 
 type Item = Record<string, AttributeValue>;
 
 /** Partition key prefix of session items (the table also holds login transactions). */
 const SESSION_PREFIX = ITEM_PREFIX.session;
+/** Partition key prefix of the items that point from a connection id to its session. */
+const CONNECTION_PREFIX = ITEM_PREFIX.connection;
+/** Queries one listing page may take when expired connections are filtered out. */
+const MAX_LIST_QUERIES = 5;
 /** Items linger this long past their expiry before DynamoDB TTL may delete them. */
 const TTL_GRACE_SECONDS = 86_400;
 
@@ -32,6 +41,13 @@ const TTL_GRACE_SECONDS = 86_400;
  * {@link SessionStore} on DynamoDB: one item per session, single-item conditional
  * operations only (no transactions). `ConditionalCheckFailedException` becomes a domain
  * outcome here; every other failure becomes `TemporarilyUnavailableError`.
+ *
+ * A connection is found by id through a small pointer item, `connection#<id>` ->
+ * session key, written before the session and deleted after it, so a strongly consistent
+ * lookup by id works as soon as `create` returns and a pointer never outlives its session
+ * by more than a failed delete (a dangling pointer finds nothing: the session it names is
+ * read and must carry the same id). Connections are listed from the sparse
+ * {@link CONNECTIONS_BY_ORG_INDEX} on the session items.
  */
 export class DynamoDbSessionStore implements SessionStore {
   readonly #client: DynamoDBClient;
@@ -55,6 +71,10 @@ export class DynamoDbSessionStore implements SessionStore {
   }
 
   async create(record: SessionRecord, options?: CallOptions): Promise<boolean> {
+    if (record.connectionId !== undefined) {
+      const pointed = await this.#putPointer(record, options);
+      if (!pointed) return false;
+    }
     try {
       await this.#send(
         new PutItemCommand({
@@ -69,6 +89,66 @@ export class DynamoDbSessionStore implements SessionStore {
       if (error instanceof ConditionalCheckFailedException) return false;
       throw error;
     }
+  }
+
+  async findConnection(
+    connectionId: string,
+    options?: CallOptions,
+  ): Promise<SessionRecord | undefined> {
+    const pointer = await this.#send(
+      new GetItemCommand({
+        TableName: this.#tableName,
+        Key: connectionKey(connectionId),
+        ConsistentRead: true,
+      }),
+      options,
+    );
+    const sessionKey = pointer.Item?.sessionKey?.S;
+    if (sessionKey === undefined) return undefined;
+    const record = await this.get(sessionKey, options);
+    return record?.connectionId === connectionId ? record : undefined;
+  }
+
+  async listConnections(
+    input: ListConnectionsInput,
+    options?: CallOptions,
+  ): Promise<ConnectionPage> {
+    const orgKey = CONNECTIONS_BY_ORG_INDEX.partitionPrefix + input.orgId;
+    const userPrefix = input.userId === undefined ? undefined : `${input.userId}#`;
+    let startKey = decodeCursor(input.cursor, orgKey, userPrefix);
+    const connections: ConnectionSummary[] = [];
+    // A page filters out expired sessions (DynamoDB's TTL deletes days late), so a query
+    // may return fewer than asked for: query again from where it stopped, a few times.
+    for (let query = 0; query < MAX_LIST_QUERIES && connections.length < input.limit; query++) {
+      const result = await this.#send(
+        new QueryCommand({
+          TableName: this.#tableName,
+          IndexName: CONNECTIONS_BY_ORG_INDEX.name,
+          KeyConditionExpression:
+            userPrefix === undefined ? '#org = :org' : '#org = :org AND begins_with(#user, :user)',
+          FilterExpression: 'absoluteExpiresAt > :now AND idleExpiresAt > :now',
+          ExpressionAttributeNames: {
+            '#org': CONNECTIONS_BY_ORG_INDEX.partitionKey,
+            ...(userPrefix === undefined ? {} : { '#user': CONNECTIONS_BY_ORG_INDEX.sortKey }),
+          },
+          ExpressionAttributeValues: {
+            ':org': { S: orgKey },
+            ':now': number(input.now),
+            ...(userPrefix === undefined ? {} : { ':user': { S: userPrefix } }),
+          },
+          Limit: input.limit - connections.length,
+          ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+        }),
+        options,
+      );
+      for (const item of (result.Items ?? []) as Item[]) {
+        const summary = summaryFromItem(item);
+        if (summary && isLiveSession(summary, input.now)) connections.push(summary);
+      }
+      startKey = result.LastEvaluatedKey as Item | undefined;
+      if (!startKey) break;
+    }
+    return { connections, nextCursor: startKey ? encodeCursor(startKey) : undefined };
   }
 
   async tryAcquireLease(input: AcquireLeaseInput): Promise<AcquireResult> {
@@ -125,6 +205,18 @@ export class DynamoDbSessionStore implements SessionStore {
     // Fenced: only the lease owner, and only on the version it read. A holder whose lease
     // lapsed while another caller refreshed, or whose session a logout deleted, fails here
     // and can never overwrite newer data. The lease is cleared in the same write.
+    const metadata: string[] = [];
+    const metadataNames: Record<string, string> = {};
+    const metadataValues: Item = {};
+    if (input.instanceUrl !== undefined) {
+      metadata.push('instanceUrl = :instanceUrl');
+      metadataValues[':instanceUrl'] = { S: input.instanceUrl };
+    }
+    if (input.scope !== undefined) {
+      metadata.push('#scope = :scope');
+      metadataNames['#scope'] = 'scope';
+      metadataValues[':scope'] = { S: input.scope };
+    }
     try {
       await this.#send(
         new UpdateItemCommand({
@@ -132,13 +224,15 @@ export class DynamoDbSessionStore implements SessionStore {
           Key: key(input.sessionKey),
           UpdateExpression:
             'SET version = :next, ciphertext = :ciphertext, encryptedDataKey = :edk, ' +
-            'committedAt = :committedAt, idleExpiresAt = :idle, #ttl = :ttl ' +
+            'committedAt = :committedAt, idleExpiresAt = :idle, #ttl = :ttl' +
+            (metadata.length > 0 ? `, ${metadata.join(', ')} ` : ' ') +
             'REMOVE leaseOwner, leaseUntil, lastFailureAt, lastFailureKind, lastFailureOwner',
           ConditionExpression: 'leaseOwner = :owner AND version = :version',
-          ExpressionAttributeNames: { '#ttl': 'ttl' },
+          ExpressionAttributeNames: { '#ttl': 'ttl', ...metadataNames },
           ExpressionAttributeValues: {
             ':owner': { S: input.owner },
             ':version': number(input.version),
+            ...metadataValues,
             ':next': number(input.version + 1),
             ':ciphertext': { B: input.sealed.ciphertext },
             ':edk': { B: input.sealed.encryptedDataKey },
@@ -185,14 +279,16 @@ export class DynamoDbSessionStore implements SessionStore {
 
   async deleteAsLeaseHolder(sessionKey: string, owner: string): Promise<boolean> {
     try {
-      await this.#send(
+      const result = await this.#send(
         new DeleteItemCommand({
           TableName: this.#tableName,
           Key: key(sessionKey),
           ConditionExpression: 'leaseOwner = :owner',
           ExpressionAttributeValues: { ':owner': { S: owner } },
+          ReturnValues: 'ALL_OLD',
         }),
       );
+      await this.#deletePointer(result.Attributes as Item | undefined);
       return true;
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return false;
@@ -209,19 +305,80 @@ export class DynamoDbSessionStore implements SessionStore {
     // it ended. When the answer of an applied delete is lost, the SDK's retry fails this
     // condition: the caller re-reads, finds nothing, and still holds the tokens to revoke.
     try {
-      await this.#send(
+      const result = await this.#send(
         new DeleteItemCommand({
           TableName: this.#tableName,
           Key: key(sessionKey),
           ConditionExpression: 'version = :version',
           ExpressionAttributeValues: { ':version': number(version) },
+          ReturnValues: 'ALL_OLD',
         }),
         options,
       );
+      await this.#deletePointer(result.Attributes as Item | undefined, options);
       return 'deleted';
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return 'changed';
       throw error;
+    }
+  }
+
+  /**
+   * Writes `connection#<id>` -> session key. When the answer of a put that landed is lost,
+   * the SDK's retry fails the condition: read it back and accept our own pointer.
+   */
+  async #putPointer(record: SessionRecord, options?: CallOptions): Promise<boolean> {
+    const connectionId = record.connectionId ?? '';
+    try {
+      await this.#send(
+        new PutItemCommand({
+          TableName: this.#tableName,
+          Item: {
+            ...connectionKey(connectionId),
+            kind: { S: 'connection' },
+            sessionKey: { S: record.sessionKey },
+            ttl: number(ttlSeconds(record.absoluteExpiresAt)),
+          },
+          ConditionExpression: 'attribute_not_exists(pk)',
+        }),
+        options,
+      );
+      return true;
+    } catch (error) {
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
+      const existing = await this.#send(
+        new GetItemCommand({
+          TableName: this.#tableName,
+          Key: connectionKey(connectionId),
+          ConsistentRead: true,
+        }),
+        options,
+      );
+      return existing.Item?.sessionKey?.S === record.sessionKey;
+    }
+  }
+
+  /**
+   * Removes the pointer of a deleted session. Best effort: the session is already gone, so
+   * a pointer left behind finds nothing and DynamoDB's TTL removes it later; failing the
+   * delete that succeeded would tell the caller the wrong thing.
+   */
+  async #deletePointer(deleted: Item | undefined, options?: CallOptions): Promise<void> {
+    const connectionId = deleted?.connectionId?.S;
+    const sessionKey = deleted?.pk?.S?.slice(SESSION_PREFIX.length);
+    if (connectionId === undefined || sessionKey === undefined) return;
+    try {
+      await this.#send(
+        new DeleteItemCommand({
+          TableName: this.#tableName,
+          Key: connectionKey(connectionId),
+          ConditionExpression: 'sessionKey = :sessionKey',
+          ExpressionAttributeValues: { ':sessionKey': { S: sessionKey } },
+        }),
+        options,
+      );
+    } catch {
+      // See above.
     }
   }
 
@@ -248,6 +405,70 @@ function key(sessionKey: string): Item {
   return { pk: { S: SESSION_PREFIX + sessionKey } };
 }
 
+function connectionKey(connectionId: string): Item {
+  return { pk: { S: CONNECTION_PREFIX + connectionId } };
+}
+
+/** The index sort key: a user's connections together, oldest first. */
+function userKey(record: SessionRecord, connectionId: string): string {
+  return `${record.userId}#${String(record.createdAt).padStart(15, '0')}#${connectionId}`;
+}
+
+/**
+ * A listing cursor is the index position of the last connection returned, base64url JSON.
+ * It is checked against the query it continues: a cursor from another organization or
+ * user, or a forged one, is refused rather than passed to DynamoDB.
+ */
+function encodeCursor(lastKey: Item): string {
+  const cursor = {
+    s: lastKey.pk?.S?.slice(SESSION_PREFIX.length),
+    u: lastKey[CONNECTIONS_BY_ORG_INDEX.sortKey]?.S,
+  };
+  return Buffer.from(JSON.stringify(cursor), 'utf8').toString('base64url');
+}
+
+function decodeCursor(
+  cursor: string | undefined,
+  orgKey: string,
+  userPrefix: string | undefined,
+): Item | undefined {
+  if (cursor === undefined) return undefined;
+  const invalid = () => new InvalidRequestError('"cursor" is not a cursor of this listing.');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid();
+  }
+  const { s, u } = (parsed ?? {}) as { s?: unknown; u?: unknown };
+  if (typeof s !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(s)) throw invalid();
+  if (typeof u !== 'string' || u.length > 512) throw invalid();
+  if (userPrefix !== undefined && !u.startsWith(userPrefix)) throw invalid();
+  return {
+    pk: { S: SESSION_PREFIX + s },
+    [CONNECTIONS_BY_ORG_INDEX.partitionKey]: { S: orgKey },
+    [CONNECTIONS_BY_ORG_INDEX.sortKey]: { S: u },
+  };
+}
+
+/** A connection's metadata from an index item (which holds no ciphertext). */
+function summaryFromItem(item: Item): ConnectionSummary | undefined {
+  const connectionId = item.connectionId?.S;
+  if (connectionId === undefined) return undefined;
+  return {
+    connectionId,
+    orgId: readString(item, 'orgId'),
+    userId: readString(item, 'userId'),
+    instanceUrl: item.instanceUrl?.S ?? '',
+    scope: item.scope?.S ?? '',
+    createdAt: readNumber(item, 'createdAt'),
+    lastRefreshedAt: readNumber(item, 'committedAt'),
+    version: readNumber(item, 'version'),
+    absoluteExpiresAt: readNumber(item, 'absoluteExpiresAt'),
+    idleExpiresAt: readNumber(item, 'idleExpiresAt'),
+  };
+}
+
 function number(value: number): AttributeValue {
   return { N: String(value) };
 }
@@ -271,6 +492,15 @@ function toItem(record: SessionRecord): Item {
     userId: { S: record.userId },
     ttl: number(ttlSeconds(Math.min(record.absoluteExpiresAt, record.idleExpiresAt))),
   };
+  if (record.connectionId !== undefined) {
+    item.connectionId = { S: record.connectionId };
+    item[CONNECTIONS_BY_ORG_INDEX.partitionKey] = {
+      S: CONNECTIONS_BY_ORG_INDEX.partitionPrefix + record.orgId,
+    };
+    item[CONNECTIONS_BY_ORG_INDEX.sortKey] = { S: userKey(record, record.connectionId) };
+  }
+  if (record.instanceUrl !== undefined) item.instanceUrl = { S: record.instanceUrl };
+  if (record.scope !== undefined) item.scope = { S: record.scope };
   if (record.leaseOwner !== undefined) item.leaseOwner = { S: record.leaseOwner };
   if (record.leaseUntil !== undefined) item.leaseUntil = number(record.leaseUntil);
   return item;
@@ -298,6 +528,9 @@ function fromItem(item: Item): SessionRecord {
     lastFailureOwner: item.lastFailureOwner?.S,
     orgId: item.orgId?.S ?? '',
     userId: item.userId?.S ?? '',
+    connectionId: item.connectionId?.S,
+    instanceUrl: item.instanceUrl?.S,
+    scope: item.scope?.S,
   };
 }
 

@@ -1,5 +1,6 @@
 import { describeError } from '../shared/describe-error.ts';
 import type { BrokerConfig } from './config.ts';
+import { newConnectionId } from './connection.ts';
 import type { TokenVault } from './envelope.ts';
 import {
   AccessDeniedError,
@@ -57,6 +58,7 @@ export interface CallbackDependencies {
   > & { callbackUrl: URL };
   /** Replaced in tests. */
   newHandle?: () => string;
+  newConnectionId?: () => string;
 }
 
 /** The parameters of the redirect back from Salesforce, already parsed strictly. */
@@ -74,6 +76,8 @@ export interface CallbackRequest {
 export interface CompletedLogin {
   /** The new session handle: goes into the session cookie only. */
   handle: string;
+  /** The connection the login created (non-secret). */
+  connectionId: string;
   returnTo: string;
 }
 
@@ -220,6 +224,7 @@ async function finishLogin(
   }
   const now = deps.clock.now();
   const absoluteExpiresAt = now + deps.config.sessionAbsoluteTtlMs;
+  const connectionId = (deps.newConnectionId ?? newConnectionId)();
   const tokens: TokenSet = {
     accessToken: response.accessToken,
     // processTokenResponse guarantees it on the code exchange (reason refresh_token_missing).
@@ -240,6 +245,9 @@ async function finishLogin(
     idleExpiresAt: Math.min(now + deps.config.sessionIdleTtlMs, absoluteExpiresAt),
     orgId: response.orgId,
     userId: response.userId,
+    connectionId,
+    instanceUrl: response.instanceUrl,
+    scope: response.scope,
   };
   let created: boolean | 'unknown';
   try {
@@ -269,6 +277,7 @@ async function finishLogin(
     event: 'login_completed',
     transaction: transactionId,
     session,
+    connection: connectionId,
     org: logSafeId(response.orgId),
     user: logSafeId(response.userId),
   });
@@ -293,7 +302,7 @@ async function finishLogin(
       });
     }
   }
-  return { handle, returnTo: transaction.returnTo };
+  return { handle, connectionId, returnTo: transaction.returnTo };
 }
 
 /**

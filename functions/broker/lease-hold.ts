@@ -109,6 +109,8 @@ export class LeaseHold {
     sealed: SealedTokenSet;
     committedAt: number;
     idleExpiresAt: number;
+    instanceUrl?: string | undefined;
+    scope?: string | undefined;
   }): Promise<CommitResult> {
     const version = this.record.version + 1;
     const attempt = await this.#commitWithRetry(next);
@@ -135,6 +137,8 @@ export class LeaseHold {
     sealed: SealedTokenSet;
     committedAt: number;
     idleExpiresAt: number;
+    instanceUrl?: string | undefined;
+    scope?: string | undefined;
   }): Promise<'committed' | 'fenced' | Error> {
     const { store, clock, log, sleep } = this.#deps;
     const deadline = this.commitDeadline;

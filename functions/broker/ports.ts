@@ -95,6 +95,49 @@ export interface SessionRecord {
   lastFailureOwner?: string | undefined;
   orgId: string;
   userId: string;
+  /**
+   * The connection this session is the credential for (`con_...`, non-secret). Absent on
+   * sessions stored before connections existed: they refresh as before but are not found
+   * by connection id.
+   */
+  connectionId?: string | undefined;
+  /** Non-secret copies of the token set's `instance_url` and `scope`, for metadata answers. */
+  instanceUrl?: string | undefined;
+  scope?: string | undefined;
+}
+
+/**
+ * What a connection shows of itself: never a token. `lastRefreshedAt` is when the broker
+ * last obtained tokens for it (the login, then each committed refresh).
+ */
+export interface ConnectionSummary {
+  connectionId: string;
+  orgId: string;
+  userId: string;
+  instanceUrl: string;
+  scope: string;
+  createdAt: number;
+  lastRefreshedAt: number;
+  version: number;
+  absoluteExpiresAt: number;
+  idleExpiresAt: number;
+}
+
+/** One page of {@link SessionStore.listConnections}. */
+export interface ConnectionPage {
+  connections: ConnectionSummary[];
+  /** Opaque; pass back to get the next page. `undefined` on the last page. */
+  nextCursor: string | undefined;
+}
+
+export interface ListConnectionsInput {
+  orgId: string;
+  userId?: string | undefined;
+  /** 1 to 100. */
+  limit: number;
+  cursor?: string | undefined;
+  /** Connections past their idle or absolute expiry are left out. */
+  now: number;
 }
 
 export type RefreshFailureKind = 'unavailable' | 'misconfigured' | 'forbidden' | 'integrity';
@@ -131,9 +174,11 @@ export interface CommitInput {
   sealed: SealedTokenSet;
   committedAt: number;
   idleExpiresAt: number;
+  /** The refreshed token set's `instance_url` and `scope`, kept in clear beside it. */
+  instanceUrl?: string | undefined;
+  scope?: string | undefined;
 }
 
-/** Sessions in DynamoDB, with single-item conditional operations only. */
 export interface ReleaseLeaseInput {
   sessionKey: string;
   owner: string;
@@ -151,8 +196,19 @@ export interface ReleaseLeaseInput {
 export interface SessionStore {
   /** Strongly consistent read. */
   get(sessionKey: string, options?: CallOptions): Promise<SessionRecord | undefined>;
-  /** Creates a session; false if the key already exists. */
+  /**
+   * Creates a session; false if the key already exists. A session with a `connectionId`
+   * is findable by it (strongly consistent) as soon as this returns.
+   */
   create(record: SessionRecord, options?: CallOptions): Promise<boolean>;
+  /** The session of a connection, by a strongly consistent read; `undefined` if none. */
+  findConnection(connectionId: string, options?: CallOptions): Promise<SessionRecord | undefined>;
+  /**
+   * The live connections of an organization (optionally one user), from an index: never a
+   * scan. The index is eventually consistent; a connection just created may take a moment
+   * to be listed (it is found by id at once).
+   */
+  listConnections(input: ListConnectionsInput, options?: CallOptions): Promise<ConnectionPage>;
   tryAcquireLease(input: AcquireLeaseInput): Promise<AcquireResult>;
   /** Fenced commit: `'fenced'` when the lease or version moved on (or the session is gone). */
   commit(input: CommitInput, options?: CallOptions): Promise<'committed' | 'fenced'>;

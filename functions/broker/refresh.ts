@@ -99,7 +99,19 @@ export async function refreshSession(
   handle: string,
   versionHint?: number,
 ): Promise<FreshAccessToken> {
-  const sessionKey = sessionKeyOf(handle);
+  return refreshStoredSession(deps, sessionKeyOf(handle), versionHint);
+}
+
+/**
+ * {@link refreshSession} for a session found another way (the service API finds it by
+ * connection id): the same loop on the same item, so callers with a handle and callers
+ * with a connection id share one lease and one upstream call.
+ */
+export async function refreshStoredSession(
+  deps: RefreshDependencies,
+  sessionKey: string,
+  versionHint?: number,
+): Promise<FreshAccessToken> {
   const session = logSafeId(sessionKey);
   const sleep = deps.sleep ?? defaultSleep;
   const random = deps.random ?? Math.random;
@@ -375,6 +387,8 @@ async function refreshAsLeaseHolder(
     sealed: deps.vault.seal(dataKey, hold.sessionKey, version, next),
     committedAt,
     idleExpiresAt: Math.min(committedAt + deps.config.sessionIdleTtlMs, record.absoluteExpiresAt),
+    instanceUrl: next.instanceUrl,
+    scope: next.scope,
   });
   return answerCommit(deps, { hold, result, next, rotatedTo, session });
 }

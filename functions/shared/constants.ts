@@ -8,10 +8,41 @@
 export const ENCRYPTION_PURPOSE = 'salesforce-token';
 
 /**
- * Partition-key prefixes of the two item kinds in the one table; IAM limits each function
- * to the kinds it touches with `dynamodb:LeadingKeys`.
+ * Partition-key prefixes of the item kinds in the one table; IAM limits each function to
+ * the kinds it touches with `dynamodb:LeadingKeys`. `connection#<id>` points to the session
+ * item of a connection; `code#<hash>` is a one-time broker code of the handoff.
  */
-export const ITEM_PREFIX = { session: 'session#', login: 'login#' } as const;
+export const ITEM_PREFIX = {
+  session: 'session#',
+  login: 'login#',
+  connection: 'connection#',
+  code: 'code#',
+} as const;
+
+/**
+ * The index that lists connections by organization: partition key `orgKey`
+ * (`org#<organization id>`), sort key `userKey` (`<user id>#<created at>#<connection id>`).
+ * Only session items carry these attributes (a sparse index).
+ */
+export const CONNECTIONS_BY_ORG_INDEX = {
+  name: 'connectionsByOrganization',
+  partitionKey: 'orgKey',
+  sortKey: 'userKey',
+  partitionPrefix: 'org#',
+  /** The metadata a listing answers with; never the ciphertext or the data key. */
+  projected: [
+    'connectionId',
+    'orgId',
+    'userId',
+    'instanceUrl',
+    'scope',
+    'createdAt',
+    'committedAt',
+    'version',
+    'absoluteExpiresAt',
+    'idleExpiresAt',
+  ],
+} as const;
 
 /**
  * Every metric the functions emit (CloudWatch Embedded Metric Format, with the `service`

@@ -17,6 +17,7 @@ import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
+import { createSessionHandler } from '../../functions/routes/session.ts';
 import { buildRuntime } from '../../functions/runtime.ts';
 import type { BrokerRoute } from '../../infra/settings.ts';
 import { FUNCTION_ACCESS, ITEM_PREFIX } from '../../infra/token-broker.ts';
@@ -44,10 +45,13 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     login: new Set(),
     callback: new Set(),
     logout: new Set(),
+    session: new Set(),
   };
 
   /** DynamoDB requests seen by the recording proxy: `dynamodb:<Action> <key prefix>`. */
   const dynamodbRequests: string[] = [];
+  /** Requests (as recorded) whose next answer the proxy drops after they were applied. */
+  const dropAnswers = new Set<string>();
   let proxy: Server;
 
   /** Runs `act` as `route` and records the AWS operations it sent. */
@@ -103,7 +107,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
 
   beforeAll(async () => {
     stack = await startLocalStack({ salesforce: { autoApprove: true, tokenLatencyMs: 150 } });
-    proxy = await recordingProxy(stack.dynamodbUrl, dynamodbRequests);
+    proxy = await recordingProxy(stack.dynamodbUrl, dynamodbRequests, dropAnswers);
     const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     // The SDK clients read AWS_ENDPOINT_URL_<SERVICE> and credentials from process.env.
     Object.assign(process.env, stack.env, { AWS_ENDPOINT_URL_DYNAMODB: proxyUrl });
@@ -124,6 +128,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     handlers.callback = createCallbackHandler(runtime());
     handlers.refresh = createRefreshHandler(runtime());
     handlers.logout = createLogoutHandler(runtime());
+    handlers.session = createSessionHandler(runtime());
 
     // A full life: sign in, refresh (holder and waiter), lose the grant, sign in, log out.
     const first = await signIn();
@@ -141,7 +146,14 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     const lost = await as('refresh', () => refresh(first, 3));
     expect(lost.statusCode, lost.body).toBe(401);
 
+    // A connection pointer written with its answer lost is read back (GetItem connection#).
+    dropAnswers.add('dynamodb:PutItem connection#');
     const second = await signIn();
+    expect(dropAnswers.size, 'the pointer answer was dropped').toBe(0);
+    const sessionEvent = sample('session');
+    sessionEvent.headers = { ...sessionEvent.headers, authorization: `Bearer ${second}` };
+    const described = await as('session', () => handlers.session(sessionEvent));
+    expect(described.statusCode, described.body).toBe(200);
     // Logging in again from a browser that holds a session replaces it (revoke + delete).
     const third = await signIn(second);
     const logoutEvent = sample('logout');
@@ -155,7 +167,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     await stack?.close();
   });
 
-  it.each(['refresh', 'login', 'callback', 'logout'] as const)(
+  it.each(['refresh', 'login', 'callback', 'logout', 'session'] as const)(
     '%s is granted exactly the operations it sends',
     (route) => {
       expect([...used[route]].sort()).toEqual(granted(route));
@@ -167,7 +179,11 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
  * A loopback proxy in front of dynalite that notes each request's operation and the
  * prefix of the partition key it names (`session#`, `login#`).
  */
-async function recordingProxy(target: string, seen: string[]): Promise<Server> {
+async function recordingProxy(
+  target: string,
+  seen: string[],
+  dropAnswers: Set<string>,
+): Promise<Server> {
   const upstream = new URL(target);
   const server = createServer((incoming, outgoing) => {
     const chunks: Buffer[] = [];
@@ -180,7 +196,9 @@ async function recordingProxy(target: string, seen: string[]): Promise<Server> {
         Item?: { pk?: { S?: string } };
       };
       const key = parsed.Key?.pk?.S ?? parsed.Item?.pk?.S ?? '';
-      seen.push(`dynamodb:${operation} ${key.slice(0, key.indexOf('#') + 1) || key}`);
+      const call = `dynamodb:${operation} ${key.slice(0, key.indexOf('#') + 1) || key}`;
+      seen.push(call);
+      const drop = dropAnswers.delete(call);
       const forward = request(
         {
           host: upstream.hostname,
@@ -190,6 +208,12 @@ async function recordingProxy(target: string, seen: string[]): Promise<Server> {
           headers: incoming.headers,
         },
         (response) => {
+          if (drop) {
+            // Applied by dynalite, answer lost on the way back.
+            response.resume();
+            outgoing.destroy();
+            return;
+          }
           outgoing.writeHead(response.statusCode ?? 500, response.headers);
           response.pipe(outgoing);
         },

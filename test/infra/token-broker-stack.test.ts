@@ -13,7 +13,7 @@ import type { TokenBrokerStack } from '../../infra/token-broker-stack.ts';
 import { dummyFunctionEnv } from './function-env.ts';
 import { resourcesOfType, type Synthesized, synthBroker } from './synth.ts';
 
-const ROUTES = ['refresh', 'login', 'callback', 'logout'] as const;
+const ROUTES = ['refresh', 'login', 'callback', 'logout', 'session'] as const;
 type Route = (typeof ROUTES)[number];
 
 const PURPOSE_CONDITION = {
@@ -54,6 +54,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         'AwsSolutions::AwsSolutions-APIG4',
         'AwsSolutions::AwsSolutions-APIG4',
         'AwsSolutions::AwsSolutions-APIG4',
+        'AwsSolutions::AwsSolutions-APIG4',
         'AwsSolutions::AwsSolutions-SMG4',
       ]);
       const reasons = acknowledgements.map((a) => a.reason);
@@ -76,7 +77,14 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         Object.values(routes)
           .map((r) => r.Properties.RouteKey)
           .sort(),
-      ).toEqual(['$default', 'ANY /callback', 'ANY /login', 'ANY /logout', 'ANY /refresh']);
+      ).toEqual([
+        '$default',
+        'ANY /callback',
+        'ANY /login',
+        'ANY /logout',
+        'ANY /refresh',
+        'ANY /session',
+      ]);
       for (const route of ROUTES) {
         expect(targetOf(`ANY /${route}`)).toMatchObject({
           IntegrationType: 'AWS_PROXY',
@@ -154,6 +162,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       login: { memory: 512, timeout: 6 },
       callback: { memory: 512, timeout: 12 },
       logout: { memory: 512, timeout: 12 },
+      session: { memory: 512, timeout: 12 },
       notFound: { memory: 128, timeout: 3 },
     };
 
@@ -207,7 +216,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         .filter((name) => name.startsWith('asset.'))
         .map((asset) => join(synth.outdir, asset))
         .filter((dir) => readdirSync(dir).includes('index.mjs'));
-      expect(bundles).toHaveLength(5);
+      expect(bundles).toHaveLength(6);
       for (const dir of bundles) {
         expect(readdirSync(dir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
         const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
@@ -273,6 +282,13 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             Condition: only('session#'),
           },
           {
+            Sid: 'ConnectionPointerItems',
+            Effect: 'Allow',
+            Action: 'dynamodb:DeleteItem',
+            Resource: table(),
+            Condition: only('connection#'),
+          },
+          {
             Sid: 'TokenEnvelope',
             Effect: 'Allow',
             Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
@@ -309,6 +325,13 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             Condition: only('session#'),
           },
           {
+            Sid: 'ConnectionPointerItems',
+            Effect: 'Allow',
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem'],
+            Resource: table(),
+            Condition: only('connection#'),
+          },
+          {
             Sid: 'TokenEnvelope',
             Effect: 'Allow',
             Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
@@ -327,6 +350,13 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             Condition: only('session#'),
           },
           {
+            Sid: 'ConnectionPointerItems',
+            Effect: 'Allow',
+            Action: 'dynamodb:DeleteItem',
+            Resource: table(),
+            Condition: only('connection#'),
+          },
+          {
             Sid: 'TokenEnvelope',
             Effect: 'Allow',
             Action: 'kms:Decrypt',
@@ -334,10 +364,20 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             Condition: PURPOSE_CONDITION,
           },
         ],
+        session: [
+          logsStatement('session'),
+          {
+            Sid: 'SessionItems',
+            Effect: 'Allow',
+            Action: 'dynamodb:GetItem',
+            Resource: table(),
+            Condition: only('session#'),
+          },
+        ],
         notFound: [logsStatement('notFound')],
       };
       const policies = resourcesOfType(synth.template, 'AWS::IAM::Policy');
-      expect(Object.keys(policies)).toHaveLength(5);
+      expect(Object.keys(policies)).toHaveLength(6);
       for (const [route, expectedStatements] of Object.entries(statements)) {
         const role =
           route === 'notFound'
@@ -446,7 +486,36 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         UpdateReplacePolicy: 'Retain',
         Properties: {
           KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
-          AttributeDefinitions: [{ AttributeName: 'pk', AttributeType: 'S' }],
+          AttributeDefinitions: [
+            { AttributeName: 'pk', AttributeType: 'S' },
+            { AttributeName: 'orgKey', AttributeType: 'S' },
+            { AttributeName: 'userKey', AttributeType: 'S' },
+          ],
+          // Metadata only: the sealed tokens are never projected into the index.
+          GlobalSecondaryIndexes: [
+            {
+              IndexName: 'connectionsByOrganization',
+              KeySchema: [
+                { AttributeName: 'orgKey', KeyType: 'HASH' },
+                { AttributeName: 'userKey', KeyType: 'RANGE' },
+              ],
+              Projection: {
+                ProjectionType: 'INCLUDE',
+                NonKeyAttributes: [
+                  'connectionId',
+                  'orgId',
+                  'userId',
+                  'instanceUrl',
+                  'scope',
+                  'createdAt',
+                  'committedAt',
+                  'version',
+                  'absoluteExpiresAt',
+                  'idleExpiresAt',
+                ],
+              },
+            },
+          ],
           BillingMode: 'PAY_PER_REQUEST',
           PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
           TimeToLiveSpecification: { AttributeName: 'ttl', Enabled: true },
@@ -470,7 +539,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
 
     it('retains every log group', () => {
       const logGroups = resourcesOfType(synth.template, 'AWS::Logs::LogGroup');
-      expect(Object.keys(logGroups)).toHaveLength(6);
+      expect(Object.keys(logGroups)).toHaveLength(7);
       for (const group of Object.values(logGroups)) {
         expect(group.DeletionPolicy).toBe('Retain');
         expect(group.Properties.RetentionInDays).toBe(90);
@@ -518,7 +587,10 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       });
       synth.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Metrics: Match.arrayWith([
-          Match.objectLike({ Expression: 't0 + t1 + t2 + t3 + t4' }),
+          // One term per function: every route's and the 404 function.
+          Match.objectLike({
+            Expression: Array.from({ length: ROUTES.length + 1 }, (_, i) => `t${i}`).join(' + '),
+          }),
           Match.objectLike({
             MetricStat: Match.objectLike({
               Metric: Match.objectLike({ Namespace: 'AWS/Lambda', MetricName: 'Throttles' }),

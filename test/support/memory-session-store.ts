@@ -1,7 +1,10 @@
+import { isLiveSession, summarizeConnection } from '../../functions/broker/connection.ts';
 import type {
   AcquireLeaseInput,
   AcquireResult,
   CommitInput,
+  ConnectionPage,
+  ListConnectionsInput,
   ReleaseLeaseInput,
   SessionRecord,
   SessionStore,
@@ -25,6 +28,34 @@ export class MemorySessionStore implements SessionStore {
     if (this.items.has(record.sessionKey)) return false;
     this.items.set(record.sessionKey, structuredClone(record));
     return true;
+  }
+
+  async findConnection(connectionId: string): Promise<SessionRecord | undefined> {
+    this.calls.get++;
+    for (const item of this.items.values()) {
+      if (item.connectionId === connectionId) return structuredClone(item);
+    }
+    return undefined;
+  }
+
+  /** Same order and paging as the index: by user, then creation; the cursor is an offset. */
+  async listConnections(input: ListConnectionsInput): Promise<ConnectionPage> {
+    const matching = [...this.items.values()]
+      .filter(
+        (item) =>
+          item.orgId === input.orgId &&
+          (input.userId === undefined || item.userId === input.userId) &&
+          isLiveSession(item, input.now),
+      )
+      .map((item) => summarizeConnection(item))
+      .filter((summary) => summary !== undefined)
+      .sort((a, b) =>
+        a.userId === b.userId ? a.createdAt - b.createdAt : a.userId < b.userId ? -1 : 1,
+      );
+    const start = input.cursor === undefined ? 0 : Number(input.cursor);
+    const connections = matching.slice(start, start + input.limit);
+    const end = start + connections.length;
+    return { connections, nextCursor: end < matching.length ? String(end) : undefined };
   }
 
   async tryAcquireLease(input: AcquireLeaseInput): Promise<AcquireResult> {
@@ -51,6 +82,8 @@ export class MemorySessionStore implements SessionStore {
     item.sealed = input.sealed;
     item.committedAt = input.committedAt;
     item.idleExpiresAt = input.idleExpiresAt;
+    if (input.instanceUrl !== undefined) item.instanceUrl = input.instanceUrl;
+    if (input.scope !== undefined) item.scope = input.scope;
     item.leaseOwner = undefined;
     item.leaseUntil = undefined;
     item.lastFailureAt = undefined;

@@ -194,6 +194,8 @@ export class RaceWorld {
   readonly store: SessionStore = {
     get: (key) => this.#op('get', () => this.inner.get(key)),
     create: (record) => this.#op('create', () => this.inner.create(record)),
+    findConnection: (id) => this.#op('get', () => this.inner.findConnection(id)),
+    listConnections: (input) => this.inner.listConnections(input),
     tryAcquireLease: (input: AcquireLeaseInput) =>
       this.#op('acquire', async () => {
         const result = await this.inner.tryAcquireLease(input);

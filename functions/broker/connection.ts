@@ -1,0 +1,47 @@
+import { randomBytes } from 'node:crypto';
+import type { ConnectionSummary, SessionRecord } from './ports.ts';
+
+/** `con_` and 128 random bits, base64url without padding (22 characters). */
+const CONNECTION_ID_PATTERN = /^con_[A-Za-z0-9_-]{22}$/;
+
+/**
+ * Mints the stable, non-secret id of a new connection (one Salesforce grant for one user
+ * of one org). It names the connection in logs, events and the service API; it is not a
+ * credential: only a session handle or an IAM-signed service call acts on it.
+ */
+export function newConnectionId(): string {
+  return `con_${randomBytes(16).toString('base64url')}`;
+}
+
+/** Whether a string has the shape of a connection id; anything else never reaches the store. */
+export function isWellFormedConnectionId(value: string): boolean {
+  return CONNECTION_ID_PATTERN.test(value);
+}
+
+/**
+ * The metadata of the connection a session record holds, never a token; `undefined` for a
+ * session stored before connections existed (it has no id and no clear-text metadata).
+ */
+export function summarizeConnection(record: SessionRecord): ConnectionSummary | undefined {
+  if (record.connectionId === undefined) return undefined;
+  return {
+    connectionId: record.connectionId,
+    orgId: record.orgId,
+    userId: record.userId,
+    instanceUrl: record.instanceUrl ?? '',
+    scope: record.scope ?? '',
+    createdAt: record.createdAt,
+    lastRefreshedAt: record.committedAt,
+    version: record.version,
+    absoluteExpiresAt: record.absoluteExpiresAt,
+    idleExpiresAt: record.idleExpiresAt,
+  };
+}
+
+/** Whether a session is within both of its lifetimes at `now` (ms). */
+export function isLiveSession(
+  record: Pick<SessionRecord, 'absoluteExpiresAt' | 'idleExpiresAt'>,
+  now: number,
+): boolean {
+  return now < record.absoluteExpiresAt && now < record.idleExpiresAt;
+}
