@@ -115,7 +115,8 @@ export const MAX_RETURN_TO_LENGTH = 2048;
 const URI_CHARACTERS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/?#%]*$/;
 
 /**
- * Validates `return_to` (README "HTTP contract (v1)"): a relative path with one leading
+ * Validates `return_to` (README "Browser apps"): either an absolute URL on one of the
+ * `allowedOrigins` (see {@link validateAbsoluteReturnTo}), or a relative path with one leading
  * `/` (not `//` or `/\`), no scheme, no backslash, no control characters, no `.` or `..`
  * segment, no percent-encoded `/`, `\`, `.`, `%` or control character in the path, and a
  * path within one of the allowed prefixes, matched on whole segments (`/app` allows
@@ -124,7 +125,48 @@ const URI_CHARACTERS = /^[A-Za-z0-9\-._~!$&'()*+,;=:@/?#%]*$/;
  * @see https://www.rfc-editor.org/rfc/rfc3986#section-4.2
  * @see https://cheatsheetseries.owasp.org/cheatsheets/Unvalidated_Redirects_and_Forwards_Cheat_Sheet.html
  */
-export function validateReturnTo(value: string, allowedPrefixes: readonly string[]): string {
+export function validateReturnTo(
+  value: string,
+  allowedPrefixes: readonly string[],
+  allowedOrigins: readonly string[] = [],
+): string {
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(value)) {
+    return validateAbsoluteReturnTo(value, allowedPrefixes, allowedOrigins);
+  }
+  return validateRelativeReturnTo(value, allowedPrefixes);
+}
+
+/**
+ * An absolute `return_to` (a browser app on its own origin): its origin must be one of the
+ * allowed origins exactly as written there (scheme, host and port; no user info, no
+ * default-port or case variants), and what follows the origin is checked like a relative
+ * path. A foreign origin is refused: an open redirect would hand the login's outcome to
+ * any site.
+ */
+function validateAbsoluteReturnTo(
+  value: string,
+  allowedPrefixes: readonly string[],
+  allowedOrigins: readonly string[],
+): string {
+  if (value.length > MAX_RETURN_TO_LENGTH) {
+    throw new InvalidRequestError('"return_to" is too long.');
+  }
+  const origin = allowedOrigins.find((allowed) => value.startsWith(`${allowed}/`));
+  if (origin === undefined) {
+    throw new InvalidRequestError(
+      '"return_to" must be a relative path on this site or a URL on an allowed origin.',
+    );
+  }
+  validateRelativeReturnTo(value.slice(origin.length), allowedPrefixes);
+  // The same origin must come out of a URL parser (no `@`, `\` or other trick in between).
+  const parsed = new URL(value);
+  if (parsed.origin !== origin || parsed.username !== '' || parsed.password !== '') {
+    throw new InvalidRequestError('"return_to" is an ambiguous URL.');
+  }
+  return value;
+}
+
+function validateRelativeReturnTo(value: string, allowedPrefixes: readonly string[]): string {
   const invalid = (why: string) =>
     new InvalidRequestError(`"return_to" must be a relative path on this site (${why}).`);
   if (value.length === 0 || value.length > MAX_RETURN_TO_LENGTH) throw invalid('length');

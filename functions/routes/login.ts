@@ -15,12 +15,13 @@ import { redirect } from '../http/responses.ts';
 import { defineRoute, type FlushableMetrics, type HttpHandler } from '../http/route.ts';
 
 export interface LoginRouteDependencies extends Omit<LoginDependencies, 'config'> {
-  config: Pick<BrokerConfig, 'scopes' | 'returnToPrefixes' | 'callbackUrl'>;
+  config: Pick<BrokerConfig, 'scopes' | 'returnToPrefixes' | 'callbackUrl' | 'allowedOrigins'>;
   metrics: FlushableMetrics;
 }
 
 /**
- * `GET /login?return_to=/path[&prompt=...][&login_hint=...]` (README "HTTP contract (v1)"):
+ * `GET /login?return_to=/path[&prompt=...][&login_hint=...]` (README "HTTP contract (v1)";
+ * `return_to` may also be a URL on an allowed origin, README "Browser apps"):
  * validates the parameters, starts the Web Server Flow and answers `302` to Salesforce's
  * authorize endpoint with the `__Host-tb-login` cookie. Throws {@link ConfigError} at
  * construction (cold start) when `CALLBACK_URL` is not configured.
@@ -41,6 +42,7 @@ export function createLoginHandler(deps: LoginRouteDependencies): HttpHandler {
       const returnTo = validateReturnTo(
         singleParameter(query, 'return_to') ?? defaultReturnTo(deps.config.returnToPrefixes),
         deps.config.returnToPrefixes,
+        deps.config.allowedOrigins,
       );
       const prompt = validatePrompt(singleParameter(query, 'prompt'));
       const loginHint = validateLoginHint(singleParameter(query, 'login_hint'));

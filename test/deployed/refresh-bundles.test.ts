@@ -63,6 +63,7 @@ describe('the template environment of the shipped functions', () => {
       ['ANY /login', 'LoginFunction'],
       ['ANY /logout', 'LogoutFunction'],
       ['ANY /refresh', 'RefreshFunction'],
+      ['ANY /session', 'SessionFunction'],
     ]);
   });
 

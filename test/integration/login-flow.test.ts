@@ -8,6 +8,7 @@ import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
+import { createSessionHandler } from '../../functions/routes/session.ts';
 import { buildRuntime, type Runtime } from '../../functions/runtime.ts';
 import type { FakeSalesforce } from '../../local/fake-salesforce.ts';
 import { type LocalServer, startLocalServer } from '../../local/lambda-http.ts';
@@ -25,6 +26,8 @@ import { openApiProblems } from '../support/openapi.ts';
 
 const CLIENT_SECRET = 'canary-client-secret-5b7e1f';
 const TEN_MINUTES = 600_000;
+/** A browser app on its own origin (allowed), served from somewhere else than the broker. */
+const APP_ORIGIN = 'https://app.example.com';
 
 let stack: LocalStack;
 let server: LocalServer;
@@ -54,7 +57,7 @@ beforeAll(async () => {
     {
       ...stack.env,
       CALLBACK_URL: `${server.url}/callback`,
-      ALLOWED_ORIGINS: server.url,
+      ALLOWED_ORIGINS: `${server.url},${APP_ORIGIN}`,
       RETURN_TO_PREFIXES: '/app,/docs',
       LEASE_MS: '3000',
       UPSTREAM_TIMEOUT_MS: '1500',
@@ -67,6 +70,7 @@ beforeAll(async () => {
     '/callback': createCallbackHandler(runtime),
     '/refresh': createRefreshHandler(runtime),
     '/logout': createLogoutHandler(runtime),
+    '/session': createSessionHandler(runtime),
   });
 });
 
@@ -1022,3 +1026,62 @@ async function waitUntil(condition: () => boolean, timeoutMs = 3000): Promise<vo
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
 }
+
+describe('Browser apps on their own origin', () => {
+  it('sends the login back to an absolute return_to on an allowed origin, whose page then refreshes with the cookie', async () => {
+    // Prepare
+    const browser = new Browser();
+    const returnTo = `${APP_ORIGIN}/app/home?tab=1`;
+
+    // Act
+    const callback = await browser.logIn(`?return_to=${encodeURIComponent(returnTo)}`);
+    const fromApp = { ...browser.cookieHeader(), 'x-csrf': '1', origin: APP_ORIGIN };
+    const refreshed = await fetch(`${server.url}/refresh`, { method: 'POST', headers: fromApp });
+    const described = await fetch(`${server.url}/session`, { headers: fromApp });
+
+    // Assert
+    expect(callback.status).toBe(302);
+    expect(callback.headers.get('location')).toBe(returnTo);
+    expect(browser.session).toBeDefined();
+    expect(refreshed.status).toBe(200);
+    expect(refreshed.headers.get('access-control-allow-origin')).toBe(APP_ORIGIN);
+    expect(described.status).toBe(200);
+    const metadata = await json(described);
+    expect(metadata.connection_id).toMatch(/^con_[A-Za-z0-9_-]{22}$/);
+    expect(metadata.status).toBe('active');
+    const tokens = await storedTokens(browser.session ?? '');
+    expect(Object.keys(metadata)).not.toContain('access_token');
+    expect(JSON.stringify(metadata)).not.toContain(tokens?.accessToken);
+    expect(JSON.stringify(metadata)).not.toContain(tokens?.refreshToken);
+  });
+
+  it('sends a denied login back to the absolute return_to with error=access_denied', async () => {
+    const browser = new Browser();
+    const returnTo = `${APP_ORIGIN}/app`;
+
+    const authorizeUrl = await browser.login(`?return_to=${encodeURIComponent(returnTo)}`);
+    const callback = await browser.get((await browser.authorize(authorizeUrl, 'deny')).toString());
+
+    expect(callback.status).toBe(302);
+    const location = new URL(callback.headers.get('location') ?? '');
+    expect(location.origin).toBe(APP_ORIGIN);
+    expect(location.pathname).toBe('/app');
+    expect(location.searchParams.get('error')).toBe('access_denied');
+  });
+
+  it.each([
+    'https://evil.example.net/app',
+    `${APP_ORIGIN}.evil.example.net/app`,
+    `${APP_ORIGIN}/other`,
+  ])('refuses return_to=%s with 400 and no redirect', async (returnTo) => {
+    const browser = new Browser();
+
+    const response = await browser.get(
+      `${server.url}/login?return_to=${encodeURIComponent(returnTo)}`,
+    );
+
+    await expectError(response, 400, 'invalid_request');
+    expect(response.headers.get('location')).toBeNull();
+    expect(browser.jar.size).toBe(0);
+  });
+});

@@ -66,6 +66,51 @@ describe('Function: validateReturnTo', () => {
     });
   });
 
+  describe('as a URL on an allowed origin (browser apps on their own origin)', () => {
+    const origins = ['https://app.example.com', 'http://localhost:5173'];
+
+    it.each([
+      'https://app.example.com/',
+      'https://app.example.com/dashboard?tab=1#top',
+      'http://localhost:5173/app',
+    ])('accepts %j', (value) => {
+      expect(validateReturnTo(value, ['/'], origins)).toBe(value);
+    });
+
+    it.each([
+      ['https://evil.example.com/', 'a foreign origin'],
+      ['https://app.example.com.evil.net/', 'an allowed origin as a prefix of the host'],
+      ['https://app.example.com', 'no path'],
+      ['https://app.example.com:443/', 'an equivalent spelling of the origin'],
+      ['HTTPS://app.example.com/', 'another case of the scheme'],
+      ['http://app.example.com/', 'another scheme'],
+      ['https://user@app.example.com/', 'user info'],
+      ['https://app.example.com@evil.net/', 'user info hiding the real host'],
+      ['https://app.example.com//evil.net', 'a protocol-relative path after the origin'],
+      ['https://app.example.com/\\evil.net', 'a backslash after the origin'],
+      ['https://app.example.com/../x', 'a dot segment'],
+      ['https://app.example.com/%2F%2Fevil', 'encoded slashes'],
+      ['javascript:alert(1)', 'a javascript URL'],
+    ])('rejects %j (%s)', (value) => {
+      expect(() => validateReturnTo(value, ['/'], origins)).toThrow(InvalidRequestError);
+    });
+
+    it('applies the path prefixes after the origin', () => {
+      expect(validateReturnTo('https://app.example.com/app/x', ['/app'], origins)).toBe(
+        'https://app.example.com/app/x',
+      );
+      expect(() => validateReturnTo('https://app.example.com/other', ['/app'], origins)).toThrow(
+        InvalidRequestError,
+      );
+    });
+
+    it('refuses every absolute URL when no origin is allowed', () => {
+      expect(() => validateReturnTo('https://app.example.com/', ['/'])).toThrow(
+        InvalidRequestError,
+      );
+    });
+  });
+
   describe('with allow-listed prefixes', () => {
     const prefixes = ['/app', '/docs/'];
 
