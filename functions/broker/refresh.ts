@@ -1,5 +1,6 @@
 import { describeError } from '../shared/describe-error.ts';
 import type { BrokerConfig } from './config.ts';
+import { isLiveSession } from './connection.ts';
 import type { TokenVault } from './envelope.ts';
 import {
   InvalidRequestError,
@@ -25,7 +26,7 @@ import type {
   SessionStore,
   TokenSet,
 } from './ports.ts';
-import { decideRefreshStep, LEASE_SKEW_MS } from './refresh-decision.ts';
+import { decideRefreshStep, LEASE_SKEW_MS, type RefreshStep } from './refresh-decision.ts';
 import { logSafeId, sessionKeyOf } from './session-handle.ts';
 import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
 import { refreshFailure, withSecretRetry } from './upstream-failures.ts';
@@ -89,10 +90,6 @@ const MAX_POLL_MS = 400;
  * Exactly one caller (the lease holder) reaches Salesforce; the others poll with
  * consistent reads until the version moves, the holder records a failure, or the budget
  * ends.
- *
- * Long on purpose: one polling loop whose state (first version seen, waited, last acquire
- * attempt, poll delay) every branch reads; split up, that state would be threaded through
- * every piece and the order of the checks, which is the protocol, would be lost.
  */
 export async function refreshSession(
   deps: RefreshDependencies,
@@ -106,63 +103,22 @@ export async function refreshSession(
  * {@link refreshSession} for a session found another way (the service API finds it by
  * connection id): the same loop on the same item, so callers with a handle and callers
  * with a connection id share one lease and one upstream call.
+ *
+ * The loop, like Powertools' idempotency handler: try to take the lease (the first time,
+ * or when the rules say the lease is free); otherwise read the session and let
+ * {@link decideRefreshStep} (pure, table-tested) say what the stored state means for this
+ * caller; perform that step. {@link RefreshCall} holds what the caller has learnt so far.
  */
 export async function refreshStoredSession(
   deps: RefreshDependencies,
   sessionKey: string,
   versionHint?: number,
 ): Promise<FreshAccessToken> {
-  const session = logSafeId(sessionKey);
-  const sleep = deps.sleep ?? defaultSleep;
-  const random = deps.random ?? Math.random;
-  const startedAt = deps.clock.now();
-  // The lease lasts as long as the function timeout (the timeout budget in the README), so
-  // this invocation is killed around `startedAt + leaseMs`. A waiter that takes the lease
-  // late must fit its upstream call and commit in what is left of its own life.
-  const invocationEnd = startedAt + deps.config.leaseMs;
-  const canHold = (now: number) => now + MIN_UPSTREAM_MS + COMMIT_RESERVE_MS <= invocationEnd;
-  const hold = (record: SessionRecord, owner: string, leaseUntil: number) =>
-    refreshAsLeaseHolder(
-      deps,
-      new LeaseHold(
-        { store: deps.store, clock: deps.clock, log: deps.log, sleep },
-        { record, owner, leaseUntil: Math.min(leaseUntil, invocationEnd), session },
-      ),
-      session,
-    );
-
-  let firstSeenVersion: number | undefined;
-  let waited = false;
-  let tryAcquire = true;
-  let pollDelay = FIRST_POLL_MS;
-  let lastAttempt: { owner: string; leaseUntil: number } | undefined;
+  const call = new RefreshCall(deps, sessionKey, versionHint);
   for (;;) {
-    if (tryAcquire && canHold(deps.clock.now())) {
-      lastAttempt = newAttempt(deps);
-      const attempt = await acquireLease(deps, sessionKey, lastAttempt, versionHint);
-      if (attempt.acquired) {
-        if (waited) deps.metrics.timing('LeaseWaitMs', deps.clock.now() - startedAt);
-        return hold(
-          attempt.record,
-          lastAttempt.owner,
-          attempt.record.leaseUntil ?? lastAttempt.leaseUntil,
-        );
-      }
-    }
-    // Lost the acquire (or chose to wait): find out why with a consistent read.
-    const record = await deps.store.get(sessionKey);
-    const now = deps.clock.now();
-    firstSeenVersion ??= record?.version;
-    const step = decideRefreshStep(record, {
-      now,
-      startedAt,
-      waitDeadline: startedAt + deps.config.waitBudgetMs,
-      versionHint,
-      firstSeenVersion,
-      lastAttempt,
-      canHold: canHold(now),
-      reuseWindowMs: deps.config.reuseWindowMs,
-    });
+    const held = await call.tryToAcquire();
+    if (held) return call.holdLease(held.record, held.owner, held.leaseUntil);
+    const step = await call.readAndDecide();
     switch (step.kind) {
       case 'ended':
         throw new InvalidSessionError('The session does not exist or has ended.');
@@ -173,15 +129,11 @@ export async function refreshStoredSession(
       case 'hold':
         deps.log.info('the lease acquire landed but its answer was lost', {
           event: 'acquire_answer_lost',
-          session,
+          session: call.session,
         });
-        return hold(step.record, step.owner, step.leaseUntil);
+        return call.holdLease(step.record, step.owner, step.leaseUntil);
       case 'return_stored':
-        if (waited) {
-          deps.metrics.count('RefreshCoalesced');
-          deps.metrics.timing('LeaseWaitMs', now - startedAt);
-        }
-        return openStored(deps, step.record, waited ? 'coalesced' : 'reused', session);
+        return call.returnStored(step.record);
       case 'share_failure':
         throw failureFor(step.failure, step.retryAfterSeconds);
       case 'give_up':
@@ -190,15 +142,118 @@ export async function refreshStoredSession(
           step.retryAfterSeconds,
         );
       case 'acquire':
-        tryAcquire = true;
-        continue;
+        call.acquireNext();
+        break;
       case 'wait':
-        tryAcquire = false;
-        waited = true;
-        // Full jitter keeps waiters from polling in lockstep.
-        await sleep(Math.max(1, Math.min(random() * pollDelay, step.maxSleepMs)));
-        pollDelay = Math.min(pollDelay * 2, MAX_POLL_MS);
+        await call.wait(step.maxSleepMs);
     }
+  }
+}
+
+/**
+ * One caller's state across the refresh loop: when it started, the end of its own
+ * invocation (the lease lasts as long as the function timeout, so the invocation is killed
+ * around `startedAt + leaseMs`: a waiter that takes the lease late must fit its upstream
+ * call and commit in what is left of its own life), the first version it saw, whether it
+ * waited, its latest acquire attempt (whose answer may have been lost) and its poll delay.
+ */
+class RefreshCall {
+  readonly session: string;
+  readonly #deps: RefreshDependencies;
+  readonly #sessionKey: string;
+  readonly #versionHint: number | undefined;
+  readonly #sleep: (milliseconds: number) => Promise<void>;
+  readonly #startedAt: number;
+  readonly #invocationEnd: number;
+  #firstSeenVersion: number | undefined;
+  #waited = false;
+  #acquireNext = true;
+  #pollDelay = FIRST_POLL_MS;
+  #lastAttempt: { owner: string; leaseUntil: number } | undefined;
+
+  constructor(deps: RefreshDependencies, sessionKey: string, versionHint: number | undefined) {
+    this.#deps = deps;
+    this.#sessionKey = sessionKey;
+    this.#versionHint = versionHint;
+    this.session = logSafeId(sessionKey);
+    this.#sleep = deps.sleep ?? defaultSleep;
+    this.#startedAt = deps.clock.now();
+    this.#invocationEnd = this.#startedAt + deps.config.leaseMs;
+  }
+
+  /** One conditional acquire, when it is due and this invocation can still hold a lease. */
+  async tryToAcquire(): Promise<
+    { record: SessionRecord; owner: string; leaseUntil: number } | undefined
+  > {
+    if (!this.#acquireNext || !this.#canHold(this.#deps.clock.now())) return undefined;
+    const attempt = newAttempt(this.#deps);
+    this.#lastAttempt = attempt;
+    const result = await acquireLease(this.#deps, this.#sessionKey, attempt, this.#versionHint);
+    if (!result.acquired) return undefined;
+    if (this.#waited) {
+      this.#deps.metrics.timing('LeaseWaitMs', this.#deps.clock.now() - this.#startedAt);
+    }
+    return {
+      record: result.record,
+      owner: attempt.owner,
+      leaseUntil: result.record.leaseUntil ?? attempt.leaseUntil,
+    };
+  }
+
+  /** A consistent read, and what it means for this caller. */
+  async readAndDecide(): Promise<RefreshStep> {
+    const record = await this.#deps.store.get(this.#sessionKey);
+    const now = this.#deps.clock.now();
+    this.#firstSeenVersion ??= record?.version;
+    return decideRefreshStep(record, {
+      now,
+      startedAt: this.#startedAt,
+      waitDeadline: this.#startedAt + this.#deps.config.waitBudgetMs,
+      versionHint: this.#versionHint,
+      firstSeenVersion: this.#firstSeenVersion,
+      lastAttempt: this.#lastAttempt,
+      canHold: this.#canHold(now),
+      reuseWindowMs: this.#deps.config.reuseWindowMs,
+    });
+  }
+
+  holdLease(record: SessionRecord, owner: string, leaseUntil: number): Promise<FreshAccessToken> {
+    const { store, clock, log } = this.#deps;
+    const hold = new LeaseHold(
+      { store, clock, log, sleep: this.#sleep },
+      {
+        record,
+        owner,
+        leaseUntil: Math.min(leaseUntil, this.#invocationEnd),
+        session: this.session,
+      },
+    );
+    return refreshAsLeaseHolder(this.#deps, hold, this.session);
+  }
+
+  returnStored(record: SessionRecord): Promise<FreshAccessToken> {
+    if (this.#waited) {
+      this.#deps.metrics.count('RefreshCoalesced');
+      this.#deps.metrics.timing('LeaseWaitMs', this.#deps.clock.now() - this.#startedAt);
+    }
+    return openStored(this.#deps, record, this.#waited ? 'coalesced' : 'reused', this.session);
+  }
+
+  acquireNext(): void {
+    this.#acquireNext = true;
+  }
+
+  /** Full jitter keeps waiters from polling in lockstep; the delay doubles up to a cap. */
+  async wait(maxSleepMs: number): Promise<void> {
+    this.#acquireNext = false;
+    this.#waited = true;
+    const random = this.#deps.random ?? Math.random;
+    await this.#sleep(Math.max(1, Math.min(random() * this.#pollDelay, maxSleepMs)));
+    this.#pollDelay = Math.min(this.#pollDelay * 2, MAX_POLL_MS);
+  }
+
+  #canHold(now: number): boolean {
+    return now + MIN_UPSTREAM_MS + COMMIT_RESERVE_MS <= this.#invocationEnd;
   }
 }
 
@@ -227,10 +282,6 @@ function acquireLease(
     // waiter's reuse check; otherwise neither applies and the loop spins.
     committedBefore: versionHint === undefined ? now - deps.config.reuseWindowMs + 1 : undefined,
   });
-}
-
-function isLive(record: SessionRecord, now: number): boolean {
-  return now < record.absoluteExpiresAt && now < record.idleExpiresAt;
 }
 
 function failureFor(kind: RefreshFailureKind | undefined, retryAfterSeconds: number): Error {
@@ -345,7 +396,7 @@ async function refreshAsLeaseHolder(
       deleteSession: () => hold.deleteSession(),
       newerVersion: async () => {
         const latest = await deps.store.get(hold.sessionKey);
-        if (latest && latest.version > record.version && isLive(latest, clock.now())) {
+        if (latest && latest.version > record.version && isLiveSession(latest, clock.now())) {
           return openStored(deps, latest, 'coalesced', session);
         }
         return undefined;
@@ -355,9 +406,30 @@ async function refreshAsLeaseHolder(
     deps.metrics.timing('UpstreamLatencyMs', clock.now() - upstreamStartedAt);
   }
 
+  return commitRefreshed(deps, { hold, current, currentDataKey, dataKeyPromise, response });
+}
+
+/**
+ * After Salesforce answered: the new token set (the current refresh token stays when
+ * Salesforce did not rotate), sealed under the fresh data key or, when KMS is late, the
+ * one just decrypted (Salesforce may have rotated: KMS must not be able to lose that),
+ * and the fenced commit.
+ */
+async function commitRefreshed(
+  deps: RefreshDependencies,
+  context: {
+    hold: LeaseHold;
+    current: TokenSet;
+    currentDataKey: DataKey;
+    dataKeyPromise: Promise<DataKey>;
+    response: TokenResponse;
+  },
+): Promise<FreshAccessToken> {
+  const { hold, current, response } = context;
+  const { record } = hold;
+  const session = logSafeId(hold.sessionKey);
   const next: TokenSet = {
     accessToken: response.accessToken,
-    // Without rotation Salesforce sends no refresh token: the current one stays valid.
     refreshToken: response.refreshToken ?? current.refreshToken,
     instanceUrl: response.instanceUrl,
     issuedAt: response.issuedAt,
@@ -368,21 +440,18 @@ async function refreshAsLeaseHolder(
     response.refreshToken !== undefined && response.refreshToken !== current.refreshToken
       ? response.refreshToken
       : undefined;
-
-  // Salesforce has answered (and may have rotated): KMS must not be able to lose that.
-  // Without a fresh data key in time, seal the new version under the one just decrypted.
-  const dataKey = await withinMs(dataKeyPromise, hold.timeBeforeCommit()).catch(
+  const dataKey = await withinMs(context.dataKeyPromise, hold.timeBeforeCommit()).catch(
     (error: unknown) => {
       deps.log.warn('no fresh data key; sealing under the current one', {
         event: 'data_key_reused',
         session,
         error: describeError(error),
       });
-      return currentDataKey;
+      return context.currentDataKey;
     },
   );
   const version = record.version + 1;
-  const committedAt = clock.now();
+  const committedAt = deps.clock.now();
   const result = await hold.commit({
     sealed: deps.vault.seal(dataKey, hold.sessionKey, version, next),
     committedAt,
@@ -423,7 +492,7 @@ async function answerCommit(
   const movedOn =
     latest !== 'unknown' &&
     latest !== undefined &&
-    isLive(latest, deps.clock.now()) &&
+    isLiveSession(latest, deps.clock.now()) &&
     latest.version > hold.record.version;
   if (result.outcome === 'failed') {
     reportRotationLost(deps, session, rotated, 'commit failed', result.error);
@@ -440,7 +509,7 @@ async function answerCommit(
     reportRotationLost(deps, session, rotated, 'commit fenced, read-back failed', undefined);
     throw new TemporarilyUnavailableError('The refresh did not complete; retry shortly.', 1);
   }
-  if (!latest || !isLive(latest, deps.clock.now())) {
+  if (!latest || !isLiveSession(latest, deps.clock.now())) {
     deps.log.info('session ended while refreshing; not resurrected', { session });
     // The logout revoked the refresh token it found; the one Salesforce just rotated to
     // would otherwise stay valid with no session to end it.
