@@ -74,6 +74,11 @@ describe.skipIf(!executablePath)('Demo page in Chromium', () => {
     await page.waitForURL(`${broker.url}/`);
     await expect.poll(() => page.locator('#status').textContent()).toBe('logged in');
     expect(await page.locator('#version').textContent()).toBe('1');
+    // GET /session names the connection and its user (the demo org's fake user).
+    await expect
+      .poll(() => page.locator('#connection').textContent())
+      .toMatch(/^con_[A-Za-z0-9_-]{22}$/);
+    expect(await page.locator('#who').textContent()).toMatch(/^user 005\w+ of org 00D\w+$/);
     expect(page.url()).not.toMatch(/code=|token/);
 
     // Cookies: the session cookie is there, with its attributes; the login cookie is gone

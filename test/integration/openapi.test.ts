@@ -56,6 +56,28 @@ describe('docs/openapi.yaml', () => {
     expect(problems.slice(0, 4).concat(problems.slice(5))).toEqual(Array(7).fill([]));
   });
 
+  it('describes every /session answer', async () => {
+    const session = await broker.seedSession();
+    const get = (headers: Record<string, string>) =>
+      fetch(`${broker.server.url}/session`, { headers });
+    const responses = [
+      await get({ authorization: `Bearer ${session.handle}` }),
+      await get({ cookie: `__Host-tb-session=${session.handle}`, 'x-csrf': '1' }),
+      await get({}),
+      await get({ cookie: `__Host-tb-session=${session.handle}` }),
+      await post('/session', { authorization: `Bearer ${session.handle}` }),
+    ];
+
+    const statuses = responses.map((response) => response.status);
+    // The 405 is documented on the route's one operation.
+    const problems = await Promise.all(
+      responses.map((r) => openApiProblems('GET', '/session', r)),
+    );
+
+    expect(statuses).toEqual([200, 200, 401, 403, 405]);
+    expect(problems).toEqual(Array(5).fill([]));
+  });
+
   it('describes the CORS preflight of /refresh and /logout', async () => {
     const preflight = (path: string, origin: string) =>
       fetch(`${broker.server.url}${path}`, {

@@ -1,7 +1,9 @@
 import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import type { Log, SessionRecord, TokenSet } from '../../functions/broker/ports.ts';
 import { newSessionHandle, sessionKeyOf } from '../../functions/broker/session-handle.ts';
+import { newConnectionId } from '../../functions/broker/connection.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
+import { createSessionHandler } from '../../functions/routes/session.ts';
 import { buildRuntime, type Runtime } from '../../functions/runtime.ts';
 import { newSalesforceId } from '../../local/fake-salesforce/ids.ts';
 import type { FakeSalesforce, FakeSalesforceOptions } from '../../local/fake-salesforce.ts';
@@ -45,6 +47,8 @@ export interface SeededSession {
   handle: string;
   refreshToken: string;
   accessToken: string;
+  /** The connection the session is the credential for. */
+  connectionId: string;
 }
 
 /**
@@ -81,9 +85,17 @@ export async function seedSession(
     idleExpiresAt: now + 7 * DAY,
     orgId: salesforce.orgId,
     userId: grant.userId,
+    connectionId: newConnectionId(),
+    instanceUrl: tokens.instanceUrl,
+    scope: tokens.scope,
   };
   if (!(await runtime.store.create(record))) throw new Error('session key collision');
-  return { handle, refreshToken: grant.refreshToken, accessToken: grant.accessToken };
+  return {
+    handle,
+    refreshToken: grant.refreshToken,
+    accessToken: grant.accessToken,
+    connectionId: record.connectionId ?? '',
+  };
 }
 
 /**
@@ -121,7 +133,10 @@ export async function startBrokerHarness(
     { log: options.log ?? log, metrics, ...options.overrides },
   );
   const server = await startLocalServer({
-    routes: { '/refresh': createRefreshHandler(runtime) },
+    routes: {
+      '/refresh': createRefreshHandler(runtime),
+      '/session': createSessionHandler(runtime),
+    },
   });
   const salesforce = stack.salesforce;
   if (!salesforce) throw new Error('the harness needs the fake Salesforce');

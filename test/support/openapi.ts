@@ -15,6 +15,10 @@ const document: Node = parse(
 export const FORMATS: Readonly<Record<string, (value: string) => boolean>> = {
   // RFC 3986 absolute URI: a scheme, then something a URL parser accepts; no spaces.
   uri: (value) => /^[a-z][a-z0-9+.-]*:[^\s]+$/i.test(value) && URL.canParse(value),
+  // RFC 3339 date-time in UTC as `Date.prototype.toISOString` writes it.
+  'date-time': (value) =>
+    /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/.test(value) &&
+    !Number.isNaN(Date.parse(value)),
 };
 
 function formatsUsed(node: Node, found = new Set<string>()): Set<string> {
