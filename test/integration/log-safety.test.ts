@@ -63,6 +63,10 @@ describe('Production logs', () => {
     });
     await broker.refresh(session.handle, { version: first.version });
     await broker.refresh(session.handle, {}, { cookie: `__Host-tb-session=${session.handle}` });
+    const described = await fetch(`${broker.server.url}/session`, {
+      headers: { authorization: `Bearer ${session.handle}` },
+    });
+    expect(described.status).toBe(200);
     fake.inject({
       endpoint: 'token',
       kind: 'error',
@@ -75,6 +79,7 @@ describe('Production logs', () => {
     const output = lines.join('');
     expect(output).toContain('"level":"WARN"');
     expect(output).toContain('reauthentication_required');
+    expect(output).toContain('session described');
     for (const line of output.split('\n').filter(Boolean)) {
       expect(() => JSON.parse(line)).not.toThrow();
     }

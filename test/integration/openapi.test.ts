@@ -70,9 +70,7 @@ describe('docs/openapi.yaml', () => {
 
     const statuses = responses.map((response) => response.status);
     // The 405 is documented on the route's one operation.
-    const problems = await Promise.all(
-      responses.map((r) => openApiProblems('GET', '/session', r)),
-    );
+    const problems = await Promise.all(responses.map((r) => openApiProblems('GET', '/session', r)));
 
     expect(statuses).toEqual([200, 200, 401, 403, 405]);
     expect(problems).toEqual(Array(5).fill([]));

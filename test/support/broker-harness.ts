@@ -1,7 +1,7 @@
 import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
+import { newConnectionId } from '../../functions/broker/connection.ts';
 import type { Log, SessionRecord, TokenSet } from '../../functions/broker/ports.ts';
 import { newSessionHandle, sessionKeyOf } from '../../functions/broker/session-handle.ts';
-import { newConnectionId } from '../../functions/broker/connection.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
 import { createSessionHandler } from '../../functions/routes/session.ts';
 import { buildRuntime, type Runtime } from '../../functions/runtime.ts';

@@ -5,6 +5,7 @@ import type {
 } from 'aws-lambda';
 import fc from 'fast-check';
 import { type BrokerConfig, loadConfig } from '../../functions/broker/config.ts';
+import { newConnectionId } from '../../functions/broker/connection.ts';
 import { TokenVault } from '../../functions/broker/envelope.ts';
 import type {
   ClientCredentials,
@@ -19,6 +20,7 @@ import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
+import { createSessionHandler } from '../../functions/routes/session.ts';
 import { SalesforceOAuthClient } from '../../functions/salesforce/oauth-client.ts';
 import { CaptureLog, CaptureMetrics } from './capture-log.ts';
 import { httpEvent } from './http-event.ts';
@@ -148,6 +150,7 @@ export const TEMPLATES = {
     bodies: [undefined, '{"version":1}', '{"version":0}', '{}'],
   },
   logout: { method: 'POST', ...CREDENTIALS, queries: [''], bodies: [undefined] },
+  session: { method: 'GET', ...CREDENTIALS, queries: [''], bodies: [undefined] },
   login: {
     method: 'GET',
     headers: [{}],
@@ -203,6 +206,12 @@ export const ENTRY_POINTS: readonly EntryPoint[] = [
     path: '/logout',
     build: (p) => createLogoutHandler(p),
     template: TEMPLATES.logout,
+  },
+  {
+    name: 'session',
+    path: '/session',
+    build: (p) => createSessionHandler(p),
+    template: TEMPLATES.session,
   },
   { name: 'login', path: '/login', build: (p) => createLoginHandler(p), template: TEMPLATES.login },
   {
@@ -271,6 +280,9 @@ export async function prepareRun(ports: FuzzPorts): Promise<RunSecrets> {
     idleExpiresAt: now + 86_400_000,
     orgId: '00Dxx0000001gPLEAY',
     userId: '005xx000001Sv6AAAS',
+    connectionId: newConnectionId(),
+    instanceUrl: tokens.instanceUrl,
+    scope: tokens.scope,
   };
   await ports.store.create(record);
 
