@@ -275,10 +275,10 @@ export function resolveSettings(
       value as SettingValues[K] | undefined,
       defaults.isToken,
     );
-  const stack = <K extends keyof typeof STACK_SETTINGS>(name: K) =>
+  const stack = <K extends keyof typeof STACK_SETTINGS>(name: K): TokenBrokerSettings[K] =>
     resolveRow(
       name,
-      STACK_SETTINGS[name] as StackSettingRow<unknown>,
+      STACK_SETTINGS[name] as unknown as StackSettingRow<TokenBrokerSettings[K]>,
       settings[name],
       defaults.isToken,
     );
@@ -297,18 +297,18 @@ export function resolveSettings(
     budget: resolveBudget(settings.functionTimeoutSeconds, shared('upstreamTimeoutMs')),
     throttling: resolveThrottling(settings.throttling ?? {}),
     customDomain: resolveCustomDomain(
-      stack('customDomainName') as string | undefined,
-      stack('customDomainCertificateArn') as string | undefined,
+      stack('customDomainName'),
+      stack('customDomainCertificateArn'),
     ),
     ...resolveExistingSecret(
-      stack('existingClientSecretArn') as string | undefined,
-      stack('existingClientSecretKeyArn') as string | undefined,
+      stack('existingClientSecretArn'),
+      stack('existingClientSecretKeyArn'),
       defaults.isToken,
     ),
-    alarmEmail: stack('alarmEmail') as string | undefined,
-    alarmTopicArn: stack('alarmTopicArn') as string | undefined,
-    retainData: stack('retainData') as boolean,
-    logRetentionDays: stack('logRetentionDays') as number,
+    alarmEmail: stack('alarmEmail'),
+    alarmTopicArn: stack('alarmTopicArn'),
+    retainData: stack('retainData') as boolean, // never undefined: the row has a fallback
+    logRetentionDays: stack('logRetentionDays') as number, // never undefined: the row has a fallback
     logLevel: shared('logLevel'),
     metricsNamespace: shared('metricsNamespace'),
     serviceName: shared('serviceName', settings.serviceName ?? defaults.serviceName),

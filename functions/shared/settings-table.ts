@@ -9,14 +9,18 @@
  * domain, alarms, ...) have rows of the same shape in `infra/settings.ts`: they stay out
  * of the function bundles.
  *
- * Where the two sides used to differ, the stricter rule of the two holds on both, except:
+ * Where the two sides used to differ, they now agree like this:
  *
  * - URLs (`salesforceLoginUrl`, `allowedOrigins`, `CALLBACK_URL`): https, or plain http on
- *   a loopback host, on both sides. The stack accepts loopback too: the local run and the
- *   tests use it, and a deployed stack with a loopback login URL is harmless and plainly
- *   wrong.
- * - `scopes` must include `refresh_token` or `offline_access` on both sides: without it
- *   Salesforce issues no refresh token and the broker cannot work.
+ *   a loopback host, on both sides. The stack accepts loopback too (it used to refuse it
+ *   for the login URL): the local run and the tests use it, and a deployed stack with a
+ *   loopback login URL is harmless and plainly wrong. The functions now refuse http
+ *   origins off loopback and wildcards, as the stack did.
+ * - `scopes` must include `refresh_token` or `offline_access` on both sides (the
+ *   functions used to accept any scope): without it Salesforce issues no refresh token
+ *   and the broker cannot work.
+ * - `sessionIdleTtlSeconds` is at most `sessionAbsoluteTtlSeconds` on both sides, and an
+ *   empty `returnToPrefixes` list is refused on both (blank text means unset, though).
  * - Integer bounds are the same on both sides. The stack also derives `LEASE_MS`,
  *   `WAIT_BUDGET_MS`, `INVOCATION_DEADLINE_MS` and `UPSTREAM_TIMEOUT_MS` from one timeout
  *   budget (`infra/budget.ts`) with tighter relations between them; their rows here give
@@ -27,11 +31,15 @@
  *   with its own fallbacks, not by `loadConfig`.
  *
  * Adding a setting that reaches the functions is one row below, plus a check function
- * when none of the `integer`/`text`/`list` helpers fit (e.g. `clientApps`: `CLIENT_APPS`,
- * a JSON list, would be a row whose `check` validates the parsed list, `parse` runs
- * `JSON.parse` first and `format` `JSON.stringify`), a property on `TokenBrokerSettings`
- * and `ResolvedSettings`, and a field in `BrokerConfig` read from the row. The row order is
- * the order of the variables in the synthesized template.
+ * when the `integer`/`text`/`list` helpers' checks do not fit; then a property on
+ * `TokenBrokerSettings` and `ResolvedSettings` (one line each in `resolveSettings`), the
+ * key in `cdk.json`, a field in `BrokerConfig` read from the row, and the row's cases in
+ * `test/unit/settings-table.test.ts` (a test fails until each is there). `readAppContext`
+ * reads the key by the row's `type`. A structured value, e.g. `clientApps` (`CLIENT_APPS`,
+ * a JSON list of registered apps), is a row whose `parse` runs `JSON.parse` before its
+ * `check`, whose `format` is `JSON.stringify`, and whose `type` gets a reader in
+ * `infra/context.ts`. The row order is the order of the variables in the synthesized
+ * template: append, do not reorder.
  *
  * No imports beyond `./urls.ts`: both sides depend on this module.
  */
