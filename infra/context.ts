@@ -1,5 +1,10 @@
 import type { Node } from 'constructs';
-import type { ThrottlingSettings, TokenBrokerSettings } from './settings.ts';
+import {
+  SETTING_CONTEXT_TYPES,
+  type SettingContextType,
+  type ThrottlingSettings,
+  type TokenBrokerSettings,
+} from './settings.ts';
 
 /** App-level context: where and how the stack is synthesized. */
 export interface AppContext {
@@ -25,8 +30,8 @@ export class ContextError extends Error {
 
 /**
  * Reads the broker's settings from CDK context. Keys are the {@link TokenBrokerSettings}
- * names; values come typed from `cdk.json` or as strings from `-c key=value`, so each
- * reader accepts both (`-c allowedOrigins=https://a.example,https://b.example`,
+ * names, each read as the type its row in the settings tables gives it. Values come typed
+ * from `cdk.json` or as strings from `-c key=value`, so each reader accepts both (`-c allowedOrigins=https://a.example,https://b.example`,
  * `-c retainData=false`, `-c throttling='{"refresh":{"rateLimit":100}}'`).
  * An empty string means "not set", which lets `cdk.json` list every key.
  */
@@ -35,30 +40,10 @@ export function readAppContext(node: Pick<Node, 'tryGetContext'>): AppContext {
     const value: unknown = node.tryGetContext(key);
     return value === '' || value === null ? undefined : value;
   };
-  const broker: TokenBrokerSettings = {
-    salesforceLoginUrl: str(get, 'salesforceLoginUrl'),
-    allowedOrigins: list(get, 'allowedOrigins'),
-    returnToPrefixes: list(get, 'returnToPrefixes'),
-    scopes: str(get, 'scopes'),
-    sessionAbsoluteTtlSeconds: int(get, 'sessionAbsoluteTtlSeconds'),
-    sessionIdleTtlSeconds: int(get, 'sessionIdleTtlSeconds'),
-    reuseWindowSeconds: int(get, 'reuseWindowSeconds'),
-    secretCacheTtlSeconds: int(get, 'secretCacheTtlSeconds'),
-    functionTimeoutSeconds: int(get, 'functionTimeoutSeconds'),
-    upstreamTimeoutMs: int(get, 'upstreamTimeoutMs'),
-    throttling: throttling(get, 'throttling'),
-    customDomainName: str(get, 'customDomainName'),
-    customDomainCertificateArn: str(get, 'customDomainCertificateArn'),
-    existingClientSecretArn: str(get, 'existingClientSecretArn'),
-    existingClientSecretKeyArn: str(get, 'existingClientSecretKeyArn'),
-    alarmEmail: str(get, 'alarmEmail'),
-    alarmTopicArn: str(get, 'alarmTopicArn'),
-    retainData: bool(get, 'retainData'),
-    logRetentionDays: int(get, 'logRetentionDays'),
-    logLevel: str(get, 'logLevel'),
-    metricsNamespace: str(get, 'metricsNamespace'),
-    serviceName: str(get, 'serviceName'),
-  };
+  const broker: Record<string, unknown> = {};
+  for (const [key, type] of Object.entries(SETTING_CONTEXT_TYPES)) {
+    broker[key] = READERS[type](get, key);
+  }
   const stackName = str(get, 'stackName') ?? 'TokenBroker';
   if (!/^[A-Za-z][A-Za-z0-9-]{0,127}$/.test(stackName)) {
     throw new ContextError('stackName', `must be a CloudFormation stack name, got "${stackName}"`);
@@ -71,10 +56,25 @@ export function readAppContext(node: Pick<Node, 'tryGetContext'>): AppContext {
   if (region !== undefined && !/^[a-z]{2}(-[a-z]+)+-\d$/.test(region)) {
     throw new ContextError('region', `must be an AWS region such as eu-west-1, got "${region}"`);
   }
-  return { stackName, account, region, nag: bool(get, 'nag') ?? true, broker };
+  return {
+    stackName,
+    account,
+    region,
+    nag: bool(get, 'nag') ?? true,
+    broker: broker as TokenBrokerSettings,
+  };
 }
 
 type Get = (key: string) => unknown;
+
+/** The reader of each context type the settings tables name. */
+const READERS: Record<SettingContextType, (get: Get, key: string) => unknown> = {
+  text: str,
+  integer: int,
+  list,
+  boolean: bool,
+  throttling,
+};
 
 function str(get: Get, key: string): string | undefined {
   const value = get(key);

@@ -137,168 +137,213 @@ export interface BrokerObservabilityProps {
 export class BrokerObservability extends Construct {
   readonly alarms: Alarm[];
   readonly dashboard: Dashboard;
+  private readonly props: BrokerObservabilityProps;
+  private readonly functions: [string, IFunction][];
+  private readonly action: SnsAction;
+  private readonly requests: Metric;
+  private readonly serverErrors: Metric;
+  private readonly throttles: IMetric;
 
   constructor(scope: Construct, id: string, props: BrokerObservabilityProps) {
     super(scope, id);
-    const period = Duration.minutes(5);
-    const broker = (metricName: string, statistic = 'Sum', extra: Record<string, string> = {}) =>
-      new Metric({
-        namespace: props.namespace,
-        metricName,
-        dimensionsMap: { service: props.serviceName, ...extra },
-        statistic,
-        period,
-      });
+    this.props = props;
+    this.functions = Object.entries(props.functions);
+    this.action = new SnsAction(props.topic);
+    this.requests = props.api.metricCount({ period: PERIOD, statistic: 'Sum' });
+    this.serverErrors = props.api.metricServerError({ period: PERIOD, statistic: 'Sum' });
+    this.throttles = new MathExpression({
+      label: 'Lambda throttles',
+      expression: this.functions.map((_, index) => `t${index}`).join(' + '),
+      usingMetrics: Object.fromEntries(
+        this.functions.map(([, fn], index) => [
+          `t${index}`,
+          fn.metricThrottles({ period: PERIOD }),
+        ]),
+      ),
+      period: PERIOD,
+    });
+    this.alarms = this.createAlarms();
+    this.dashboard = this.createDashboard();
+  }
 
-    const requests = props.api.metricCount({ period, statistic: 'Sum' });
-    const serverErrors = props.api.metricServerError({ period, statistic: 'Sum' });
+  /** A metric the functions emit, with the deployment's `service` dimension. */
+  private brokerMetric(metricName: string, statistic = 'Sum', extra: Record<string, string> = {}) {
+    return new Metric({
+      namespace: this.props.namespace,
+      metricName,
+      dimensionsMap: { service: this.props.serviceName, ...extra },
+      statistic,
+      period: PERIOD,
+    });
+  }
+
+  /** An alarm that notifies the topic when it fires and again when it clears. */
+  private alarm(
+    name: string,
+    metric: IMetric,
+    threshold: number,
+    description: string,
+    evaluation = { evaluationPeriods: 1, datapointsToAlarm: 1 },
+  ): Alarm {
+    const created = new Alarm(this, name, {
+      alarmDescription: description,
+      metric,
+      threshold,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+      ...evaluation,
+    });
+    created.addAlarmAction(this.action);
+    created.addOkAction(this.action);
+    return created;
+  }
+
+  private createAlarms(): Alarm[] {
+    const rate = this.props.serverErrorRatePercent ?? 5;
     const serverErrorRate = new MathExpression({
       label: '5xx %',
       expression: 'IF(requests >= 20, 100 * errors / requests, 0)',
-      usingMetrics: { requests, errors: serverErrors },
-      period,
+      usingMetrics: { requests: this.requests, errors: this.serverErrors },
+      period: PERIOD,
     });
-    const functions = Object.entries(props.functions);
-    const throttles = new MathExpression({
-      label: 'Lambda throttles',
-      expression: functions.map((_, index) => `t${index}`).join(' + '),
-      usingMetrics: Object.fromEntries(
-        functions.map(([, fn], index) => [`t${index}`, fn.metricThrottles({ period })]),
-      ),
-      period,
-    });
-
-    const action = new SnsAction(props.topic);
-    const alarm = (
-      name: string,
-      metric: IMetric,
-      threshold: number,
-      description: string,
-      evaluation = { evaluationPeriods: 1, datapointsToAlarm: 1 },
-    ) => {
-      const created = new Alarm(this, name, {
-        alarmDescription: description,
-        metric,
-        threshold,
-        comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-        treatMissingData: TreatMissingData.NOT_BREACHING,
-        ...evaluation,
-      });
-      created.addAlarmAction(action);
-      created.addOkAction(action);
-      return created;
-    };
-
-    const rate = props.serverErrorRatePercent ?? 5;
-    this.alarms = [
-      alarm(
+    return [
+      this.alarm(
         'ServerErrorRate',
         serverErrorRate,
         rate,
         `More than ${rate} % of broker requests answered 5xx (Salesforce unavailable, misconfiguration or a bug). See the function logs.`,
         { evaluationPeriods: 3, datapointsToAlarm: 2 },
       ),
-      ...[...new Set(Object.values(ALARMED_LOG_EVENTS))].map((metricName) =>
-        alarm(
+      ...alarmedMetrics().map((metricName) =>
+        this.alarm(
           EVENT_ALARMS[metricName].id,
-          broker(metricName),
+          this.brokerMetric(metricName),
           1,
           EVENT_ALARMS[metricName].description,
         ),
       ),
-      alarm(
+      this.alarm(
         'Throttles',
-        throttles,
+        this.throttles,
         1,
         'Lambda throttled broker invocations: raise the account concurrency or lower API throttling.',
       ),
     ];
+  }
 
-    const graph = (title: string, left: IMetric[], right: IMetric[] = []) =>
-      new GraphWidget({ title, left, right, width: 12, height: 6 });
-    const upstreamLatency = (statistic: string) =>
-      broker(BROKER_METRICS.upstreamLatencyMs, statistic).with({ label: `upstream ${statistic}` });
-    const leaseWait = (statistic: string) =>
-      broker(BROKER_METRICS.leaseWaitMs, statistic).with({ label: `lease wait ${statistic}` });
-
-    this.dashboard = new Dashboard(this, 'Dashboard', {
-      defaultInterval: Duration.hours(12),
-    });
-    this.dashboard.addWidgets(
+  private createDashboard(): Dashboard {
+    const dashboard = new Dashboard(this, 'Dashboard', { defaultInterval: Duration.hours(12) });
+    dashboard.addWidgets(
       new TextWidget({
-        markdown: `# Token broker \`${props.serviceName}\`\nNamespace \`${props.namespace}\`. Alarms go to the alarm topic.`,
+        markdown: `# Token broker \`${this.props.serviceName}\`\nNamespace \`${this.props.namespace}\`. Alarms go to the alarm topic.`,
         width: 24,
         height: 2,
       }),
       new AlarmStatusWidget({ alarms: this.alarms, width: 24, height: 3 }),
+      ...this.apiWidgets(),
+      ...this.brokerWidgets(),
+      ...this.functionWidgets(),
+    );
+    return dashboard;
+  }
+
+  /** Requests, errors and latency as API Gateway sees them. */
+  private apiWidgets(): GraphWidget[] {
+    const { api } = this.props;
+    return [
       graph(
         'API requests and errors',
-        [requests.with({ label: 'requests' })],
+        [this.requests.with({ label: 'requests' })],
         [
-          props.api.metricClientError({ period, statistic: 'Sum' }).with({ label: '4xx' }),
-          serverErrors.with({ label: '5xx' }),
+          api.metricClientError({ period: PERIOD, statistic: 'Sum' }).with({ label: '4xx' }),
+          this.serverErrors.with({ label: '5xx' }),
         ],
       ),
       graph('API latency', [
-        props.api.metricLatency({ period, statistic: 'p50' }),
-        props.api.metricLatency({ period, statistic: 'p99' }),
-        props.api.metricIntegrationLatency({ period, statistic: 'p99' }),
+        api.metricLatency({ period: PERIOD, statistic: 'p50' }),
+        api.metricLatency({ period: PERIOD, statistic: 'p99' }),
+        api.metricIntegrationLatency({ period: PERIOD, statistic: 'p99' }),
       ]),
+    ];
+  }
+
+  /** The metrics the functions emit (`BROKER_METRICS`), every one of them on a graph. */
+  private brokerWidgets(): GraphWidget[] {
+    const metric = (name: string, label: string) => this.brokerMetric(name).with({ label });
+    const latency = (name: string, label: string, statistic: string) =>
+      this.brokerMetric(name, statistic).with({ label: `${label} ${statistic}` });
+    return [
       graph('Refreshes', [
-        broker(BROKER_METRICS.refreshCommitted).with({ label: 'committed (one Salesforce call)' }),
-        broker(BROKER_METRICS.refreshCoalesced).with({ label: 'coalesced callers' }),
-        broker(BROKER_METRICS.reauthenticationRequired).with({
-          label: 're-authentication required',
-        }),
+        metric(BROKER_METRICS.refreshCommitted, 'committed (one Salesforce call)'),
+        metric(BROKER_METRICS.refreshCoalesced, 'coalesced callers'),
+        metric(BROKER_METRICS.reauthenticationRequired, 're-authentication required'),
       ]),
       graph('Logins and logouts', [
-        broker(BROKER_METRICS.loginStarted).with({ label: 'logins started' }),
-        broker(BROKER_METRICS.loginCompleted).with({ label: 'logins completed' }),
-        broker(BROKER_METRICS.loginFailed).with({ label: 'logins failed' }),
-        broker(BROKER_METRICS.invalidState).with({ label: 'callbacks with a bad state' }),
-        broker(BROKER_METRICS.sessionEnded).with({ label: 'sessions ended (logout, replaced)' }),
+        metric(BROKER_METRICS.loginStarted, 'logins started'),
+        metric(BROKER_METRICS.loginCompleted, 'logins completed'),
+        metric(BROKER_METRICS.loginFailed, 'logins failed'),
+        metric(BROKER_METRICS.invalidState, 'callbacks with a bad state'),
+        metric(BROKER_METRICS.sessionEnded, 'sessions ended (logout, replaced)'),
       ]),
       graph('Upstream latency and lease wait (ms)', [
-        upstreamLatency('p50'),
-        upstreamLatency('p99'),
-        leaseWait('p50'),
-        leaseWait('p99'),
+        latency(BROKER_METRICS.upstreamLatencyMs, 'upstream', 'p50'),
+        latency(BROKER_METRICS.upstreamLatencyMs, 'upstream', 'p99'),
+        latency(BROKER_METRICS.leaseWaitMs, 'lease wait', 'p50'),
+        latency(BROKER_METRICS.leaseWaitMs, 'lease wait', 'p99'),
       ]),
       graph(
         'Upstream errors by class',
         UPSTREAM_ERROR_CLASSES.map((errorClass) =>
-          broker(BROKER_METRICS.upstreamError, 'Sum', { class: errorClass }).with({
+          this.brokerMetric(BROKER_METRICS.upstreamError, 'Sum', { class: errorClass }).with({
             label: errorClass,
           }),
         ),
       ),
       graph(
         'Needs attention',
-        [...new Set(Object.values(ALARMED_LOG_EVENTS))].map((metricName) =>
-          broker(metricName).with({ label: metricName }),
-        ),
+        alarmedMetrics().map((metricName) => metric(metricName, metricName)),
       ),
+    ];
+  }
+
+  /** Duration, errors, throttles and concurrency per function. */
+  private functionWidgets(): (GraphWidget | SingleValueWidget)[] {
+    const { functions } = this;
+    return [
       graph(
         'Function duration p99 (ms)',
         functions.map(([name, fn]) =>
-          fn.metricDuration({ period, statistic: 'p99' }).with({ label: name }),
+          fn.metricDuration({ period: PERIOD, statistic: 'p99' }).with({ label: name }),
         ),
       ),
       graph(
         'Function errors and throttles',
         functions.map(([name, fn]) =>
-          fn.metricErrors({ period }).with({ label: `${name} errors` }),
+          fn.metricErrors({ period: PERIOD }).with({ label: `${name} errors` }),
         ),
-        [throttles],
+        [this.throttles],
       ),
       new SingleValueWidget({
         title: 'Concurrent executions (max)',
         metrics: functions.map(([name, fn]) =>
-          fn.metric('ConcurrentExecutions', { period, statistic: 'Maximum' }).with({ label: name }),
+          fn
+            .metric('ConcurrentExecutions', { period: PERIOD, statistic: 'Maximum' })
+            .with({ label: name }),
         ),
         width: 24,
         height: 4,
       }),
-    );
+    ];
   }
+}
+
+const PERIOD = Duration.minutes(5);
+
+/** Each alarmed metric once (two log events count the same metric). */
+function alarmedMetrics(): AlarmedMetric[] {
+  return [...new Set(Object.values(ALARMED_LOG_EVENTS))];
+}
+
+function graph(title: string, left: IMetric[], right: IMetric[] = []): GraphWidget {
+  return new GraphWidget({ title, left, right, width: 12, height: 6 });
 }

@@ -1,4 +1,12 @@
-import { isLoopbackUrl } from '../functions/shared/urls.ts';
+import {
+  type ContextType,
+  checkIdleWithinAbsolute,
+  SETTINGS,
+  type SettingName,
+  SettingProblem,
+  type SettingRow,
+  type SettingValues,
+} from '../functions/shared/settings-table.ts';
 import { type TimeoutBudget, timeoutBudget } from './budget.ts';
 
 /**
@@ -148,8 +156,6 @@ export const LOG_RETENTION_DAYS = [
   3653,
 ] as const;
 
-const LOG_LEVELS = ['TRACE', 'DEBUG', 'INFO', 'WARN', 'ERROR', 'CRITICAL', 'SILENT'];
-
 /** A broker setting holds a value it cannot work with; the message names the setting. */
 export class SettingError extends Error {
   readonly setting: string;
@@ -160,120 +166,219 @@ export class SettingError extends Error {
   }
 }
 
+/** How `readAppContext` reads a context key: the shared table's types, and two more. */
+export type SettingContextType = ContextType | 'boolean' | 'throttling';
+
 /**
- * Applies defaults and checks every setting the way the functions' `loadConfig` will at
- * cold start, so a bad value fails `cdk synth` instead of every invocation after deploy.
- * Values that are CDK tokens (unknown until deploy) are passed through unchecked.
+ * A setting only the stack reads, in the shape of the rows of the shared table
+ * (`functions/shared/settings-table.ts`), which holds every setting that reaches the
+ * functions. These stay here so the function bundles do not carry them.
  */
-export function resolveSettings(
-  settings: TokenBrokerSettings,
-  defaults: { serviceName: string; isToken: (value: string) => boolean },
-): ResolvedSettings {
-  const { isToken } = defaults;
-  const check = (value: string | undefined, test: (v: string) => void) => {
-    if (value !== undefined && !isToken(value)) test(value);
+export interface StackSettingRow<T> {
+  /** How `readAppContext` reads the context key. */
+  readonly type: SettingContextType;
+  readonly fallback?: T;
+  /** Checks a value that is set; throws a {@link SettingProblem}. */
+  readonly check: (value: T) => T;
+}
+
+const matching =
+  (pattern: RegExp, problem: string) =>
+  (value: string): string => {
+    if (!pattern.test(value)) throw new SettingProblem(`${problem}, got "${value}"`);
     return value;
   };
 
-  const salesforceLoginUrl = settings.salesforceLoginUrl ?? 'https://login.salesforce.com';
-  check(salesforceLoginUrl, (value) => {
-    const url = parseUrl('salesforceLoginUrl', value);
-    if (url.protocol !== 'https:') {
-      throw new SettingError('salesforceLoginUrl', `must use https, got "${value}"`);
-    }
-    if (url.origin !== value.replace(/\/$/, '')) {
-      throw new SettingError(
-        'salesforceLoginUrl',
-        `must be a bare origin such as https://login.salesforce.com, got "${value}"`,
-      );
-    }
-  });
+const unchecked = <T>(value: T): T => value;
 
-  const allowedOrigins = [...(settings.allowedOrigins ?? [])];
-  for (const origin of allowedOrigins) {
-    check(origin, (value) => {
-      if (value === '*' || value.includes('*')) {
-        throw new SettingError('allowedOrigins', 'must list exact origins; wildcards are refused');
+/** The settings only the stack reads; cross-setting rules are the `resolve*` functions below. */
+export const STACK_SETTINGS = {
+  /** Checked with `upstreamTimeoutMs` by the timeout budget (`infra/budget.ts`). */
+  functionTimeoutSeconds: { type: 'integer', check: unchecked<number> },
+  throttling: { type: 'throttling', check: unchecked<ThrottlingSettings> },
+  customDomainName: {
+    type: 'text',
+    check: matching(
+      /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/,
+      'must be a lower-case host name',
+    ),
+  },
+  customDomainCertificateArn: {
+    type: 'text',
+    check: matching(
+      /^arn:aws[\w-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[\w-]+$/,
+      'must be an ACM certificate ARN',
+    ),
+  },
+  existingClientSecretArn: {
+    type: 'text',
+    check: matching(
+      /^arn:aws[\w-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$/,
+      'must be the complete secret ARN (ending in the 6-character suffix)',
+    ),
+  },
+  existingClientSecretKeyArn: {
+    type: 'text',
+    check: matching(
+      /^arn:aws[\w-]*:kms:([a-z0-9-]+):\d{12}:key\/(?:mrk-)?[0-9a-f-]{32,36}$/,
+      'must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>; not an alias)',
+    ),
+  },
+  alarmEmail: {
+    type: 'text',
+    check: matching(/^[^\s@]+@[^\s@]+\.[^\s@]+$/, 'must be an e-mail address'),
+  },
+  alarmTopicArn: {
+    type: 'text',
+    check: matching(
+      /^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$/,
+      'must be an SNS topic ARN',
+    ),
+  },
+  retainData: { type: 'boolean', fallback: true, check: unchecked<boolean> },
+  logRetentionDays: {
+    type: 'integer',
+    fallback: 90,
+    check: (value: number) => {
+      if (!(LOG_RETENTION_DAYS as readonly number[]).includes(value)) {
+        throw new SettingProblem(`must be one of ${LOG_RETENTION_DAYS.join(', ')}, got ${value}`);
       }
-      const url = parseUrl('allowedOrigins', value);
-      if (url.origin !== value) {
-        throw new SettingError(
-          'allowedOrigins',
-          `holds "${value}"; write origins as ${url.origin}`,
-        );
-      }
-      if (url.protocol !== 'https:' && !isLoopbackUrl(url)) {
-        throw new SettingError(
-          'allowedOrigins',
-          `holds "${value}"; origins must use https (http only on loopback)`,
-        );
-      }
-    });
-  }
+      return value;
+    },
+  },
+} satisfies {
+  [K in keyof TokenBrokerSettings]?: StackSettingRow<NonNullable<TokenBrokerSettings[K]>>;
+};
 
-  const returnToPrefixes = [...(settings.returnToPrefixes ?? ['/'])];
-  if (returnToPrefixes.length === 0) {
-    throw new SettingError('returnToPrefixes', 'must list at least one path prefix');
-  }
-  for (const prefix of returnToPrefixes) {
-    check(prefix, (value) => {
-      if (!/^\/(?![/\\])[\w\-./~%]*$/.test(value)) {
-        throw new SettingError(
-          'returnToPrefixes',
-          `holds "${value}", which is not an absolute path such as /app`,
-        );
-      }
-    });
-  }
+/** Every context key of {@link TokenBrokerSettings} with how to read it (`infra/context.ts`). */
+export const SETTING_CONTEXT_TYPES = {
+  ...Object.fromEntries(
+    Object.entries(SETTINGS)
+      .filter(([, row]) => row.kind === 'setting')
+      .map(([name, row]) => [name, row.type]),
+  ),
+  ...Object.fromEntries(Object.entries(STACK_SETTINGS).map(([name, row]) => [name, row.type])),
+} as Record<keyof TokenBrokerSettings, SettingContextType>;
 
-  const scopes = (settings.scopes ?? 'api refresh_token').split(/[\s,]+/).filter(Boolean);
-  if (scopes.some((scope) => !/^[\w.:-]+$/.test(scope))) {
-    throw new SettingError('scopes', 'must be scope names separated by spaces');
-  }
-  if (!scopes.includes('refresh_token') && !scopes.includes('offline_access')) {
-    throw new SettingError(
-      'scopes',
-      'must include refresh_token (or offline_access): without it Salesforce issues no refresh token',
+type Defaults = { serviceName: string; isToken: (value: string) => boolean };
+
+/**
+ * Applies defaults and checks every setting with the same rules as the functions'
+ * `loadConfig` at cold start (one table, `functions/shared/settings-table.ts`), so a bad
+ * value fails `cdk synth` instead of every invocation after deploy. Values that are CDK
+ * tokens (unknown until deploy) are passed through unchecked.
+ */
+export function resolveSettings(
+  settings: TokenBrokerSettings,
+  defaults: Defaults,
+): ResolvedSettings {
+  const shared = <K extends SettingName & keyof TokenBrokerSettings>(
+    name: K,
+    value = settings[name],
+  ): SettingValues[K] =>
+    resolveRow(
+      name,
+      SETTINGS[name] as unknown as SettingRow<SettingValues[K]>,
+      value as SettingValues[K] | undefined,
+      defaults.isToken,
     );
+  const stack = <K extends keyof typeof STACK_SETTINGS>(name: K): TokenBrokerSettings[K] =>
+    resolveRow(
+      name,
+      STACK_SETTINGS[name] as unknown as StackSettingRow<TokenBrokerSettings[K]>,
+      settings[name],
+      defaults.isToken,
+    );
+  const sessions = resolveSessionLifetimes(
+    shared('sessionAbsoluteTtlSeconds'),
+    shared('sessionIdleTtlSeconds'),
+  );
+  return {
+    salesforceLoginUrl: shared('salesforceLoginUrl'),
+    allowedOrigins: [...shared('allowedOrigins')],
+    returnToPrefixes: [...shared('returnToPrefixes')],
+    scopes: shared('scopes'),
+    ...sessions,
+    reuseWindowSeconds: shared('reuseWindowSeconds'),
+    secretCacheTtlSeconds: shared('secretCacheTtlSeconds'),
+    budget: resolveBudget(settings.functionTimeoutSeconds, shared('upstreamTimeoutMs')),
+    throttling: resolveThrottling(settings.throttling ?? {}),
+    customDomain: resolveCustomDomain(
+      stack('customDomainName'),
+      stack('customDomainCertificateArn'),
+    ),
+    ...resolveExistingSecret(
+      stack('existingClientSecretArn'),
+      stack('existingClientSecretKeyArn'),
+      defaults.isToken,
+    ),
+    alarmEmail: stack('alarmEmail'),
+    alarmTopicArn: stack('alarmTopicArn'),
+    retainData: stack('retainData') as boolean, // never undefined: the row has a fallback
+    logRetentionDays: stack('logRetentionDays') as number, // never undefined: the row has a fallback
+    logLevel: shared('logLevel'),
+    metricsNamespace: shared('metricsNamespace'),
+    serviceName: shared('serviceName', settings.serviceName ?? defaults.serviceName),
+  };
+}
+
+/** The row's fallback when unset; else its check, rethrown naming the context key. */
+function resolveRow<T>(
+  name: string,
+  row: { readonly fallback?: T; readonly check: (value: T) => T },
+  value: T | undefined,
+  isToken: (value: string) => boolean,
+): T {
+  if (value === undefined) return row.fallback as T;
+  if (typeof value === 'string' && isToken(value)) return value;
+  try {
+    if (!Array.isArray(value)) return row.check(value);
+    // A list may hold tokens; check the items known at synth and keep the list as given.
+    const known = value.filter((item) => typeof item !== 'string' || !isToken(item));
+    if (known.length > 0 || known.length === value.length) row.check(known as T);
+    return value;
+  } catch (error) {
+    if (error instanceof SettingProblem) throw new SettingError(name, error.message);
+    throw error;
   }
+}
 
-  const sessionAbsoluteTtlSeconds = integer(
-    settings.sessionAbsoluteTtlSeconds,
-    'sessionAbsoluteTtlSeconds',
-    30 * 86_400,
-    60,
-    3650 * 86_400,
-  );
-  const sessionIdleTtlSeconds = integer(
-    settings.sessionIdleTtlSeconds,
-    'sessionIdleTtlSeconds',
-    7 * 86_400,
-    60,
-    sessionAbsoluteTtlSeconds,
-  );
-  const reuseWindowSeconds = integer(settings.reuseWindowSeconds, 'reuseWindowSeconds', 5, 0, 3600);
-  const secretCacheTtlSeconds = integer(
-    settings.secretCacheTtlSeconds,
-    'secretCacheTtlSeconds',
-    300,
-    0,
-    86_400,
-  );
+function resolveSessionLifetimes(absolute: number, idle: number) {
+  try {
+    checkIdleWithinAbsolute(idle, absolute);
+  } catch (error) {
+    throw new SettingError('sessionIdleTtlSeconds', (error as Error).message);
+  }
+  return { sessionAbsoluteTtlSeconds: absolute, sessionIdleTtlSeconds: idle };
+}
 
+/**
+ * The timeout budget; its derived variables must also be values the functions accept
+ * (their rows' bounds), which an out-of-range function timeout would break first.
+ */
+function resolveBudget(
+  functionTimeoutSeconds: number | undefined,
+  upstreamTimeoutMs: number,
+): TimeoutBudget {
   let budget: TimeoutBudget;
   try {
-    budget = timeoutBudget({
-      functionTimeoutSeconds: settings.functionTimeoutSeconds,
-      upstreamTimeoutMs: settings.upstreamTimeoutMs,
-    });
+    budget = timeoutBudget({ functionTimeoutSeconds, upstreamTimeoutMs });
   } catch (error) {
     const message = (error as Error).message;
     const setting = /^"(\w+)"/.exec(message)?.[1] ?? 'functionTimeoutSeconds';
     throw new SettingError(setting, message.replace(/^"\w+" /, ''));
   }
+  for (const name of ['leaseMs', 'waitBudgetMs', 'invocationDeadlineMs'] as const) {
+    resolveRow('functionTimeoutSeconds', SETTINGS[name], budget[name], () => false);
+  }
+  return budget;
+}
 
+function resolveThrottling(
+  overrides: ThrottlingSettings,
+): Record<BrokerRoute | 'default', RouteThrottle> {
   const throttling = { ...DEFAULT_THROTTLING };
-  for (const [route, value] of Object.entries(settings.throttling ?? {})) {
+  for (const [route, value] of Object.entries(overrides)) {
     if (!(route in DEFAULT_THROTTLING)) {
       throw new SettingError(
         'throttling',
@@ -299,138 +404,46 @@ export function resolveSettings(
       ),
     };
   }
+  return throttling;
+}
 
-  const { customDomainName: domainName, customDomainCertificateArn: certificateArn } = settings;
+function resolveCustomDomain(
+  domainName: string | undefined,
+  certificateArn: string | undefined,
+): ResolvedSettings['customDomain'] {
   if ((domainName === undefined) !== (certificateArn === undefined)) {
     throw new SettingError(
       domainName === undefined ? 'customDomainName' : 'customDomainCertificateArn',
       'customDomainName and customDomainCertificateArn go together',
     );
   }
-  check(domainName, (value) => {
-    if (!/^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/.test(value)) {
-      throw new SettingError('customDomainName', `must be a lower-case host name, got "${value}"`);
-    }
-  });
-  check(certificateArn, (value) => {
-    if (!/^arn:aws[\w-]*:acm:[a-z0-9-]+:\d{12}:certificate\/[\w-]+$/.test(value)) {
-      throw new SettingError(
-        'customDomainCertificateArn',
-        `must be an ACM certificate ARN, got "${value}"`,
-      );
-    }
-  });
+  return domainName !== undefined && certificateArn !== undefined
+    ? { domainName, certificateArn }
+    : undefined;
+}
 
-  const existingClientSecretArn = check(settings.existingClientSecretArn, (value) => {
-    if (
-      !/^arn:aws[\w-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[\w/+=.@-]+-[A-Za-z0-9]{6}$/.test(
-        value,
-      )
-    ) {
-      throw new SettingError(
-        'existingClientSecretArn',
-        `must be the complete secret ARN (ending in the 6-character suffix), got "${value}"`,
-      );
-    }
-  });
-
-  const existingClientSecretKeyArn = check(settings.existingClientSecretKeyArn, (value) => {
-    const key = /^arn:aws[\w-]*:kms:([a-z0-9-]+):\d{12}:key\/(?:mrk-)?[0-9a-f-]{32,36}$/.exec(
-      value,
+/** Secrets Manager only uses a key in the secret's own region, and only for an existing secret. */
+function resolveExistingSecret(
+  secretArn: string | undefined,
+  keyArn: string | undefined,
+  isToken: (value: string) => boolean,
+) {
+  const secretRegion =
+    secretArn !== undefined && !isToken(secretArn) ? secretArn.split(':')[3] : undefined;
+  const keyRegion = keyArn !== undefined && !isToken(keyArn) ? keyArn.split(':')[3] : undefined;
+  if (secretRegion && keyRegion && secretRegion !== keyRegion) {
+    throw new SettingError(
+      'existingClientSecretKeyArn',
+      `is in ${keyRegion} but the secret is in ${secretRegion}; Secrets Manager needs a key in the secret's region`,
     );
-    if (!key) {
-      throw new SettingError(
-        'existingClientSecretKeyArn',
-        `must be a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>; not an alias), got "${value}"`,
-      );
-    }
-    // Secrets Manager only uses a key in the secret's own region.
-    const secretRegion = existingClientSecretArn?.split(':')[3];
-    if (secretRegion && !isToken(existingClientSecretArn ?? '') && secretRegion !== key[1]) {
-      throw new SettingError(
-        'existingClientSecretKeyArn',
-        `is in ${key[1]} but the secret is in ${secretRegion}; Secrets Manager needs a key in the secret's region`,
-      );
-    }
-  });
-  if (existingClientSecretKeyArn !== undefined && existingClientSecretArn === undefined) {
+  }
+  if (keyArn !== undefined && secretArn === undefined) {
     throw new SettingError(
       'existingClientSecretKeyArn',
       'only applies to an existing secret: set existingClientSecretArn too (the secret the broker creates uses the AWS managed key)',
     );
   }
-
-  const alarmEmail = check(settings.alarmEmail, (value) => {
-    if (!/^[^\s@]+@[^\s@]+\.[^\s@]+$/.test(value)) {
-      throw new SettingError('alarmEmail', `must be an e-mail address, got "${value}"`);
-    }
-  });
-  const alarmTopicArn = check(settings.alarmTopicArn, (value) => {
-    if (!/^arn:aws[\w-]*:sns:[a-z0-9-]+:\d{12}:[\w-]{1,256}$/.test(value)) {
-      throw new SettingError('alarmTopicArn', `must be an SNS topic ARN, got "${value}"`);
-    }
-  });
-
-  const logRetentionDays = settings.logRetentionDays ?? 90;
-  if (!(LOG_RETENTION_DAYS as readonly number[]).includes(logRetentionDays)) {
-    throw new SettingError(
-      'logRetentionDays',
-      `must be one of ${LOG_RETENTION_DAYS.join(', ')}, got ${logRetentionDays}`,
-    );
-  }
-
-  const logLevel = (settings.logLevel ?? 'INFO').toUpperCase();
-  if (!LOG_LEVELS.includes(logLevel)) {
-    throw new SettingError(
-      'logLevel',
-      `must be one of ${LOG_LEVELS.join(', ')}, got "${logLevel}"`,
-    );
-  }
-
-  const metricsNamespace = settings.metricsNamespace ?? 'TokenBroker';
-  check(metricsNamespace, (value) => {
-    if (!/^[\w.\-/#:]{1,255}$/.test(value) || value.startsWith('AWS/')) {
-      throw new SettingError(
-        'metricsNamespace',
-        `is not a usable CloudWatch namespace: "${value}"`,
-      );
-    }
-  });
-  const serviceName = settings.serviceName ?? defaults.serviceName;
-  check(serviceName, (value) => {
-    if (!/^[\w.-]{1,255}$/.test(value)) {
-      throw new SettingError(
-        'serviceName',
-        `must be letters, digits, ".", "_" or "-", got "${value}"`,
-      );
-    }
-  });
-
-  return {
-    salesforceLoginUrl: salesforceLoginUrl.replace(/\/$/, ''),
-    allowedOrigins,
-    returnToPrefixes,
-    scopes: scopes.join(' '),
-    sessionAbsoluteTtlSeconds,
-    sessionIdleTtlSeconds,
-    reuseWindowSeconds,
-    secretCacheTtlSeconds,
-    budget,
-    throttling,
-    customDomain:
-      domainName !== undefined && certificateArn !== undefined
-        ? { domainName, certificateArn }
-        : undefined,
-    existingClientSecretArn,
-    existingClientSecretKeyArn,
-    alarmEmail,
-    alarmTopicArn,
-    retainData: settings.retainData ?? true,
-    logRetentionDays,
-    logLevel,
-    metricsNamespace,
-    serviceName,
-  };
+  return { existingClientSecretArn: secretArn, existingClientSecretKeyArn: keyArn };
 }
 
 function integer(
@@ -447,12 +460,4 @@ function integer(
     throw new SettingError(name, `must be between ${min} and ${max}, got ${value}`);
   }
   return value;
-}
-
-function parseUrl(name: string, value: string): URL {
-  try {
-    return new URL(value);
-  } catch {
-    throw new SettingError(name, `must be an absolute URL, got "${value}"`);
-  }
 }

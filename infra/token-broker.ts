@@ -40,6 +40,7 @@ import {
   ENCRYPTION_PURPOSE,
   ITEM_PREFIX,
 } from '../functions/shared/constants.ts';
+import { environmentOf } from '../functions/shared/settings-table.ts';
 import { type BrokerFunction, brokerFunction } from './broker-function.ts';
 import { API_GATEWAY_INTEGRATION_TIMEOUT_MS } from './budget.ts';
 import { BrokerObservability } from './observability.ts';
@@ -391,32 +392,21 @@ export class TokenBroker extends Construct {
     });
   }
 
-  /** The configuration every route function reads (`functions/broker/config.ts`). */
+  /**
+   * The configuration every route function reads (`functions/broker/config.ts`): each
+   * variable of the settings table, from the resolved settings, the timeout budget and the
+   * construct's resources.
+   */
   private functionEnvironment(): Record<string, string> {
     const { settings } = this;
-    const { budget } = settings;
-    return {
-      TABLE_NAME: this.table.tableName,
-      KMS_KEY_ID: this.key.keyArn,
-      CLIENT_SECRET_ID: this.clientSecret.secretArn,
-      SECRET_CACHE_TTL_SECONDS: String(settings.secretCacheTtlSeconds),
-      SALESFORCE_LOGIN_URL: settings.salesforceLoginUrl,
-      SALESFORCE_SCOPES: settings.scopes,
-      CALLBACK_URL: this.callbackUrl,
-      RETURN_TO_PREFIXES: settings.returnToPrefixes.join(','),
-      REUSE_WINDOW_SECONDS: String(settings.reuseWindowSeconds),
-      UPSTREAM_TIMEOUT_MS: String(budget.upstreamTimeoutMs),
-      LEASE_MS: String(budget.leaseMs),
-      WAIT_BUDGET_MS: String(budget.waitBudgetMs),
-      INVOCATION_DEADLINE_MS: String(budget.invocationDeadlineMs),
-      SESSION_ABSOLUTE_TTL_SECONDS: String(settings.sessionAbsoluteTtlSeconds),
-      SESSION_IDLE_TTL_SECONDS: String(settings.sessionIdleTtlSeconds),
-      POWERTOOLS_SERVICE_NAME: settings.serviceName,
-      POWERTOOLS_METRICS_NAMESPACE: settings.metricsNamespace,
-      LOG_LEVEL: settings.logLevel,
-      // Set even when empty, so `sam local invoke --env-vars` can override it.
-      ALLOWED_ORIGINS: settings.allowedOrigins.join(','),
-    };
+    return environmentOf({
+      ...settings,
+      ...settings.budget,
+      tableName: this.table.tableName,
+      kmsKeyId: this.key.keyArn,
+      clientSecretId: this.clientSecret.secretArn,
+      callbackUrl: this.callbackUrl,
+    });
   }
 
   /** One function per route, each granted exactly its `FUNCTION_ACCESS`. */

@@ -3,7 +3,12 @@
  * start. A missing or malformed variable throws a {@link ConfigError} naming it, so a
  * misconfigured deployment fails loudly at init instead of on the first request.
  */
-import { isLoopbackUrl } from '../shared/urls.ts';
+import {
+  checkIdleWithinAbsolute,
+  SETTINGS,
+  SettingProblem,
+  type SettingRow,
+} from '../shared/settings-table.ts';
 
 export class ConfigError extends Error {
   readonly variable: string;
@@ -55,115 +60,64 @@ export interface BrokerConfig {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** Reads every variable through its row of the settings table (`functions/shared/settings-table.ts`). */
 export function loadConfig(env: Env = process.env): BrokerConfig {
+  const read = <T>(row: SettingRow<T>): T => readVariable(env, row);
+  const callbackUrl = read(SETTINGS.callbackUrl);
   const config: BrokerConfig = {
-    tableName: requireString(env, 'TABLE_NAME'),
-    kmsKeyId: requireString(env, 'KMS_KEY_ID'),
-    clientSecretId: requireString(env, 'CLIENT_SECRET_ID'),
-    secretCacheTtlMs: integer(env, 'SECRET_CACHE_TTL_SECONDS', 300, 0, 86_400) * 1000,
-    salesforceLoginUrl: salesforceLoginUrl(env, 'SALESFORCE_LOGIN_URL'),
-    scopes: scopes(env, 'SALESFORCE_SCOPES'),
-    callbackUrl: optionalUrl(env, 'CALLBACK_URL'),
-    allowedOrigins: origins(env, 'ALLOWED_ORIGINS'),
-    returnToPrefixes: pathPrefixes(env, 'RETURN_TO_PREFIXES'),
-    reuseWindowMs: integer(env, 'REUSE_WINDOW_SECONDS', 5, 0, 3600) * 1000,
-    upstreamTimeoutMs: integer(env, 'UPSTREAM_TIMEOUT_MS', 8000, 100, 29_000),
-    leaseMs: integer(env, 'LEASE_MS', 12_000, 200, 900_000),
-    waitBudgetMs: integer(env, 'WAIT_BUDGET_MS', 10_000, 50, 29_000),
-    invocationDeadlineMs: integer(env, 'INVOCATION_DEADLINE_MS', 11_000, 500, 29_000),
-    sessionAbsoluteTtlMs:
-      integer(env, 'SESSION_ABSOLUTE_TTL_SECONDS', 30 * 86_400, 60, 3650 * 86_400) * 1000,
-    sessionIdleTtlMs:
-      integer(env, 'SESSION_IDLE_TTL_SECONDS', 7 * 86_400, 60, 3650 * 86_400) * 1000,
+    tableName: read(SETTINGS.tableName),
+    kmsKeyId: read(SETTINGS.kmsKeyId),
+    clientSecretId: read(SETTINGS.clientSecretId),
+    secretCacheTtlMs: read(SETTINGS.secretCacheTtlSeconds) * 1000,
+    salesforceLoginUrl: new URL(read(SETTINGS.salesforceLoginUrl)),
+    scopes: read(SETTINGS.scopes),
+    callbackUrl: callbackUrl === undefined ? undefined : new URL(callbackUrl),
+    allowedOrigins: read(SETTINGS.allowedOrigins),
+    returnToPrefixes: read(SETTINGS.returnToPrefixes),
+    reuseWindowMs: read(SETTINGS.reuseWindowSeconds) * 1000,
+    upstreamTimeoutMs: read(SETTINGS.upstreamTimeoutMs),
+    leaseMs: read(SETTINGS.leaseMs),
+    waitBudgetMs: read(SETTINGS.waitBudgetMs),
+    invocationDeadlineMs: read(SETTINGS.invocationDeadlineMs),
+    sessionAbsoluteTtlMs: read(SETTINGS.sessionAbsoluteTtlSeconds) * 1000,
+    sessionIdleTtlMs: read(SETTINGS.sessionIdleTtlSeconds) * 1000,
   };
-  // The timeout budget (README "The refresh path"): a holder's upstream call must end before its lease.
-  if (config.upstreamTimeoutMs >= config.leaseMs) {
-    throw new ConfigError('UPSTREAM_TIMEOUT_MS', `must be lower than LEASE_MS (${config.leaseMs})`);
-  }
+  checkCrossRules(config);
   return config;
 }
 
-function requireString(env: Env, name: string): string {
-  const value = env[name]?.trim();
-  if (!value) throw new ConfigError(name, 'is required');
-  return value;
-}
-
-function integer(env: Env, name: string, fallback: number, min: number, max: number): number {
-  const raw = env[name]?.trim();
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d+$/.test(raw)) throw new ConfigError(name, `must be a whole number, got "${raw}"`);
-  const value = Number(raw);
-  if (value < min || value > max) {
-    throw new ConfigError(name, `must be between ${min} and ${max}, got ${value}`);
-  }
-  return value;
-}
-
-function parseUrl(name: string, raw: string): URL {
-  let url: URL;
+/** Rules between variables; the stack checks the same ones on its settings. */
+function checkCrossRules(config: BrokerConfig): void {
   try {
-    url = new URL(raw);
-  } catch {
-    throw new ConfigError(name, `must be an absolute URL, got "${raw}"`);
+    checkIdleWithinAbsolute(config.sessionIdleTtlMs / 1000, config.sessionAbsoluteTtlMs / 1000);
+  } catch (error) {
+    throw asConfigError(SETTINGS.sessionIdleTtlSeconds.variable, error);
   }
-  if (url.protocol !== 'https:' && !isLoopbackUrl(url)) {
-    throw new ConfigError(name, 'must use https (plain http is accepted only on loopback)');
+  // The timeout budget (README "The refresh path"): a holder's upstream call must end before
+  // its lease. The stack's budget (infra/budget.ts) keeps 2 s more between them.
+  if (config.upstreamTimeoutMs >= config.leaseMs) {
+    throw new ConfigError(
+      SETTINGS.upstreamTimeoutMs.variable,
+      `must be lower than ${SETTINGS.leaseMs.variable} (${config.leaseMs})`,
+    );
   }
-  return url;
 }
 
-function salesforceLoginUrl(env: Env, name: string): URL {
-  const url = parseUrl(name, requireString(env, name));
-  if (url.pathname !== '/' || url.search || url.hash || url.username || url.password) {
-    throw new ConfigError(name, 'must be a bare origin such as https://login.salesforce.com');
-  }
-  return url;
-}
-
-function optionalUrl(env: Env, name: string): URL | undefined {
-  const raw = env[name]?.trim();
-  return raw ? parseUrl(name, raw) : undefined;
-}
-
-function scopes(env: Env, name: string): string {
-  const raw = env[name]?.trim() || 'api refresh_token';
-  const list = raw.split(/[\s,]+/).filter(Boolean);
-  if (list.some((scope) => !/^[\w.:-]+$/.test(scope))) {
-    throw new ConfigError(name, 'must be scope names separated by spaces');
-  }
-  return list.join(' ');
-}
-
-function list(env: Env, name: string): string[] {
-  return (env[name] ?? '')
-    .split(',')
-    .map((item) => item.trim())
-    .filter(Boolean);
-}
-
-function origins(env: Env, name: string): string[] {
-  return list(env, name).map((origin) => {
-    let url: URL;
-    try {
-      url = new URL(origin);
-    } catch {
-      throw new ConfigError(name, `holds "${origin}", which is not an origin`);
+function readVariable<T>(env: Env, row: SettingRow<T>): T {
+  const raw = env[row.variable]?.trim();
+  if (!raw) {
+    if (row.requiredAtRuntime || !('fallback' in row)) {
+      throw new ConfigError(row.variable, 'is required');
     }
-    if (url.origin !== origin) {
-      throw new ConfigError(name, `holds "${origin}"; write origins as ${url.origin}`);
-    }
-    return origin;
-  });
+    return row.fallback as T;
+  }
+  try {
+    return row.parse(raw);
+  } catch (error) {
+    throw asConfigError(row.variable, error);
+  }
 }
 
-function pathPrefixes(env: Env, name: string): string[] {
-  const prefixes = list(env, name);
-  if (prefixes.length === 0) return ['/'];
-  for (const prefix of prefixes) {
-    if (!/^\/(?![/\\])[\w\-./~%]*$/.test(prefix)) {
-      throw new ConfigError(name, `holds "${prefix}", which is not an absolute path`);
-    }
-  }
-  return prefixes;
+function asConfigError(variable: string, error: unknown): unknown {
+  return error instanceof SettingProblem ? new ConfigError(variable, error.message) : error;
 }

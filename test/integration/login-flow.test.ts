@@ -1,5 +1,6 @@
 import { type AttributeValue, ScanCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { ConfigError } from '../../functions/broker/config.ts';
 import { openVerifier, stateKeyOf } from '../../functions/broker/login-transaction.ts';
 import { codeChallengeS256 } from '../../functions/broker/pkce.ts';
 import { sessionKeyOf } from '../../functions/broker/session-handle.ts';
@@ -770,34 +771,29 @@ describe('Login flow: /callback rejects', () => {
     expect(page).toMatch(/unknown, expired, already used/);
   });
 
-  it('a scope without refresh_token: 400 login_failed telling the admin what to add', async () => {
-    // Prepare: a deployment whose SALESFORCE_SCOPES lacks refresh_token
-    const narrow: Record<string, HttpHandler> = {};
-    const narrowServer = await startLocalServer({ routes: narrow });
-    try {
-      const narrowRuntime = buildRuntime(
-        { ...stack.env, CALLBACK_URL: `${narrowServer.url}/callback`, SALESFORCE_SCOPES: 'api' },
-        { log, clock, metrics: new CaptureMetrics() },
-      );
-      narrow['/login'] = createLoginHandler(narrowRuntime);
-      narrow['/callback'] = createCallbackHandler(narrowRuntime);
-      const browser = new Browser();
-      const login = await browser.get(`${narrowServer.url}/login`);
-      const authorize = new URL(login.headers.get('location') ?? '');
-      expect(authorize.searchParams.get('scope')).toBe('api');
-      const callbackUrl = await browser.authorize(authorize);
-      const sessions = await sessionCount();
+  it('a scope without refresh_token: refused at cold start, and a grant without one is a 400 login_failed telling the admin what to add', async () => {
+    // Prepare: a deployment whose SALESFORCE_SCOPES lacks refresh_token (which `cdk synth`
+    // refuses too), and a connected app that grants no refresh token to the default scopes
+    const narrowEnv = {
+      ...stack.env,
+      CALLBACK_URL: `${server.url}/callback`,
+      SALESFORCE_SCOPES: 'api',
+    };
+    const browser = new Browser();
+    const callbackUrl = await browser.authorize(await browser.login());
+    const sessions = await sessionCount();
+    fake.inject({ endpoint: 'token', kind: 'missing-field', field: 'refresh_token' });
 
-      // Act
-      const response = await browser.get(callbackUrl.toString());
+    // Act
+    const coldStart = () => buildRuntime(narrowEnv, { log, clock, metrics: new CaptureMetrics() });
+    const response = await browser.get(callbackUrl.toString());
 
-      // Assert
-      expectLoginRedirect(response, 'login_failed', /add the "refresh_token".*scope/);
-      expect(fake.calls.tokenCode).toBe(1);
-      expect(await sessionCount()).toBe(sessions);
-    } finally {
-      await narrowServer.close();
-    }
+    // Assert
+    expect(coldStart).toThrow(ConfigError);
+    expect(coldStart).toThrow(/SALESFORCE_SCOPES must include refresh_token \(or offline_access\)/);
+    expectLoginRedirect(response, 'login_failed', /add the "refresh_token".*scope/);
+    expect(fake.calls.tokenCode).toBe(1);
+    expect(await sessionCount()).toBe(sessions);
   });
 });
 
