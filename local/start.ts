@@ -96,7 +96,8 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
   // The entry files read their configuration from the environment, as on Lambda.
   Object.assign(process.env, stack.env, {
     CALLBACK_URL: callbackUrl,
-    ALLOWED_ORIGINS: settings.allowedOrigins ?? new URL(publicUrl).origin,
+    // Like the stack: only what the user set (the broker's own origin is always allowed).
+    ALLOWED_ORIGINS: settings.allowedOrigins ?? '',
     ...(settings.scopes ? { SALESFORCE_SCOPES: settings.scopes } : {}),
     ...(settings.returnToPrefixes ? { RETURN_TO_PREFIXES: settings.returnToPrefixes } : {}),
     POWERTOOLS_SERVICE_NAME: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker-local',

@@ -34,7 +34,11 @@ export interface BrokerConfig {
   scopes: string;
   /** The public `/callback` URL registered in the connected app (`CALLBACK_URL`). */
   callbackUrl: URL | undefined;
-  /** Exact origins allowed to use the session cookie (`ALLOWED_ORIGINS`, comma-separated). */
+  /**
+   * Exact origins allowed to use the session cookie (`ALLOWED_ORIGINS`, comma-separated),
+   * plus the broker's own public origin (that of `CALLBACK_URL`), always: a page the broker's
+   * own host serves must work in the deployed stack as it does in `npm start`.
+   */
   allowedOrigins: readonly string[];
   /** Path prefixes allowed for `return_to` (`RETURN_TO_PREFIXES`, comma-separated, default `/`). */
   returnToPrefixes: readonly string[];
@@ -72,7 +76,7 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
     salesforceLoginUrl: new URL(read(SETTINGS.salesforceLoginUrl)),
     scopes: read(SETTINGS.scopes),
     callbackUrl: callbackUrl === undefined ? undefined : new URL(callbackUrl),
-    allowedOrigins: read(SETTINGS.allowedOrigins),
+    allowedOrigins: withOwnOrigin(read(SETTINGS.allowedOrigins), callbackUrl),
     returnToPrefixes: read(SETTINGS.returnToPrefixes),
     reuseWindowMs: read(SETTINGS.reuseWindowSeconds) * 1000,
     upstreamTimeoutMs: read(SETTINGS.upstreamTimeoutMs),
@@ -84,6 +88,12 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
   };
   checkCrossRules(config);
   return config;
+}
+
+function withOwnOrigin(origins: readonly string[], callbackUrl: string | undefined): string[] {
+  if (callbackUrl === undefined) return [...origins];
+  const own = new URL(callbackUrl).origin;
+  return origins.includes(own) ? [...origins] : [...origins, own];
 }
 
 /** Rules between variables; the stack checks the same ones on its settings. */

@@ -195,6 +195,38 @@ describe('single flight on the shipped refresh bundle (deployed shape)', () => {
   });
 });
 
+describe("the broker's own origin on the shipped bundles (no allowedOrigins set)", () => {
+  let broker: DeployedBroker;
+
+  beforeAll(async () => {
+    broker = await startDeployedBroker({ app: deployed, salesforce: { rotation: true } });
+  });
+  afterAll(async () => {
+    await broker?.close();
+  });
+
+  it("accepts the cookie from a page on the broker's own origin, and refuses any other origin", async () => {
+    // Prepare: the template sets ALLOWED_ORIGINS to '' (nothing configured)
+    const session = await broker.seedSession();
+    const own = new URL(broker.api.functions.get(REFRESH)?.env.CALLBACK_URL ?? broker.api.url)
+      .origin;
+    const fromPage = (origin: string) =>
+      fetch(`${broker.api.url}/refresh`, {
+        method: 'POST',
+        headers: { cookie: `__Host-tb-session=${session.handle}`, 'x-csrf': '1', origin },
+      });
+
+    // Act
+    const ownAnswer = await fromPage(own);
+    const foreignAnswer = await fromPage('https://evil.example.net');
+
+    // Assert
+    expect(ownAnswer.status).toBe(200);
+    expect(ownAnswer.headers.get('access-control-allow-origin')).toBe(own);
+    expect(foreignAnswer.status).toBe(403);
+  });
+});
+
 /**
  * Each case has a local stack of its own (fault proxy in front of dynalite), so the cases
  * wait out their timeouts side by side.

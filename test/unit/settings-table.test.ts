@@ -129,7 +129,9 @@ const CASES: { [K in ContextSettingName]: Case<K> } = {
       ['http://app.example.com'],
       ['app.example.com'],
     ],
-    fromConfig: (config) => config.allowedOrigins,
+    // The broker's own origin (CALLBACK_URL's) is always added at runtime; see the test below.
+    fromConfig: (config) =>
+      config.allowedOrigins.filter((origin) => origin !== config.callbackUrl?.origin),
   },
 };
 

@@ -23,6 +23,20 @@ describe('Function: loadConfig', () => {
     expect(config.upstreamTimeoutMs).toBeLessThan(config.leaseMs);
   });
 
+  it("always allows the broker's own origin (that of CALLBACK_URL), once", () => {
+    const callback = { CALLBACK_URL: 'https://auth.example.com/callback' };
+
+    const alone = loadConfig({ ...BASE, ...callback });
+    const listed = loadConfig({
+      ...BASE,
+      ...callback,
+      ALLOWED_ORIGINS: 'https://app.example.com,https://auth.example.com',
+    });
+
+    expect(alone.allowedOrigins).toEqual(['https://auth.example.com']);
+    expect(listed.allowedOrigins).toEqual(['https://app.example.com', 'https://auth.example.com']);
+  });
+
   it.each([
     [{ TABLE_NAME: '' }, 'TABLE_NAME'],
     [{ SALESFORCE_LOGIN_URL: 'login.salesforce.com' }, 'SALESFORCE_LOGIN_URL'],
