@@ -58,6 +58,8 @@ export function readAppContext(node: Pick<Node, 'tryGetContext'>): AppContext {
     logLevel: str(get, 'logLevel'),
     metricsNamespace: str(get, 'metricsNamespace'),
     serviceName: str(get, 'serviceName'),
+    // Checked by resolveSettings, with the functions' own parser.
+    clientApps: get('clientApps') as TokenBrokerSettings['clientApps'],
   };
   const stackName = str(get, 'stackName') ?? 'TokenBroker';
   if (!/^[A-Za-z][A-Za-z0-9-]{0,127}$/.test(stackName)) {

@@ -35,6 +35,7 @@ import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
+import { serializeClientApps } from '../functions/shared/client-apps.ts';
 import {
   CONNECTIONS_BY_ORG_INDEX,
   ENCRYPTION_PURPOSE,
@@ -106,6 +107,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
         kind: 'connection',
         actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
       },
+      // A registered app's login: its broker code (read back when the answer was lost).
+      { kind: 'code', actions: ['dynamodb:GetItem', 'dynamodb:PutItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -122,6 +125,18 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
   session: {
     items: [{ kind: 'session', actions: ['dynamodb:GetItem'] }],
     kms: [],
+    clientSecret: false,
+  },
+  token: {
+    items: [
+      // Spent with a conditional UpdateItem, read back when it fails or its answer is lost.
+      { kind: 'code', actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'] },
+      // A replayed or refused code ends its connection as a logout does: read, delete that
+      // version (with its pointer), revoke the refresh token (which needs it in clear).
+      { kind: 'session', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] },
+      { kind: 'connection', actions: ['dynamodb:DeleteItem'] },
+    ],
+    kms: ['kms:Decrypt'],
     clientSecret: false,
   },
 };
@@ -143,6 +158,7 @@ export const MEMORY_MB: Record<BrokerRoute | 'notFound', number> = {
   callback: 512,
   logout: 512,
   session: 512,
+  token: 512,
   notFound: 128,
 };
 
@@ -211,6 +227,7 @@ const ROUTE_DESCRIPTIONS: Record<BrokerRoute, string> = {
   callback: 'token broker GET /callback (code exchange, session creation)',
   logout: 'token broker POST /logout (revoke and delete the session)',
   session: "token broker GET /session (the caller's connection metadata, never a token)",
+  token: 'token broker POST /token (redeems a one-time broker code for a session handle)',
 };
 
 /**
@@ -416,6 +433,7 @@ export class TokenBroker extends Construct {
       LOG_LEVEL: settings.logLevel,
       // Set even when empty, so `sam local invoke --env-vars` can override it.
       ALLOWED_ORIGINS: settings.allowedOrigins.join(','),
+      CLIENT_APPS: serializeClientApps(settings.clientApps),
     };
   }
 
@@ -443,6 +461,7 @@ export class TokenBroker extends Construct {
       callback: make('callback'),
       logout: make('logout'),
       session: make('session'),
+      token: make('token'),
     };
   }
 
@@ -639,6 +658,10 @@ export class TokenBroker extends Construct {
       'ANY /session':
         'The function authenticates the opaque session handle (cookie plus X-CSRF, or ' +
         'Bearer) against DynamoDB, like /refresh, and answers metadata only.',
+      'ANY /token':
+        '/token is the OAuth token endpoint of public native apps (RFC 8252): the request is ' +
+        'authenticated by the one-time broker code and its PKCE verifier, which an ' +
+        'authorizer cannot check.',
       $default:
         'The $default route only answers 404 not_found to paths that are not broker routes; ' +
         'its function has no permission and reads nothing from the request.',

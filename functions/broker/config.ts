@@ -3,6 +3,7 @@
  * start. A missing or malformed variable throws a {@link ConfigError} naming it, so a
  * misconfigured deployment fails loudly at init instead of on the first request.
  */
+import { type ClientApp, parseClientApps } from '../shared/client-apps.ts';
 import { isLoopbackUrl } from '../shared/urls.ts';
 
 export class ConfigError extends Error {
@@ -51,6 +52,8 @@ export interface BrokerConfig {
   sessionAbsoluteTtlMs: number;
   /** Idle session lifetime (`SESSION_IDLE_TTL_SECONDS`, default 7 days). */
   sessionIdleTtlMs: number;
+  /** Registered native, desktop and server-side apps of the handoff (`CLIENT_APPS`, JSON). */
+  clientApps: readonly ClientApp[];
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -75,12 +78,21 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
       integer(env, 'SESSION_ABSOLUTE_TTL_SECONDS', 30 * 86_400, 60, 3650 * 86_400) * 1000,
     sessionIdleTtlMs:
       integer(env, 'SESSION_IDLE_TTL_SECONDS', 7 * 86_400, 60, 3650 * 86_400) * 1000,
+    clientApps: clientApps(env, 'CLIENT_APPS'),
   };
   // The timeout budget (README "The refresh path"): a holder's upstream call must end before its lease.
   if (config.upstreamTimeoutMs >= config.leaseMs) {
     throw new ConfigError('UPSTREAM_TIMEOUT_MS', `must be lower than LEASE_MS (${config.leaseMs})`);
   }
   return config;
+}
+
+function clientApps(env: Env, name: string): ClientApp[] {
+  try {
+    return parseClientApps(env[name]);
+  } catch (error) {
+    throw new ConfigError(name, (error as Error).message);
+  }
 }
 
 function requireString(env: Env, name: string): string {

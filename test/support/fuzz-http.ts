@@ -22,6 +22,7 @@ import { createRefreshHandler } from '../../functions/routes/refresh.ts';
 import { SalesforceOAuthClient } from '../../functions/salesforce/oauth-client.ts';
 import { CaptureLog, CaptureMetrics } from './capture-log.ts';
 import { httpEvent } from './http-event.ts';
+import { MemoryBrokerCodeStore } from './memory-code-store.ts';
 import { MemoryDataKeys } from './memory-data-keys.ts';
 import { MemoryLoginStore } from './memory-login-store.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
@@ -100,6 +101,7 @@ export interface FuzzPorts {
   config: BrokerConfig;
   store: MemorySessionStore;
   transactions: MemoryLoginStore;
+  codes: MemoryBrokerCodeStore;
   vault: TokenVault;
   credentials: { get(): Promise<ClientCredentials>; reload(): Promise<ClientCredentials> };
   salesforce: FuzzSalesforce;
@@ -228,6 +230,7 @@ export function buildPorts(log: Log = new CaptureLog()): FuzzPorts {
     config,
     store: new MemorySessionStore(),
     transactions: new MemoryLoginStore(),
+    codes: new MemoryBrokerCodeStore(),
     vault: new TokenVault(new MemoryDataKeys()),
     credentials: { get: async () => credentials, reload: async () => credentials },
     salesforce: new FuzzSalesforce(),
