@@ -25,7 +25,7 @@ import { BROKER_BUNDLE } from '../infra/bundle-options.ts';
 import { dummyFunctionEnv } from '../test/infra/function-env.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const ROUTES = ['refresh', 'login', 'callback', 'logout'] as const;
+const ROUTES = ['refresh', 'login', 'callback', 'logout', 'session', 'token'] as const;
 type Route = (typeof ROUTES)[number];
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 
@@ -60,6 +60,18 @@ const SDK_USE: Record<Route, Record<string, string[]>> = {
   },
   logout: {
     '@aws-sdk/client-dynamodb': ['DynamoDBClient', 'DeleteItemCommand'],
+    '@aws-sdk/client-kms': ['KMSClient', 'DecryptCommand'],
+  },
+  session: {
+    '@aws-sdk/client-dynamodb': ['DynamoDBClient', 'GetItemCommand'],
+  },
+  token: {
+    '@aws-sdk/client-dynamodb': [
+      'DynamoDBClient',
+      'GetItemCommand',
+      'UpdateItemCommand',
+      'DeleteItemCommand',
+    ],
     '@aws-sdk/client-kms': ['KMSClient', 'DecryptCommand'],
   },
 };

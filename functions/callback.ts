@@ -11,6 +11,7 @@ export const handler = createCallbackHandler({
   config: production.config(),
   transactions: production.transactions(),
   store: production.sessions(),
+  codes: production.codes(),
   vault: production.vault(),
   credentials: production.credentials(),
   salesforce: production.salesforce(),

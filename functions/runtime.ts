@@ -2,6 +2,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { awsClientConfig } from './aws/client-config.ts';
+import { DynamoDbBrokerCodeStore } from './aws/dynamodb-code-store.ts';
 import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
 import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
 import { KmsDataKeys } from './aws/kms-data-keys.ts';
@@ -9,6 +10,7 @@ import { SecretsManagerCredentials } from './aws/secrets-manager-credentials.ts'
 import { type BrokerConfig, loadConfig } from './broker/config.ts';
 import { TokenVault } from './broker/envelope.ts';
 import type {
+  BrokerCodeStore,
   ClientCredentialsSource,
   Clock,
   Log,
@@ -30,6 +32,8 @@ export interface Runtime {
   store: SessionStore;
   /** Pending logins (`/login` writes, `/callback` consumes), in the same table. */
   transactions: LoginTransactionStore;
+  /** Broker codes of the handoff (`/callback` writes, `/token` redeems), in the same table. */
+  codes: BrokerCodeStore;
   vault: TokenVault;
   credentials: ClientCredentialsSource;
   salesforce: SalesforceOAuthClient;
@@ -56,6 +60,7 @@ export function buildRuntime(
       tableName: config.tableName,
       client: dynamodb,
     }),
+    codes: new DynamoDbBrokerCodeStore({ tableName: config.tableName, client: dynamodb }),
     vault: new TokenVault(
       new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(awsClientConfig(env)) }),
     ),

@@ -44,6 +44,8 @@ export function readAppContext(node: Pick<Node, 'tryGetContext'>): AppContext {
   for (const [key, type] of Object.entries(SETTING_CONTEXT_TYPES)) {
     broker[key] = READERS[type](get, key);
   }
+  // A JSON list, checked by resolveSettings with the functions' own parser.
+  broker.clientApps = get('clientApps');
   const stackName = str(get, 'stackName') ?? 'TokenBroker';
   if (!/^[A-Za-z][A-Za-z0-9-]{0,127}$/.test(stackName)) {
     throw new ContextError('stackName', `must be a CloudFormation stack name, got "${stackName}"`);

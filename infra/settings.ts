@@ -1,4 +1,9 @@
 import {
+  type ClientApp,
+  type ClientAppJson,
+  parseClientApps,
+} from '../functions/shared/client-apps.ts';
+import {
   type ContextType,
   checkIdleWithinAbsolute,
   SETTINGS,
@@ -67,15 +72,21 @@ export interface TokenBrokerSettings {
   readonly metricsNamespace?: string;
   /** `service` dimension of the metrics; one per deployment (default: the stack name). */
   readonly serviceName?: string;
+  /**
+   * Registered native, desktop and server-side apps of the one-time handoff, as JSON text
+   * or the parsed array: `[{"client_id","redirect_uris"}]` (default none).
+   */
+  readonly clientApps?: string | readonly ClientAppJson[];
 }
 
-export type BrokerRoute = 'refresh' | 'login' | 'callback' | 'logout' | 'session';
+export type BrokerRoute = 'refresh' | 'login' | 'callback' | 'logout' | 'session' | 'token';
 export const BROKER_ROUTES: readonly BrokerRoute[] = [
   'refresh',
   'login',
   'callback',
   'logout',
   'session',
+  'token',
 ];
 
 export interface RouteThrottle {
@@ -111,6 +122,7 @@ export interface ResolvedSettings {
   logLevel: string;
   metricsNamespace: string;
   serviceName: string;
+  clientApps: ClientApp[];
 }
 
 /**
@@ -129,12 +141,12 @@ export interface ResolvedSettings {
  * - Lambda's default account concurrency is 1,000 per region (shared with every other
  *   function). Concurrency = rate x duration: at these rates and the usual durations
  *   (refresh 50-500 ms, callback about 1 s, login and logout well under) the broker uses
- *   about 200; even all bursts at once (910 requests) fit under 1,000, so a peak is
+ *   about 200; even all bursts at once (990 requests) fit under 1,000, so a peak is
  *   answered by the broker or by API Gateway's 429, not by Lambda throttling (a 500 and
  *   the `Throttles` alarm). Durations grow toward the 12 s timeout only while Salesforce
  *   is slow, and then no rate limit keeps concurrency down.
  * - API Gateway's account limit (10,000 requests/s, burst 5,000 per region) is shared by
- *   all APIs in the account: the broker's sums (455/s, burst 910) leave most of it.
+ *   all APIs in the account: the broker's sums (495/s, burst 990) leave most of it.
  * - Unknown paths (`default`) only reach the 404 function: scanners and typos.
  *
  * Scale every number with the account: an account whose Lambda concurrency is below
@@ -147,6 +159,8 @@ export const DEFAULT_THROTTLING: Record<BrokerRoute | 'default', RouteThrottle> 
   callback: { rateLimit: 50, burstLimit: 100 },
   logout: { rateLimit: 50, burstLimit: 100 },
   session: { rateLimit: 50, burstLimit: 100 },
+  // One redemption per app login: a registered app's share of the login routes' rate.
+  token: { rateLimit: 40, burstLimit: 80 },
   default: { rateLimit: 5, burstLimit: 10 },
 };
 
@@ -302,6 +316,7 @@ export function resolveSettings(
     reuseWindowSeconds: shared('reuseWindowSeconds'),
     secretCacheTtlSeconds: shared('secretCacheTtlSeconds'),
     budget: resolveBudget(settings.functionTimeoutSeconds, shared('upstreamTimeoutMs')),
+    clientApps: resolveClientApps(settings.clientApps),
     throttling: resolveThrottling(settings.throttling ?? {}),
     customDomain: resolveCustomDomain(
       stack('customDomainName'),
@@ -460,4 +475,13 @@ function integer(
     throw new SettingError(name, `must be between ${min} and ${max}, got ${value}`);
   }
   return value;
+}
+
+/** `clientApps`: the functions' own parser (`functions/shared/client-apps.ts`), so both agree. */
+function resolveClientApps(value: TokenBrokerSettings['clientApps']): ClientApp[] {
+  try {
+    return parseClientApps(value);
+  } catch (error) {
+    throw new SettingError('clientApps', (error as Error).message);
+  }
 }

@@ -35,6 +35,7 @@ import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
 import { Construct } from 'constructs';
+import { serializeClientApps } from '../functions/shared/client-apps.ts';
 import {
   CONNECTIONS_BY_ORG_INDEX,
   ENCRYPTION_PURPOSE,
@@ -107,6 +108,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
         kind: 'connection',
         actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
       },
+      // A registered app's login: its broker code (read back when the answer was lost).
+      { kind: 'code', actions: ['dynamodb:GetItem', 'dynamodb:PutItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -123,6 +126,18 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
   session: {
     items: [{ kind: 'session', actions: ['dynamodb:GetItem'] }],
     kms: [],
+    clientSecret: false,
+  },
+  token: {
+    items: [
+      // Spent with a conditional UpdateItem, read back when it fails or its answer is lost.
+      { kind: 'code', actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'] },
+      // A replayed or refused code ends its connection as a logout does: read, delete that
+      // version (with its pointer), revoke the refresh token (which needs it in clear).
+      { kind: 'session', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] },
+      { kind: 'connection', actions: ['dynamodb:DeleteItem'] },
+    ],
+    kms: ['kms:Decrypt'],
     clientSecret: false,
   },
 };
@@ -144,6 +159,7 @@ export const MEMORY_MB: Record<BrokerRoute | 'notFound', number> = {
   callback: 512,
   logout: 512,
   session: 512,
+  token: 512,
   notFound: 128,
 };
 
@@ -212,6 +228,7 @@ const ROUTE_DESCRIPTIONS: Record<BrokerRoute, string> = {
   callback: 'token broker GET /callback (code exchange, session creation)',
   logout: 'token broker POST /logout (revoke and delete the session)',
   session: "token broker GET /session (the caller's connection metadata, never a token)",
+  token: 'token broker POST /token (redeems a one-time broker code for a session handle)',
 };
 
 /**
@@ -399,14 +416,18 @@ export class TokenBroker extends Construct {
    */
   private functionEnvironment(): Record<string, string> {
     const { settings } = this;
-    return environmentOf({
-      ...settings,
-      ...settings.budget,
-      tableName: this.table.tableName,
-      kmsKeyId: this.key.keyArn,
-      clientSecretId: this.clientSecret.secretArn,
-      callbackUrl: this.callbackUrl,
-    });
+    return {
+      ...environmentOf({
+        ...settings,
+        ...settings.budget,
+        tableName: this.table.tableName,
+        kmsKeyId: this.key.keyArn,
+        clientSecretId: this.clientSecret.secretArn,
+        callbackUrl: this.callbackUrl,
+      }),
+      // A JSON list outside the table (see `clientApps` in functions/broker/config.ts).
+      CLIENT_APPS: serializeClientApps(settings.clientApps),
+    };
   }
 
   /** One function per route, each granted exactly its `FUNCTION_ACCESS`. */
@@ -433,6 +454,7 @@ export class TokenBroker extends Construct {
       callback: make('callback'),
       logout: make('logout'),
       session: make('session'),
+      token: make('token'),
     };
   }
 
@@ -629,6 +651,10 @@ export class TokenBroker extends Construct {
       'ANY /session':
         'The function authenticates the opaque session handle (cookie plus X-CSRF, or ' +
         'Bearer) against DynamoDB, like /refresh, and answers metadata only.',
+      'ANY /token':
+        '/token is the OAuth token endpoint of public native apps (RFC 8252): the request is ' +
+        'authenticated by the one-time broker code and its PKCE verifier, which an ' +
+        'authorizer cannot check.',
       $default:
         'The $default route only answers 404 not_found to paths that are not broker routes; ' +
         'its function has no permission and reads nothing from the request.',

@@ -41,6 +41,8 @@ function readSettings(env: NodeJS.ProcessEnv) {
     scopes: env.SALESFORCE_SCOPES,
     allowedOrigins: env.ALLOWED_ORIGINS,
     returnToPrefixes: env.RETURN_TO_PREFIXES,
+    /** Registered apps of the handoff, passed through as deployed (none unless set). */
+    clientApps: env.CLIENT_APPS,
   };
 }
 
@@ -100,6 +102,7 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
     ALLOWED_ORIGINS: settings.allowedOrigins ?? '',
     ...(settings.scopes ? { SALESFORCE_SCOPES: settings.scopes } : {}),
     ...(settings.returnToPrefixes ? { RETURN_TO_PREFIXES: settings.returnToPrefixes } : {}),
+    ...(settings.clientApps ? { CLIENT_APPS: settings.clientApps } : {}),
     POWERTOOLS_SERVICE_NAME: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker-local',
     POWERTOOLS_METRICS_DISABLED: 'true',
   });
@@ -168,7 +171,7 @@ async function main(): Promise<void> {
   const lines = [
     '',
     'Salesforce token broker, running locally',
-    `  broker      ${broker.url}  (/login /callback /refresh /logout /session)`,
+    `  broker      ${broker.url}  (/login /callback /refresh /logout /session /token)`,
     `  demo page   ${broker.url}/`,
     stack.salesforce
       ? `  mock org    ${stack.salesforce.url}  (login page; any password)`

@@ -44,6 +44,13 @@ export class DynamoDbLoginTransactionStore implements LoginTransactionStore {
     if (transaction.replacesSessionKey !== undefined) {
       item.replacesSessionKey = { S: transaction.replacesSessionKey };
     }
+    if (transaction.handoff !== undefined) {
+      // The app's state is echoed to it, so it is kept as sent; the item lives 10 minutes.
+      item.handoffClientId = { S: transaction.handoff.clientId };
+      item.handoffRedirectUri = { S: transaction.handoff.redirectUri };
+      item.handoffState = { S: transaction.handoff.appState };
+      item.handoffCodeChallenge = { S: transaction.handoff.codeChallenge };
+    }
     try {
       await this.#client.send(
         new PutItemCommand({
@@ -96,7 +103,10 @@ function fromItem(stateKey: string, item: Item): LoginTransaction | undefined {
   const cookieHash = item.cookieHash?.S;
   const createdAt = item.createdAt?.N;
   const expiresAt = item.expiresAt?.N;
+  // Part of a handoff is a damaged item: fail closed rather than fall back to the cookie.
+  const handoff = handoffFromItem(item);
   if (
+    handoff === null ||
     item.kind?.S !== 'login' ||
     sealedVerifier === undefined ||
     returnTo === undefined ||
@@ -114,5 +124,19 @@ function fromItem(stateKey: string, item: Item): LoginTransaction | undefined {
     createdAt: Number(createdAt),
     expiresAt: Number(expiresAt),
     replacesSessionKey: item.replacesSessionKey?.S,
+    handoff: handoff ?? undefined,
   };
+}
+
+/** The handoff of a transaction; `null` when only part of it is there (a damaged item). */
+function handoffFromItem(item: Item): LoginTransaction['handoff'] | null {
+  const clientId = item.handoffClientId?.S;
+  const redirectUri = item.handoffRedirectUri?.S;
+  const appState = item.handoffState?.S;
+  const codeChallenge = item.handoffCodeChallenge?.S;
+  if (clientId === undefined) return undefined;
+  if (redirectUri === undefined || appState === undefined || codeChallenge === undefined) {
+    return null;
+  }
+  return { clientId, redirectUri, appState, codeChallenge };
 }

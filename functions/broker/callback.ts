@@ -10,6 +10,7 @@ import {
   LoginFailedError,
   TemporarilyUnavailableError,
 } from './errors.ts';
+import { issueBrokerCode } from './handoff.ts';
 import {
   isWellFormedRandomValue,
   matchesLoginCookie,
@@ -18,6 +19,7 @@ import {
 } from './login-transaction.ts';
 import { endSession, type RevocationClient, revokeOrReport } from './logout.ts';
 import type {
+  BrokerCodeStore,
   ClientCredentials,
   ClientCredentialsSource,
   Clock,
@@ -46,6 +48,8 @@ export interface CodeExchangeClient extends RevocationClient {
 export interface CallbackDependencies {
   transactions: LoginTransactionStore;
   store: Pick<SessionStore, 'create' | 'get' | 'deleteVersion'>;
+  /** Broker codes of the handoff (a registered app's login). */
+  codes: Pick<BrokerCodeStore, 'create' | 'get'>;
   vault: TokenVault;
   credentials: ClientCredentialsSource;
   salesforce: CodeExchangeClient;
@@ -79,6 +83,11 @@ export interface CompletedLogin {
   /** The connection the login created (non-secret). */
   connectionId: string;
   returnTo: string;
+  /**
+   * For a registered app's login: the broker code to send to its redirect URI (in place
+   * of the session cookie) and the app's own `state` to echo.
+   */
+  handoff?: { code: string; redirectUri: string; appState: string } | undefined;
 }
 
 /** Longest authorization code accepted (Salesforce's are under 100 characters). */
@@ -109,10 +118,13 @@ export class LoginRedirectError extends Error {
   /** `access_denied` or `login_failed`. */
   readonly error: 'access_denied' | 'login_failed';
   readonly errorDescription: string;
-  constructor(returnTo: string, cause: unknown) {
+  /** A registered app's `state`, echoed on its error redirect. */
+  readonly appState: string | undefined;
+  constructor(returnTo: string, cause: unknown, appState?: string) {
     super('the login failed after its transaction was found', { cause });
     this.name = 'LoginRedirectError';
     this.returnTo = returnTo;
+    this.appState = appState;
     this.error = cause instanceof AccessDeniedError ? 'access_denied' : 'login_failed';
     this.errorDescription =
       cause instanceof BrokerError
@@ -146,7 +158,7 @@ export async function completeLogin(
   try {
     return await finishLogin(deps, request, { transaction, state, deadline });
   } catch (error) {
-    throw new LoginRedirectError(transaction.returnTo, error);
+    throw new LoginRedirectError(transaction.returnTo, error, transaction.handoff?.appState);
   }
 }
 
@@ -282,6 +294,10 @@ async function finishLogin(
     user: logSafeId(response.userId),
   });
 
+  if (transaction.handoff) {
+    return handOver(deps, { transaction, record, handle, left, deadline });
+  }
+
   // The browser's previous session (from the login cookie's transaction, or a session
   // cookie on this request) is replaced: deleted and its refresh token revoked.
   const previous = new Set<string>();
@@ -303,6 +319,55 @@ async function finishLogin(
     }
   }
   return { handle, connectionId, returnTo: transaction.returnTo };
+}
+
+/**
+ * Step 5 of a registered app's login: the session is not the browser's (no cookie, no
+ * session replaced) but is handed to the app as a one-time broker code. A code that cannot
+ * be stored leaves a session nobody can ever be handed: it is ended (deleted, revoked).
+ */
+async function handOver(
+  deps: CallbackDependencies,
+  context: {
+    transaction: LoginTransaction;
+    record: SessionRecord;
+    handle: string;
+    left: () => number;
+    deadline: number;
+  },
+): Promise<CompletedLogin> {
+  const { transaction, record, handle, left, deadline } = context;
+  const handoff = transaction.handoff;
+  if (!handoff || !record.connectionId) throw new Error('not a handoff login');
+  const code = await issueBrokerCode(
+    deps,
+    { handoff, connectionId: record.connectionId, sessionKey: record.sessionKey, handle },
+    { timeoutMs: Math.max(left() - MIN_STORE_MS, MIN_STORE_MS) },
+  );
+  if (code === undefined) {
+    await endSession(deps, record.sessionKey, 'handoff_failed', {
+      at: deadline,
+      now: () => deps.clock.now(),
+    }).catch((error: unknown) => {
+      deps.log.warn('the session of a code that was not stored could not be ended', {
+        event: 'replace_failed',
+        session: logSafeId(record.sessionKey),
+        error: describeError(error, 'name_only'),
+      });
+    });
+    throw new TemporarilyUnavailableError('The login could not be handed to the app; retry.', 1);
+  }
+  deps.log.info('broker code issued to a registered app', {
+    event: 'code_issued',
+    connection: record.connectionId,
+    client: handoff.clientId,
+  });
+  return {
+    handle,
+    connectionId: record.connectionId,
+    returnTo: handoff.redirectUri,
+    handoff: { code, redirectUri: handoff.redirectUri, appState: handoff.appState },
+  };
 }
 
 /**

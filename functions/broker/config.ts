@@ -3,6 +3,8 @@
  * start. A missing or malformed variable throws a {@link ConfigError} naming it, so a
  * misconfigured deployment fails loudly at init instead of on the first request.
  */
+
+import { type ClientApp, parseClientApps } from '../shared/client-apps.ts';
 import {
   checkIdleWithinAbsolute,
   SETTINGS,
@@ -60,6 +62,8 @@ export interface BrokerConfig {
   sessionAbsoluteTtlMs: number;
   /** Idle session lifetime (`SESSION_IDLE_TTL_SECONDS`, default 7 days). */
   sessionIdleTtlMs: number;
+  /** Registered native, desktop and server-side apps of the handoff (`CLIENT_APPS`, JSON). */
+  clientApps: readonly ClientApp[];
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -77,6 +81,7 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
     scopes: read(SETTINGS.scopes),
     callbackUrl: callbackUrl === undefined ? undefined : new URL(callbackUrl),
     allowedOrigins: withOwnOrigin(read(SETTINGS.allowedOrigins), callbackUrl),
+    clientApps: clientApps(env),
     returnToPrefixes: read(SETTINGS.returnToPrefixes),
     reuseWindowMs: read(SETTINGS.reuseWindowSeconds) * 1000,
     upstreamTimeoutMs: read(SETTINGS.upstreamTimeoutMs),
@@ -88,6 +93,19 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
   };
   checkCrossRules(config);
   return config;
+}
+
+/**
+ * `CLIENT_APPS` (JSON) is parsed by the one module both sides use
+ * (`functions/shared/client-apps.ts`), not by a row of the table: its value is a list of
+ * objects, which the table's scalar and comma-list types do not cover.
+ */
+function clientApps(env: Env): ClientApp[] {
+  try {
+    return parseClientApps(env.CLIENT_APPS);
+  } catch (error) {
+    throw new ConfigError('CLIENT_APPS', (error as Error).message);
+  }
 }
 
 function withOwnOrigin(origins: readonly string[], callbackUrl: string | undefined): string[] {

@@ -128,3 +128,26 @@ export class TemporarilyUnavailableError extends BrokerError {
     this.retryAfterSeconds = retryAfterSeconds;
   }
 }
+
+/**
+ * The OAuth token endpoint's own errors (RFC 6749 s5.2), answered by `POST /token`: their
+ * `code` is the RFC's, not one of the broker's usual set.
+ * @see https://www.rfc-editor.org/rfc/rfc6749#section-5.2
+ */
+/** Unknown, expired or spent broker code, or a verifier, redirect URI or client it is not bound to. */
+export class InvalidGrantError extends BrokerError {
+  override readonly status = 400;
+  override readonly code = 'invalid_grant';
+}
+
+/** A `grant_type` other than `authorization_code`. */
+export class UnsupportedGrantTypeError extends BrokerError {
+  override readonly status = 400;
+  override readonly code = 'unsupported_grant_type';
+}
+
+/** A `client_id` that is not a registered app. */
+export class InvalidClientError extends BrokerError {
+  override readonly status = 401;
+  override readonly code = 'invalid_client';
+}

@@ -12,6 +12,7 @@ import { codeChallengeS256, newCodeVerifier } from './pkce.ts';
 import type {
   ClientCredentialsSource,
   Clock,
+  HandoffRequest,
   Log,
   LoginTransactionStore,
   MetricSink,
@@ -48,6 +49,8 @@ export interface LoginRequest {
   loginHint?: string | undefined;
   /** The session key of the session cookie the browser sent, if any: replaced at callback. */
   currentSessionKey?: string | undefined;
+  /** A registered app's login (already validated): `/callback` hands it a broker code. */
+  handoff?: HandoffRequest | undefined;
 }
 
 export interface StartedLogin {
@@ -83,6 +86,7 @@ export async function startLogin(
     createdAt: now,
     expiresAt: now + LOGIN_TRANSACTION_TTL_MS,
     replacesSessionKey: request.currentSessionKey,
+    handoff: request.handoff,
   });
   if (!created) {
     // 256 random bits never collide; a "collision" means something replays writes.
@@ -93,6 +97,7 @@ export async function startLogin(
     event: 'login_started',
     transaction: logSafeId(stateKey),
     replacesSession: request.currentSessionKey ? logSafeId(request.currentSessionKey) : undefined,
+    client: request.handoff?.clientId,
   });
   return {
     authorizeUrl: deps.salesforce.authorizationUrl({

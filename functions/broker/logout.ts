@@ -17,6 +17,18 @@ export interface EndSessionDependencies {
   metrics: MetricSink;
 }
 
+/**
+ * Why a session is ended: a logout; a new login replacing it; a broker code of the handoff
+ * presented again (RFC 6749 s4.1.2), refused, or not stored, leaving a session nobody can
+ * ever be handed.
+ */
+export type EndSessionReason =
+  | 'logout'
+  | 'replaced'
+  | 'code_replayed'
+  | 'code_rejected'
+  | 'handoff_failed';
+
 /** What happened to the session; the caller answers the same in every case. */
 export type EndSessionOutcome = 'revoked' | 'revoke_failed' | 'absent';
 
@@ -46,7 +58,7 @@ const MAX_DELETE_ATTEMPTS = 4;
 export async function endSession(
   deps: EndSessionDependencies,
   sessionKey: string,
-  reason: 'logout' | 'replaced',
+  reason: EndSessionReason,
   deadline?: { at: number; now: () => number },
 ): Promise<EndSessionOutcome> {
   const session = logSafeId(sessionKey);

@@ -238,7 +238,10 @@ export interface LoginTransaction {
   stateKey: string;
   /** The PKCE `code_verifier`, AES-256-GCM-sealed under a key derived from the `state`. */
   sealedVerifier: Uint8Array;
-  /** Where `/callback` sends the browser: a validated relative path. */
+  /**
+   * Where `/callback` sends the browser: a validated relative path, or for a handoff the
+   * app's redirect URI (its `handoff.redirectUri`).
+   */
   returnTo: string;
   /** SHA-256 of the `__Host-tb-login` cookie value (base64url). */
   cookieHash: string;
@@ -247,6 +250,71 @@ export interface LoginTransaction {
   expiresAt: number;
   /** The session the browser held at `/login`, ended once the new one exists. */
   replacesSessionKey?: string | undefined;
+  /**
+   * Set for a login started by a registered native, desktop or server-side app (the
+   * one-time handoff): `/callback` answers its redirect URI with a broker code instead of
+   * setting the session cookie.
+   */
+  handoff?: HandoffRequest | undefined;
+}
+
+/** What a handoff login binds its broker code to (README "Native, desktop and server-side apps"). */
+export interface HandoffRequest {
+  clientId: string;
+  /** Exactly as the app sent it (a loopback URI with its port). */
+  redirectUri: string;
+  /** The app's own `state`, echoed back exactly. */
+  appState: string;
+  /** The app's PKCE S256 `code_challenge`. */
+  codeChallenge: string;
+}
+
+/**
+ * One broker code of the handoff, stored under `code#<SHA-256 of the code>`. The session
+ * handle is sealed under a key derived from the code, so the table alone never yields it.
+ */
+export interface BrokerCodeRecord {
+  /** SHA-256 of the code (base64url). */
+  codeKey: string;
+  clientId: string;
+  redirectUri: string;
+  codeChallenge: string;
+  connectionId: string;
+  /** The session the code hands over (the hash of its handle). */
+  sessionKey: string;
+  /** The session handle, AES-256-GCM-sealed under a key derived from the code. */
+  sealedHandle: Uint8Array;
+  createdAt: number;
+  /** The code checks this itself; DynamoDB TTL only deletes the item much later. */
+  expiresAt: number;
+  /** Set by the first redemption, whatever its outcome: the code is then spent. */
+  redeemedAt?: number | undefined;
+  /** A random id of the redemption that spent it, to recognise its own lost answer. */
+  redemptionId?: string | undefined;
+}
+
+/** Outcome of {@link BrokerCodeStore.redeem}. */
+export type Redemption =
+  | { outcome: 'first'; record: BrokerCodeRecord }
+  | { outcome: 'replayed'; record: BrokerCodeRecord }
+  | { outcome: 'unknown' };
+
+/** Broker codes, in the session table under `code#<codeKey>`. */
+export interface BrokerCodeStore {
+  /** Stores a new code; false if the key already exists. */
+  create(record: BrokerCodeRecord, options?: CallOptions): Promise<boolean>;
+  /** Strongly consistent read; `undefined` if none. */
+  get(codeKey: string, options?: CallOptions): Promise<BrokerCodeRecord | undefined>;
+  /**
+   * Spends the code with one conditional write, keeping the item so a later attempt is
+   * recognised: `first` for exactly one caller (also when its write landed but the answer
+   * was lost), `replayed` for every later one, `unknown` when there is no such code.
+   */
+  redeem(
+    codeKey: string,
+    redemption: { redemptionId: string; now: number },
+    options?: CallOptions,
+  ): Promise<Redemption>;
 }
 
 /** Login transactions, in the session table under `login#<stateKey>`. */

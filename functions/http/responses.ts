@@ -64,7 +64,7 @@ export function withQuery(location: string, parameters: Record<string, string>):
  */
 export function htmlErrorPage(
   statusCode: number,
-  page: { title: string; message: string; link: { href: string; text: string } },
+  page: { title: string; message: string; link?: { href: string; text: string } | undefined },
 ): HttpResponse {
   const body = [
     '<!doctype html>',
@@ -75,7 +75,9 @@ export function htmlErrorPage(
     '</head><body>',
     `<h1>${escapeHtml(page.title)}</h1>`,
     `<p>${escapeHtml(page.message)}</p>`,
-    `<p><a href="${escapeHtml(page.link.href)}">${escapeHtml(page.link.text)}</a></p>`,
+    ...(page.link
+      ? [`<p><a href="${escapeHtml(page.link.href)}">${escapeHtml(page.link.text)}</a></p>`]
+      : []),
     '</body></html>',
   ].join('\n');
   return {

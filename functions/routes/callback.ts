@@ -45,6 +45,10 @@ export interface CallbackRouteDependencies extends Omit<CallbackDependencies, 'c
  * authorization server's error redirect; before that (a bad `state`), a browser asking for
  * `text/html` gets a small page with the reason and a link to start again, other clients
  * the JSON error.
+ *
+ * A registered app's login (the handoff) answers its redirect URI instead, with `code`
+ * and its `state` on success and `error`, `error_description` and `state` on failure,
+ * and sets no session cookie.
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.1.2.1
  */
@@ -80,6 +84,15 @@ export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHand
             sessionHandles: cookieValues(request, SESSION_COOKIE).filter(isWellFormedHandle),
           },
         );
+        if (result.handoff) {
+          // A registered app's login: the code goes to the app, the handle stays out of
+          // the browser (no session cookie).
+          const location = withQuery(result.handoff.redirectUri, {
+            code: result.handoff.code,
+            state: result.handoff.appState,
+          });
+          return redirect(location, [CLEAR_LOGIN_COOKIE]);
+        }
         return redirect(result.returnTo, [sessionCookie(result.handle), CLEAR_LOGIN_COOKIE]);
       } catch (failure) {
         return failedLogin(failure, request, log);
@@ -100,6 +113,7 @@ function failedLogin(failure: unknown, request: HttpRequest, log: Log): HttpResp
     const location = withQuery(failure.returnTo, {
       error: failure.error,
       error_description: failure.errorDescription,
+      ...(failure.appState === undefined ? {} : { state: failure.appState }),
     });
     return redirect(location, [CLEAR_LOGIN_COOKIE]);
   }

@@ -21,7 +21,7 @@ export async function startDemo(options: {
   stack: LocalStack;
 }): Promise<LocalServer> {
   const routes: Record<string, HttpHandler> = {};
-  for (const route of ['login', 'callback', 'refresh', 'logout', 'session']) {
+  for (const route of ['login', 'callback', 'refresh', 'logout', 'session', 'token']) {
     const entry = (await import(`../../functions/${route}.ts`)) as { handler: HttpHandler };
     routes[`/${route}`] = entry.handler;
   }

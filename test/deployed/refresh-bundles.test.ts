@@ -64,7 +64,41 @@ describe('the template environment of the shipped functions', () => {
       ['ANY /logout', 'LogoutFunction'],
       ['ANY /refresh', 'RefreshFunction'],
       ['ANY /session', 'SessionFunction'],
+      ['ANY /token', 'TokenFunction'],
     ]);
+  });
+
+  it('ships /token and registers no app unless clientApps says so', async () => {
+    // Prepare
+    const form = new URLSearchParams({
+      grant_type: 'authorization_code',
+      code: 'A'.repeat(43),
+      redirect_uri: 'com.example.app:/oauth2redirect',
+      client_id: 'ios',
+      code_verifier: 'B'.repeat(43),
+    }).toString();
+    const login = new URLSearchParams({
+      client_id: 'ios',
+      redirect_uri: 'com.example.app:/oauth2redirect',
+      state: 'app-state',
+      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+      code_challenge_method: 'S256',
+    }).toString();
+
+    // Act
+    const token = await fetch(`${broker.api.url}/token`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: form,
+    });
+    const started = await fetch(`${broker.api.url}/login?${login}`, { redirect: 'manual' });
+
+    // Assert
+    expect(deployed.route('ANY /token').environment.CLIENT_APPS).toBe('[]');
+    expect(token.status).toBe(401);
+    expect(await token.json()).toMatchObject({ error: 'invalid_client' });
+    expect(started.status).toBe(400);
+    expect(started.headers.get('location')).toBeNull();
   });
 
   it('resolves each intrinsic to the local stack, keeps every plain value and overrides only the listed endpoints and credentials', () => {

@@ -118,11 +118,34 @@ describe('Function: resolveSettings', () => {
     [{ logRetentionDays: 10 }, 'logRetentionDays'],
     [{ logLevel: 'VERBOSE' }, 'logLevel'],
     [{ metricsNamespace: 'AWS/Lambda' }, 'metricsNamespace'],
+    [{ clientApps: '[{"client_id":"ios","redirect_uris":["myapp:/cb"]}]' }, 'clientApps'],
+    [{ clientApps: [{ client_id: 'ios', redirect_uris: [] }] }, 'clientApps'],
+    [{ clientApps: '{' }, 'clientApps'],
   ])('refuses %j, naming "%s"', (settings, name) => {
     // Act & Assess
     expect(() => resolveSettings(settings as TokenBrokerSettings, notToken)).toThrow(
       `Invalid token broker setting "${name}"`,
     );
+  });
+
+  it('reads clientApps from cdk.json (an array) and from -c (JSON text) alike', () => {
+    // Prepare
+    const apps = [{ client_id: 'ios', redirect_uris: ['com.example.app:/oauth2redirect'] }];
+
+    // Act
+    const fromArray = resolveSettings(contextOf({ clientApps: apps }).broker, notToken);
+    const fromText = resolveSettings(
+      contextOf({ clientApps: JSON.stringify(apps) }).broker,
+      notToken,
+    );
+    const shipped = resolveSettings(contextOf({}).broker, notToken);
+
+    // Assess
+    expect(fromArray.clientApps).toEqual([
+      { clientId: 'ios', redirectUris: ['com.example.app:/oauth2redirect'] },
+    ]);
+    expect(fromText.clientApps).toEqual(fromArray.clientApps);
+    expect(shipped.clientApps).toEqual([]);
   });
 
   it('accepts loopback http origins for local development', () => {

@@ -58,6 +58,12 @@ const CASES: Case[] = [
     statuses: { 204: null, 503: 'temporarily_unavailable' },
   },
   {
+    event: 'token',
+    entry: 'functions/token.ts',
+    routeKey: 'ANY /token',
+    statuses: { 503: 'temporarily_unavailable' },
+  },
+  {
     event: 'not-found',
     entry: 'functions/not-found.ts',
     routeKey: '$default',

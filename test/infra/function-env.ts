@@ -14,6 +14,7 @@ export function dummyFunctionEnv(closedPort = 9): NodeJS.ProcessEnv {
     CALLBACK_URL: 'https://abc123defg.execute-api.eu-west-1.amazonaws.com/callback',
     ALLOWED_ORIGINS: 'https://app.example.com',
     RETURN_TO_PREFIXES: '/app',
+    CLIENT_APPS: '[{"client_id":"ios","redirect_uris":["com.example.app:/oauth2redirect"]}]',
     POWERTOOLS_SERVICE_NAME: 'token-broker-events',
     POWERTOOLS_METRICS_NAMESPACE: 'TokenBroker',
     POWERTOOLS_METRICS_DISABLED: 'true',

@@ -12,12 +12,14 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { codeChallengeS256, newCodeVerifier } from '../../functions/broker/pkce.ts';
 import type { HttpHandler } from '../../functions/http/route.ts';
 import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
 import { createSessionHandler } from '../../functions/routes/session.ts';
+import { createTokenHandler } from '../../functions/routes/token.ts';
 import { buildRuntime } from '../../functions/runtime.ts';
 import type { BrokerRoute } from '../../infra/settings.ts';
 import { FUNCTION_ACCESS, ITEM_PREFIX } from '../../infra/token-broker.ts';
@@ -25,6 +27,7 @@ import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { repoRoot } from './synth.ts';
 
 const CALLBACK_URL = 'https://broker.example.com/callback';
+const APP_REDIRECT = 'com.example.app:/oauth2redirect';
 const ORIGIN = 'https://app.example.com';
 
 /** `dynamodb:<Action> <prefix>`, `kms:<Action>`, `secretsmanager:<Action>` as granted. */
@@ -46,6 +49,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     callback: new Set(),
     logout: new Set(),
     session: new Set(),
+    token: new Set(),
   };
 
   /** DynamoDB requests seen by the recording proxy: `dynamodb:<Action> <key prefix>`. */
@@ -98,6 +102,50 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     return session?.split(';')[0]?.split('=')[1] ?? '';
   }
 
+  /**
+   * A registered app's login (`/login?client_id=...`, the fake's auto-approval,
+   * `/callback`), then `POST /token` with `redeem` times the broker code: the first
+   * redemption's answer.
+   */
+  async function handOff(redeem: number): Promise<number> {
+    const verifier = newCodeVerifier();
+    const loginEvent = sample('login');
+    loginEvent.cookies = [];
+    loginEvent.rawQueryString = new URLSearchParams({
+      client_id: 'ios',
+      redirect_uri: APP_REDIRECT,
+      state: 'app-state',
+      code_challenge: codeChallengeS256(verifier),
+      code_challenge_method: 'S256',
+    }).toString();
+    const login = await as('login', () => handlers.login(loginEvent));
+    expect(login.statusCode, login.body).toBe(302);
+    const approved = await fetch(String(login.headers?.location), { redirect: 'manual' });
+    const redirect = new URL(approved.headers.get('location') ?? '');
+    const event = sample('callback');
+    event.rawQueryString = redirect.search.slice(1);
+    event.queryStringParameters = Object.fromEntries(redirect.searchParams);
+    event.cookies = [(login.cookies ?? [])[0]?.split(';')[0] ?? ''];
+    const callback = await as('callback', () => handlers.callback(event));
+    expect(callback.statusCode, callback.body).toBe(302);
+    const location = String(callback.headers?.location);
+    const code = new URLSearchParams(location.slice(location.indexOf('?') + 1)).get('code');
+    const tokenEvent = sample('token');
+    tokenEvent.body = new URLSearchParams({
+      grant_type: 'authorization_code',
+      code: code ?? '',
+      redirect_uri: APP_REDIRECT,
+      client_id: 'ios',
+      code_verifier: verifier,
+    }).toString();
+    const statuses: number[] = [];
+    for (let attempt = 0; attempt < redeem; attempt++) {
+      statuses.push((await as('token', () => handlers.token(tokenEvent))).statusCode ?? 0);
+    }
+    expect(statuses.slice(1).every((status) => status === 400)).toBe(true);
+    return statuses[0] ?? 0;
+  }
+
   const refresh = (handle: string, version: number) => {
     const event = sample('refresh');
     event.headers = { ...event.headers, authorization: `Bearer ${handle}` };
@@ -120,6 +168,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
       UPSTREAM_TIMEOUT_MS: '1500',
       WAIT_BUDGET_MS: '2500',
       POWERTOOLS_METRICS_DISABLED: 'true',
+      CLIENT_APPS: JSON.stringify([{ client_id: 'ios', redirect_uris: [APP_REDIRECT] }]),
     };
     const silent = { debug() {}, info() {}, warn() {}, error() {} };
     const metrics = { count() {}, timing() {}, flush() {} };
@@ -129,6 +178,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     handlers.refresh = createRefreshHandler(runtime());
     handlers.logout = createLogoutHandler(runtime());
     handlers.session = createSessionHandler(runtime());
+    handlers.token = createTokenHandler(runtime());
 
     // A full life: sign in, refresh (holder and waiter), lose the grant, sign in, log out.
     const first = await signIn();
@@ -160,6 +210,12 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     logoutEvent.cookies = [`__Host-tb-session=${third}`];
     const logout = await as('logout', () => handlers.logout(logoutEvent));
     expect(logout.statusCode, logout.body).toBe(204);
+
+    // A registered app's handoff, its broker code written with the answer lost (read back,
+    // GetItem code#); redeemed, then replayed (read back, and the connection ended).
+    dropAnswers.add('dynamodb:PutItem code#');
+    expect(await handOff(2)).toBe(200);
+    expect(dropAnswers.size, 'the code answer was dropped').toBe(0);
   }, 60_000);
 
   afterAll(async () => {
@@ -167,7 +223,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     await stack?.close();
   });
 
-  it.each(['refresh', 'login', 'callback', 'logout', 'session'] as const)(
+  it.each(['refresh', 'login', 'callback', 'logout', 'session', 'token'] as const)(
     '%s is granted exactly the operations it sends',
     (route) => {
       expect([...used[route]].sort()).toEqual(granted(route));

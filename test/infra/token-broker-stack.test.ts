@@ -13,7 +13,7 @@ import type { TokenBrokerStack } from '../../infra/token-broker-stack.ts';
 import { dummyFunctionEnv } from './function-env.ts';
 import { resourcesOfType, type Synthesized, synthBroker } from './synth.ts';
 
-const ROUTES = ['refresh', 'login', 'callback', 'logout', 'session'] as const;
+const ROUTES = ['refresh', 'login', 'callback', 'logout', 'session', 'token'] as const;
 type Route = (typeof ROUTES)[number];
 
 const PURPOSE_CONDITION = {
@@ -55,6 +55,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         'AwsSolutions::AwsSolutions-APIG4',
         'AwsSolutions::AwsSolutions-APIG4',
         'AwsSolutions::AwsSolutions-APIG4',
+        'AwsSolutions::AwsSolutions-APIG4',
         'AwsSolutions::AwsSolutions-SMG4',
       ]);
       const reasons = acknowledgements.map((a) => a.reason);
@@ -84,6 +85,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         'ANY /logout',
         'ANY /refresh',
         'ANY /session',
+        'ANY /token',
       ]);
       for (const route of ROUTES) {
         expect(targetOf(`ANY /${route}`)).toMatchObject({
@@ -111,6 +113,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           'ANY /login': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
           'ANY /callback': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
           'ANY /logout': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+          'ANY /token': { ThrottlingRateLimit: 40, ThrottlingBurstLimit: 80 },
         },
       });
       // Route settings name routes, so the stage must be deployed after them.
@@ -163,6 +166,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       callback: { memory: 512, timeout: 12 },
       logout: { memory: 512, timeout: 12 },
       session: { memory: 512, timeout: 12 },
+      token: { memory: 512, timeout: 12 },
       notFound: { memory: 128, timeout: 3 },
     };
 
@@ -216,7 +220,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         .filter((name) => name.startsWith('asset.'))
         .map((asset) => join(synth.outdir, asset))
         .filter((dir) => readdirSync(dir).includes('index.mjs'));
-      expect(bundles).toHaveLength(6);
+      expect(bundles).toHaveLength(7);
       for (const dir of bundles) {
         expect(readdirSync(dir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
         const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
@@ -332,6 +336,13 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             Condition: only('connection#'),
           },
           {
+            Sid: 'BrokerCodeItems',
+            Effect: 'Allow',
+            Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+            Resource: table(),
+            Condition: only('code#'),
+          },
+          {
             Sid: 'TokenEnvelope',
             Effect: 'Allow',
             Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
@@ -374,10 +385,42 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             Condition: only('session#'),
           },
         ],
+        // No secret, no GenerateDataKey: a replayed or refused code ends its connection.
+        token: [
+          logsStatement('token'),
+          {
+            Sid: 'BrokerCodeItems',
+            Effect: 'Allow',
+            Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+            Resource: table(),
+            Condition: only('code#'),
+          },
+          {
+            Sid: 'SessionItems',
+            Effect: 'Allow',
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem'],
+            Resource: table(),
+            Condition: only('session#'),
+          },
+          {
+            Sid: 'ConnectionPointerItems',
+            Effect: 'Allow',
+            Action: 'dynamodb:DeleteItem',
+            Resource: table(),
+            Condition: only('connection#'),
+          },
+          {
+            Sid: 'TokenEnvelope',
+            Effect: 'Allow',
+            Action: 'kms:Decrypt',
+            Resource: key(),
+            Condition: PURPOSE_CONDITION,
+          },
+        ],
         notFound: [logsStatement('notFound')],
       };
       const policies = resourcesOfType(synth.template, 'AWS::IAM::Policy');
-      expect(Object.keys(policies)).toHaveLength(6);
+      expect(Object.keys(policies)).toHaveLength(7);
       for (const [route, expectedStatements] of Object.entries(statements)) {
         const role =
           route === 'notFound'
@@ -465,6 +508,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
                       roleArn('refresh'),
                       roleArn('callback'),
                       roleArn('logout'),
+                      roleArn('token'),
                     ],
                   },
                 },
@@ -539,7 +583,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
 
     it('retains every log group', () => {
       const logGroups = resourcesOfType(synth.template, 'AWS::Logs::LogGroup');
-      expect(Object.keys(logGroups)).toHaveLength(7);
+      expect(Object.keys(logGroups)).toHaveLength(8);
       for (const group of Object.values(logGroups)) {
         expect(group.DeletionPolicy).toBe('Retain');
         expect(group.Properties.RetentionInDays).toBe(90);

@@ -161,6 +161,42 @@ describe('npm start', () => {
     },
   );
 
+  it('serves /token, and registers an app only when CLIENT_APPS says so, as deployed', async () => {
+    // Prepare: one run with an app registered, one without (the stack's default)
+    const apps = [{ client_id: 'desktop', redirect_uris: ['http://127.0.0.1/callback'] }];
+    const withApps = start({ PORT: '0', HOST: '127.0.0.1', CLIENT_APPS: JSON.stringify(apps) });
+    const withoutApps = start({ PORT: '0', HOST: '127.0.0.1', CLIENT_APPS: '' });
+    await waitFor(() => withApps.output().includes('Press Ctrl-C to stop.'));
+    await waitFor(() => withoutApps.output().includes('Press Ctrl-C to stop.'));
+    const urlOf = (run: Run) => /broker {6}(http:\/\/\S+)/.exec(run.output())?.[1] ?? '';
+    const query = new URLSearchParams({
+      client_id: 'desktop',
+      redirect_uri: 'http://127.0.0.1:8123/callback',
+      state: 'app-state',
+      code_challenge: 'E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM',
+      code_challenge_method: 'S256',
+    });
+
+    // Act
+    const registered = await fetch(`${urlOf(withApps)}/login?${query}`, { redirect: 'manual' });
+    const unregistered = await fetch(`${urlOf(withoutApps)}/login?${query}`, {
+      redirect: 'manual',
+    });
+    const token = await fetch(`${urlOf(withApps)}/token`, { method: 'POST' });
+    withApps.child.kill('SIGINT');
+    withoutApps.child.kill('SIGINT');
+    await Promise.all([withApps.exited, withoutApps.exited]);
+
+    // Assert
+    expect(withApps.output()).toContain('/token)');
+    expect(registered.status).toBe(302);
+    expect(registered.headers.get('location')).toContain('/services/oauth2/authorize?');
+    expect(unregistered.status).toBe(400);
+    expect(unregistered.headers.get('location')).toBeNull();
+    expect(token.status).toBe(400);
+    expect(await token.json()).toMatchObject({ error: 'invalid_request' });
+  });
+
   it('says what to do when the port is taken', async () => {
     const blocker: Server = createServer();
     const port = await new Promise<number>((resolve) =>

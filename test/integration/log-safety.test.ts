@@ -1,6 +1,13 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { codeChallengeS256, newCodeVerifier } from '../../functions/broker/pkce.ts';
 import { createLogger } from '../../functions/http/observability.ts';
+import { createCallbackHandler } from '../../functions/routes/callback.ts';
+import { createLoginHandler } from '../../functions/routes/login.ts';
+import { createTokenHandler } from '../../functions/routes/token.ts';
 import { type BrokerHarness, readJson, startBrokerHarness } from '../support/broker-harness.ts';
+import { httpEvent } from '../support/http-event.ts';
+
+const APP_REDIRECT = 'com.example.app:/oauth2redirect';
 
 /**
  * The production logger (Powertools, JSON lines on stdout) with canary values: whatever
@@ -15,6 +22,10 @@ describe('Production logs', () => {
     broker = await startBrokerHarness({
       salesforce: { clientSecret, rotation: true },
       log: createLogger('token-broker-test'),
+      env: {
+        CALLBACK_URL: 'https://broker.example.com/callback',
+        CLIENT_APPS: JSON.stringify([{ client_id: 'ios', redirect_uris: [APP_REDIRECT] }]),
+      },
     });
     // the stack seeds its secret from the fake's options
     broker.stack.secretsManager.putSecret(
@@ -84,6 +95,102 @@ describe('Production logs', () => {
       expect(() => JSON.parse(line)).not.toThrow();
     }
     for (const value of seen) {
+      expect(output).not.toContain(value);
+    }
+  });
+
+  it('carry no broker code, app state, verifier, challenge or handle of a handoff', async () => {
+    // Prepare: a registered app's login in the system browser
+    const fake = broker.stack.salesforce;
+    if (!fake) throw new Error('no fake');
+    const login = createLoginHandler(broker.runtime);
+    const callback = createCallbackHandler(broker.runtime);
+    const token = createTokenHandler(broker.runtime);
+    const verifier = newCodeVerifier();
+    const appState = `canary-app-state-${newCodeVerifier()}`;
+    const challenge = codeChallengeS256(verifier);
+    const handoffQuery = new URLSearchParams({
+      client_id: 'ios',
+      redirect_uri: APP_REDIRECT,
+      state: appState,
+      code_challenge: challenge,
+      code_challenge_method: 'S256',
+    }).toString();
+    lines.length = 0;
+
+    // Act: /login, Allow, /callback, /token, a replay, a wrong verifier, refused /login calls
+    const started = await login(
+      httpEvent({ method: 'GET', path: '/login', rawQueryString: handoffQuery }),
+    );
+    const loginCookie = String(started.cookies?.[0]).split(';')[0] ?? '';
+    const authorize = new URL(String(started.headers?.location));
+    const form = new URLSearchParams(authorize.searchParams);
+    form.set('username', 'handoff-canary@example.com');
+    form.set('decision', 'allow');
+    const approved = await fetch(new URL(authorize.pathname, fake.url), {
+      method: 'POST',
+      body: form,
+      redirect: 'manual',
+    });
+    const back = new URL(approved.headers.get('location') ?? '');
+    const done = await callback(
+      httpEvent({
+        method: 'GET',
+        path: '/callback',
+        rawQueryString: back.search.slice(1),
+        cookies: [loginCookie],
+      }),
+    );
+    const location = String(done.headers?.location);
+    const brokerCode =
+      new URLSearchParams(location.slice(location.indexOf('?') + 1)).get('code') ?? '';
+    const redeem = (codeVerifier: string) =>
+      token(
+        httpEvent({
+          method: 'POST',
+          path: '/token',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({
+            grant_type: 'authorization_code',
+            code: brokerCode,
+            redirect_uri: APP_REDIRECT,
+            client_id: 'ios',
+            code_verifier: codeVerifier,
+          }).toString(),
+        }),
+      );
+    const redeemed = await redeem(verifier);
+    const handle = (JSON.parse(String(redeemed.body)) as Record<string, string>).session_handle;
+    const stored = await broker.stored(handle ?? '');
+    await redeem(verifier);
+    await redeem(newCodeVerifier());
+    await login(
+      httpEvent({
+        method: 'GET',
+        path: '/login',
+        rawQueryString: handoffQuery.replace('client_id=ios', 'client_id=android'),
+      }),
+    );
+
+    // Assert: the flow worked, and none of its values reached a line
+    expect(redeemed.statusCode).toBe(200);
+    expect(brokerCode).toMatch(/^[A-Za-z0-9_-]{43}$/);
+    const output = lines.join('');
+    expect(output).toContain('code_replayed');
+    const seen = [
+      brokerCode,
+      appState,
+      verifier,
+      challenge,
+      handle ?? '',
+      loginCookie.split('=')[1] ?? '',
+      authorize.searchParams.get('state') ?? '',
+      back.searchParams.get('code') ?? '',
+      stored?.tokens.refreshToken ?? 'never-stored',
+      stored?.tokens.accessToken ?? 'never-stored',
+    ];
+    for (const value of seen) {
+      expect(value.length).toBeGreaterThan(15);
       expect(output).not.toContain(value);
     }
   });

@@ -7,6 +7,8 @@ import fc from 'fast-check';
 import { type BrokerConfig, loadConfig } from '../../functions/broker/config.ts';
 import { newConnectionId } from '../../functions/broker/connection.ts';
 import { TokenVault } from '../../functions/broker/envelope.ts';
+import { issueBrokerCode } from '../../functions/broker/handoff.ts';
+import { codeChallengeS256, newCodeVerifier } from '../../functions/broker/pkce.ts';
 import type {
   ClientCredentials,
   Log,
@@ -21,9 +23,12 @@ import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
 import { createSessionHandler } from '../../functions/routes/session.ts';
+import { createTokenHandler } from '../../functions/routes/token.ts';
 import { SalesforceOAuthClient } from '../../functions/salesforce/oauth-client.ts';
+import { findClientApp, isRegisteredRedirectUri } from '../../functions/shared/client-apps.ts';
 import { CaptureLog, CaptureMetrics } from './capture-log.ts';
 import { httpEvent } from './http-event.ts';
+import { MemoryBrokerCodeStore } from './memory-code-store.ts';
 import { MemoryDataKeys } from './memory-data-keys.ts';
 import { MemoryLoginStore } from './memory-login-store.ts';
 import { MemorySessionStore } from './memory-session-store.ts';
@@ -48,6 +53,18 @@ const HANDLE = '⟨H⟩';
 const STATE = '⟨S⟩';
 const LOGIN_COOKIE = '⟨L⟩';
 const CODE = '⟨C⟩';
+/** The handoff's: a live broker code, its PKCE verifier and challenge, an app's state. */
+const BROKER_CODE = '⟨B⟩';
+const VERIFIER = '⟨V⟩';
+const CHALLENGE = '⟨X⟩';
+const APP_STATE = '⟨A⟩';
+
+/** The registered apps of every run (`CLIENT_APPS`). */
+const APP_REDIRECT = 'com.example.app:/oauth2redirect';
+const CLIENT_APPS = [
+  { client_id: 'ios', redirect_uris: [APP_REDIRECT] },
+  { client_id: 'desktop', redirect_uris: ['http://127.0.0.1/cb'] },
+];
 
 /** Counts what reaches "Salesforce"; answers like it with canary tokens. */
 export class FuzzSalesforce {
@@ -102,6 +119,7 @@ export interface FuzzPorts {
   config: BrokerConfig;
   store: MemorySessionStore;
   transactions: MemoryLoginStore;
+  codes: MemoryBrokerCodeStore;
   vault: TokenVault;
   credentials: { get(): Promise<ClientCredentials>; reload(): Promise<ClientCredentials> };
   salesforce: FuzzSalesforce;
@@ -141,6 +159,30 @@ const CREDENTIALS: Pick<RequestTemplate, 'headers' | 'cookies'> = {
   cookies: [undefined, [`__Host-tb-session=${HANDLE}`]],
 };
 
+/** Handoff logins of a registered app (`/login?client_id=...`). */
+const HANDOFF_QUERIES = [
+  `client_id=ios&redirect_uri=${encodeURIComponent(APP_REDIRECT)}&state=${APP_STATE}&code_challenge=${CHALLENGE}&code_challenge_method=S256`,
+  `client_id=desktop&redirect_uri=http%3A%2F%2F127.0.0.1%3A49152%2Fcb&state=${APP_STATE}&code_challenge=${CHALLENGE}&code_challenge_method=S256`,
+  `client_id=ios&redirect_uri=${encodeURIComponent(APP_REDIRECT)}&state=${APP_STATE}&code_challenge=${CHALLENGE}`,
+  `client_id=ios&redirect_uri=com.evil.app%3A%2Fcb&state=${APP_STATE}&code_challenge=${CHALLENGE}&code_challenge_method=S256`,
+  `client_id=android&redirect_uri=${encodeURIComponent(APP_REDIRECT)}&state=${APP_STATE}&code_challenge=${CHALLENGE}&code_challenge_method=S256`,
+  `client_id=ios&client_id=desktop&state=${APP_STATE}`,
+  `client_id=ios&redirect_uri=${encodeURIComponent(APP_REDIRECT)}&state=${APP_STATE}&code_challenge=${CHALLENGE}&code_challenge_method=S256&return_to=/app`,
+];
+
+/** `POST /token` forms, with the run's live broker code and verifier. */
+const TOKEN_FORM = `grant_type=authorization_code&code=${BROKER_CODE}&redirect_uri=${encodeURIComponent(APP_REDIRECT)}&client_id=ios&code_verifier=${VERIFIER}`;
+const TOKEN_BODIES = [
+  TOKEN_FORM,
+  `${TOKEN_FORM}&code=${BROKER_CODE}`,
+  TOKEN_FORM.replace('client_id=ios', 'client_id=desktop'),
+  TOKEN_FORM.replace('client_id=ios', 'client_id=android'),
+  TOKEN_FORM.replace(`code_verifier=${VERIFIER}`, `code_verifier=${'W'.repeat(43)}`),
+  TOKEN_FORM.replace('authorization_code', 'refresh_token'),
+  `grant_type=authorization_code&code=${BROKER_CODE}`,
+  undefined,
+];
+
 /** Templates by method and route; a new route needs only its line in ENTRY_POINTS. */
 export const TEMPLATES = {
   refresh: {
@@ -160,8 +202,19 @@ export const TEMPLATES = {
       '',
       'return_to=/app&prompt=login',
       'login_hint=a%40b.example',
+      ...HANDOFF_QUERIES,
     ],
     bodies: [undefined],
+  },
+  token: {
+    method: 'POST',
+    headers: [
+      { 'content-type': 'application/x-www-form-urlencoded' },
+      { 'Content-Type': 'application/x-www-form-urlencoded; charset=UTF-8' },
+    ] as Record<string, string>[],
+    cookies: [undefined],
+    queries: [''],
+    bodies: TOKEN_BODIES,
   },
   callback: {
     method: 'GET',
@@ -220,6 +273,7 @@ export const ENTRY_POINTS: readonly EntryPoint[] = [
     build: (p) => createCallbackHandler(withMintedHandles(p)),
     template: TEMPLATES.callback,
   },
+  { name: 'token', path: '/token', build: (p) => createTokenHandler(p), template: TEMPLATES.token },
 ];
 
 export function buildPorts(log: Log = new CaptureLog()): FuzzPorts {
@@ -231,12 +285,14 @@ export function buildPorts(log: Log = new CaptureLog()): FuzzPorts {
     CALLBACK_URL: 'https://broker.example.com/callback',
     ALLOWED_ORIGINS: ALLOWED_ORIGIN,
     RETURN_TO_PREFIXES: '/app,/',
+    CLIENT_APPS: JSON.stringify(CLIENT_APPS),
   });
   const credentials = { clientId: 'fuzz-client-id', clientSecret: CLIENT_SECRET };
   return {
     config,
     store: new MemorySessionStore(),
     transactions: new MemoryLoginStore(),
+    codes: new MemoryBrokerCodeStore(),
     vault: new TokenVault(new MemoryDataKeys()),
     credentials: { get: async () => credentials, reload: async () => credentials },
     salesforce: new FuzzSalesforce(),
@@ -253,6 +309,11 @@ export interface RunSecrets {
   state: string;
   loginCookie: string;
   code: string;
+  /** A live broker code for the seeded session, bound to `ios`, its redirect URI and `verifier`. */
+  brokerCode: string;
+  verifier: string;
+  challenge: string;
+  appState: string;
   /** Every value that must never be logged. */
   canaries: string[];
 }
@@ -296,16 +357,40 @@ export async function prepareRun(ports: FuzzPorts): Promise<RunSecrets> {
   const loginCookie = /^__Host-tb-login=([^;]*)/.exec(started.cookies?.[0] ?? '')?.[1] ?? '';
   if (!state || !loginCookie) throw new Error('prepareRun: /login did not start a login');
   const code = `canary-code-${newSessionHandle()}`;
+
+  // A broker code handing the seeded session to a registered app, as /callback stores it.
+  const verifier = newCodeVerifier();
+  const challenge = codeChallengeS256(verifier);
+  const appState = `canary-app-state-${newSessionHandle()}`;
+  const brokerCode = await issueBrokerCode(
+    ports,
+    {
+      handoff: { clientId: 'ios', redirectUri: APP_REDIRECT, appState, codeChallenge: challenge },
+      connectionId: 'con_fuzzfuzzfuzzfuzzfuzzfu',
+      sessionKey,
+      handle,
+    },
+    {},
+  );
+  if (!brokerCode) throw new Error('prepareRun: no broker code stored');
   return {
     handle,
     state,
     loginCookie,
     code,
+    brokerCode,
+    verifier,
+    challenge,
+    appState,
     canaries: [
       handle,
       state,
       loginCookie,
       code,
+      brokerCode,
+      verifier,
+      challenge,
+      appState,
       tokens.accessToken,
       tokens.refreshToken,
       CLIENT_SECRET,
@@ -577,7 +662,11 @@ function fill(text: string, secrets: RunSecrets): string {
     .replaceAll(HANDLE, secrets.handle)
     .replaceAll(STATE, secrets.state)
     .replaceAll(LOGIN_COOKIE, secrets.loginCookie)
-    .replaceAll(CODE, secrets.code);
+    .replaceAll(CODE, secrets.code)
+    .replaceAll(BROKER_CODE, secrets.brokerCode)
+    .replaceAll(VERIFIER, secrets.verifier)
+    .replaceAll(CHALLENGE, secrets.challenge)
+    .replaceAll(APP_STATE, secrets.appState);
 }
 
 /** The generated event with this run's secrets in place of the placeholders. */
@@ -713,7 +802,13 @@ export async function checkOneEvent(
 
   // No upstream call without the credential that allows it.
   const calls = ports.salesforce.calls;
-  if (entry.name === 'callback' && calls.revoke > 0) {
+  if (entry.name === 'token') {
+    // No upstream call on /token, but the revocation of a replayed or refused code's grant.
+    check(calls.refresh + calls.code === 0, `/token called Salesforce: ${described}`);
+    if (calls.revoke > 0) {
+      check(mentions(input, secrets.brokerCode), `/token revoked without the code: ${described}`);
+    }
+  } else if (entry.name === 'callback' && calls.revoke > 0) {
     // A completed login ends the session the browser held before: only after the login.
     check(calls.code > 0, `/callback revoked a session without a login for ${described}`);
     check(mentions(input, secrets.handle), `/callback revoked an unknown session: ${described}`);
@@ -750,10 +845,22 @@ export async function checkOneEvent(
     check(/^\/(?![/\\])/.test(location), `callback redirect to ${location} for ${described}`);
   }
   for (const transaction of ports.transactions.items.values()) {
+    // A registered app's login goes back to one of its redirect URIs; any other to a path.
+    const app = transaction.handoff
+      ? findClientApp(ports.config.clientApps, transaction.handoff.clientId)
+      : undefined;
     check(
-      /^\/(?![/\\])/.test(transaction.returnTo),
+      transaction.handoff
+        ? app !== undefined &&
+            transaction.returnTo === transaction.handoff.redirectUri &&
+            isRegisteredRedirectUri(app, transaction.returnTo)
+        : /^\/(?![/\\])/.test(transaction.returnTo),
       `stored return_to ${transaction.returnTo} for ${described}`,
     );
+  }
+  if (status === 302 && entry.name === 'login') {
+    const location = String(headers.location ?? '');
+    check(location.startsWith(`${LOGIN_URL}/`), `login redirect to ${location}: ${described}`);
   }
 
   // Canaries: never in a log entry; refresh tokens and the secret never in a response.

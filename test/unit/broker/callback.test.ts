@@ -34,6 +34,7 @@ import {
 import { SalesforceOAuthClient } from '../../../functions/salesforce/oauth-client.ts';
 import { CaptureLog, CaptureMetrics } from '../../support/capture-log.ts';
 import { DAY, tokenResponse as sharedTokenResponse } from '../../support/fixtures.ts';
+import { MemoryBrokerCodeStore } from '../../support/memory-code-store.ts';
 import { MemoryDataKeys } from '../../support/memory-data-keys.ts';
 import { MemoryLoginStore } from '../../support/memory-login-store.ts';
 import { MemorySessionStore } from '../../support/memory-session-store.ts';
@@ -97,6 +98,7 @@ function setup() {
   const deps: CallbackDependencies = {
     ...common,
     store,
+    codes: new MemoryBrokerCodeStore(),
     vault,
     config: {
       sessionAbsoluteTtlMs: 30 * DAY,

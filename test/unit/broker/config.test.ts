@@ -19,6 +19,7 @@ describe('Function: loadConfig', () => {
       reuseWindowMs: 5000,
       sessionAbsoluteTtlMs: 30 * 86_400_000,
       sessionIdleTtlMs: 7 * 86_400_000,
+      clientApps: [],
     });
     expect(config.upstreamTimeoutMs).toBeLessThan(config.leaseMs);
   });
@@ -45,6 +46,8 @@ describe('Function: loadConfig', () => {
     [{ ALLOWED_ORIGINS: 'https://app.example.com/' }, 'ALLOWED_ORIGINS'],
     [{ RETURN_TO_PREFIXES: '//evil' }, 'RETURN_TO_PREFIXES'],
     [{ UPSTREAM_TIMEOUT_MS: '20000', LEASE_MS: '12000' }, 'UPSTREAM_TIMEOUT_MS'],
+    [{ CLIENT_APPS: '[{"client_id":"a","redirect_uris":["http://localhost/cb"]}]' }, 'CLIENT_APPS'],
+    [{ CLIENT_APPS: 'ios' }, 'CLIENT_APPS'],
   ])('names the variable in %j', (override, variable) => {
     const error = (() => {
       try {

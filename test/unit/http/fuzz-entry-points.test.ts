@@ -1,6 +1,12 @@
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ENTRY_POINTS, type FuzzStats, fuzzProperty } from '../../support/fuzz-http.ts';
+import {
+  checkOneEvent,
+  ENTRY_POINTS,
+  type FuzzStats,
+  fuzzProperty,
+  TEMPLATES,
+} from '../../support/fuzz-http.ts';
 
 /**
  * Generated HTTP API v2 events against every entry point (in-memory ports): methods,
@@ -39,6 +45,36 @@ describe('Entry points under generated HTTP API v2 events', () => {
       expect(unhandled).toEqual([]);
       const statuses = Object.keys(stats[entry.name] ?? {});
       expect(statuses.length).toBeGreaterThan(2);
+    },
+  );
+});
+
+describe('The templates reach past the first line of defence', () => {
+  it.each([
+    ['/token', 'token', TEMPLATES.token.bodies[0], '', 200],
+    ['/login', 'login', undefined, TEMPLATES.login.queries[4], 302],
+  ] as const)(
+    '%s: its first handoff template succeeds',
+    async (path, name, body, query, status) => {
+      // Prepare
+      const entry = ENTRY_POINTS.find((candidate) => candidate.name === name);
+      if (!entry) throw new Error(`no ${name} entry point`);
+
+      // Act
+      const result = await checkOneEvent(entry, {
+        method: entry.template.method,
+        path,
+        headers: { ...entry.template.headers[0] },
+        cookies: undefined,
+        rawQueryString: query ?? '',
+        body,
+        isBase64Encoded: false,
+        requestId: 'templates',
+        context: 'full',
+      });
+
+      // Assert
+      expect(result.status).toBe(status);
     },
   );
 });

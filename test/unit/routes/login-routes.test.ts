@@ -12,6 +12,7 @@ import { SalesforceOAuthClient } from '../../../functions/salesforce/oauth-clien
 import { CaptureLog, CaptureMetrics } from '../../support/capture-log.ts';
 import { DAY } from '../../support/fixtures.ts';
 import { httpEvent } from '../../support/http-event.ts';
+import { MemoryBrokerCodeStore } from '../../support/memory-code-store.ts';
 import { MemoryDataKeys } from '../../support/memory-data-keys.ts';
 import { MemoryLoginStore } from '../../support/memory-login-store.ts';
 import { MemorySessionStore } from '../../support/memory-session-store.ts';
@@ -21,6 +22,7 @@ const ORIGIN = 'https://app.example.com';
 /** The three routes on in-memory ports and a scripted Salesforce (no network). */
 function routes(config: { returnToPrefixes?: string[]; callbackUrl?: URL | undefined } = {}) {
   const transactions = new MemoryLoginStore();
+  const codes = new MemoryBrokerCodeStore();
   const store = new MemorySessionStore();
   const vault = new TokenVault(new MemoryDataKeys());
   const log = new CaptureLog();
@@ -48,6 +50,7 @@ function routes(config: { returnToPrefixes?: string[]; callbackUrl?: URL | undef
   };
   const deps = {
     transactions,
+    codes,
     store,
     vault,
     salesforce,
@@ -67,6 +70,7 @@ function routes(config: { returnToPrefixes?: string[]; callbackUrl?: URL | undef
       sessionAbsoluteTtlMs: 30 * DAY,
       sessionIdleTtlMs: 7 * DAY,
       invocationDeadlineMs: 11_000,
+      clientApps: [],
     },
   };
   return {
