@@ -280,8 +280,8 @@ describe('Settings table: the stack and the functions apply the same rules', () 
       (key) => !key.startsWith('@') && !appKeys.includes(key),
     );
 
-    // Act
-    const read = Object.keys(SETTING_CONTEXT_TYPES);
+    // Act: the typed keys, and clientApps (a JSON list read as is; see infra/context.ts)
+    const read = [...Object.keys(SETTING_CONTEXT_TYPES), 'clientApps'];
 
     // Assert
     expect(read.sort()).toEqual([...listed, 'serviceName'].sort());
