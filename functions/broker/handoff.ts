@@ -179,7 +179,8 @@ const INVALID_GRANT =
  *    it would have handed over is ended at once instead of lingering at Salesforce;
  * 4. the handle, sealed under the code, is opened and answered.
  *
- * Every refusal is `invalid_grant` to the client; the log says which.
+ * Every refusal is `invalid_grant` to the client; the log says which. Long on purpose: the
+ * steps share the one spend-the-code outcome and read in the protocol's order.
  * @see https://www.rfc-editor.org/rfc/rfc6749#section-4.1.3
  * @see https://www.rfc-editor.org/rfc/rfc7636#section-4.6
  */
