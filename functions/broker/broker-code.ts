@@ -1,11 +1,5 @@
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHash,
-  hkdfSync,
-  randomBytes,
-  timingSafeEqual,
-} from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { openUnderSecret, sealUnderSecret } from './secret-seal.ts';
 
 /** How long a broker code may be redeemed after `/callback` minted it (the contract: 60 s). */
 export const BROKER_CODE_TTL_MS = 60_000;
@@ -21,8 +15,6 @@ export const BROKER_CODE_RETENTION_MS = 24 * 60 * 60 * 1000;
 const RANDOM_256 = /^[A-Za-z0-9_-]{43}$/;
 /** RFC 7636 s4.1: 43 to 128 unreserved characters. */
 const CODE_VERIFIER = /^[A-Za-z0-9._~-]{43,128}$/;
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 
 /** A fresh broker code: 256 random bits, base64url without padding. */
 export function newBrokerCode(): string {
@@ -56,24 +48,16 @@ export function brokerCodeKeyOf(code: string): string {
  * @see https://www.rfc-editor.org/rfc/rfc5869
  */
 export function sealHandle(code: string, handle: string): Uint8Array {
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', handleKey(code), iv);
-  cipher.setAAD(Buffer.from(brokerCodeKeyOf(code), 'utf8'));
-  const body = Buffer.concat([cipher.update(handle, 'utf8'), cipher.final()]);
-  return Buffer.concat([iv, cipher.getAuthTag(), body]);
+  return sealUnderSecret(code, handleSeal(code), handle);
 }
 
 /** Opens {@link sealHandle}'s output; throws when the code or the item is not the one sealed. */
 export function openHandle(code: string, sealed: Uint8Array): string {
-  const blob = Buffer.from(sealed);
-  if (blob.length <= IV_BYTES + TAG_BYTES) throw new Error('sealed handle too short');
-  const decipher = createDecipheriv('aes-256-gcm', handleKey(code), blob.subarray(0, IV_BYTES));
-  decipher.setAAD(Buffer.from(brokerCodeKeyOf(code), 'utf8'));
-  decipher.setAuthTag(blob.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
-  return Buffer.concat([
-    decipher.update(blob.subarray(IV_BYTES + TAG_BYTES)),
-    decipher.final(),
-  ]).toString('utf8');
+  return openUnderSecret(code, handleSeal(code), sealed);
+}
+
+function handleSeal(code: string) {
+  return { info: 'token-broker/broker-code-handle', additionalData: brokerCodeKeyOf(code) };
 }
 
 /**
@@ -94,10 +78,6 @@ export function equalInConstantTime(a: string, b: string): boolean {
   const digestA = createHash('sha256').update(a, 'utf8').digest();
   const digestB = createHash('sha256').update(b, 'utf8').digest();
   return timingSafeEqual(digestA, digestB);
-}
-
-function handleKey(code: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', code, '', 'token-broker/broker-code-handle', 32));
 }
 
 function sha256(value: string): string {

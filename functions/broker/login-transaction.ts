@@ -1,20 +1,12 @@
-import {
-  createCipheriv,
-  createDecipheriv,
-  createHash,
-  hkdfSync,
-  randomBytes,
-  timingSafeEqual,
-} from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { InvalidStateError } from './errors.ts';
+import { openUnderSecret, sealUnderSecret } from './secret-seal.ts';
 
 /** How long a login may take from `/login` to `/callback` (10 minutes). */
 export const LOGIN_TRANSACTION_TTL_MS = 10 * 60 * 1000;
 
 /** 256 random bits, base64url without padding. */
 const RANDOM_VALUE = /^[A-Za-z0-9_-]{43}$/;
-const IV_BYTES = 12;
-const TAG_BYTES = 16;
 
 /**
  * A fresh OAuth `state`: 256 random bits, base64url (RFC 6749 asks for a value an attacker
@@ -67,36 +59,20 @@ export function matchesLoginCookie(cookieValues: readonly string[], cookieHash: 
  * @see https://www.rfc-editor.org/rfc/rfc5869
  */
 export function sealVerifier(state: string, codeVerifier: string): Uint8Array {
-  const iv = randomBytes(IV_BYTES);
-  const cipher = createCipheriv('aes-256-gcm', verifierKey(state), iv);
-  cipher.setAAD(Buffer.from(stateKeyOf(state), 'utf8'));
-  const body = Buffer.concat([cipher.update(codeVerifier, 'utf8'), cipher.final()]);
-  return Buffer.concat([iv, cipher.getAuthTag(), body]);
+  return sealUnderSecret(state, verifierSeal(state), codeVerifier);
 }
 
 /** Opens {@link sealVerifier}'s output; a damaged item is an unusable transaction. */
 export function openVerifier(state: string, sealed: Uint8Array): string {
-  const blob = Buffer.from(sealed);
   try {
-    if (blob.length <= IV_BYTES + TAG_BYTES) throw new Error('sealed verifier too short');
-    const decipher = createDecipheriv(
-      'aes-256-gcm',
-      verifierKey(state),
-      blob.subarray(0, IV_BYTES),
-    );
-    decipher.setAAD(Buffer.from(stateKeyOf(state), 'utf8'));
-    decipher.setAuthTag(blob.subarray(IV_BYTES, IV_BYTES + TAG_BYTES));
-    return Buffer.concat([
-      decipher.update(blob.subarray(IV_BYTES + TAG_BYTES)),
-      decipher.final(),
-    ]).toString('utf8');
+    return openUnderSecret(state, verifierSeal(state), sealed);
   } catch (cause) {
     throw new InvalidStateError('The login could not be completed; start it again.', { cause });
   }
 }
 
-function verifierKey(state: string): Buffer {
-  return Buffer.from(hkdfSync('sha256', state, '', 'token-broker/login-verifier', 32));
+function verifierSeal(state: string) {
+  return { info: 'token-broker/login-verifier', additionalData: stateKeyOf(state) };
 }
 
 function sha256(value: string): string {
