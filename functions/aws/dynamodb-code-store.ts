@@ -14,6 +14,7 @@ import type {
   Redemption,
 } from '../broker/ports.ts';
 import { ITEM_PREFIX } from '../shared/constants.ts';
+import { sendDynamoDb } from './dynamodb-send.ts';
 import { awsUnavailable } from './errors.ts';
 
 type Item = Record<string, AttributeValue>;
@@ -106,20 +107,9 @@ export class DynamoDbBrokerCodeStore implements BrokerCodeStore {
       : { outcome: 'replayed', record: stored };
   }
 
-  // biome-ignore lint/suspicious/noExplicitAny: one helper for every command type
-  async #send<T extends { input: any }>(command: T, options?: CallOptions): Promise<any> {
-    try {
-      return await this.#client.send(
-        // biome-ignore lint/suspicious/noExplicitAny: see above
-        command as any,
-        options?.timeoutMs === undefined
-          ? {}
-          : { abortSignal: AbortSignal.timeout(Math.max(1, options.timeoutMs)) },
-      );
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) throw error;
-      throw awsUnavailable('DynamoDB', error);
-    }
+  // biome-ignore lint/suspicious/noExplicitAny: the command's own output type is read by each caller
+  #send(command: { input: any }, options?: CallOptions): Promise<any> {
+    return sendDynamoDb(this.#client, command, options);
   }
 }
 

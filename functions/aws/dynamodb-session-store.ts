@@ -24,7 +24,7 @@ import type {
   SessionStore,
 } from '../broker/ports.ts';
 import { CONNECTIONS_BY_ORG_INDEX, ITEM_PREFIX } from '../shared/constants.ts';
-import { awsUnavailable } from './errors.ts';
+import { sendDynamoDb } from './dynamodb-send.ts';
 
 type Item = Record<string, AttributeValue>;
 
@@ -382,22 +382,9 @@ export class DynamoDbSessionStore implements SessionStore {
     }
   }
 
-  // biome-ignore lint/suspicious/noExplicitAny: one typed send for every command keeps the error translation in one place
-  async #send<T extends { input: any }>(command: T, options?: CallOptions): Promise<any> {
-    try {
-      // A deadline from the domain (the time left in a lease) aborts the call, SDK retries
-      // included; the per-attempt timeouts are in the client's own configuration.
-      return await this.#client.send(
-        // biome-ignore lint/suspicious/noExplicitAny: see above
-        command as any,
-        options?.timeoutMs === undefined
-          ? {}
-          : { abortSignal: AbortSignal.timeout(Math.max(1, options.timeoutMs)) },
-      );
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) throw error;
-      throw awsUnavailable('DynamoDB', error);
-    }
+  // biome-ignore lint/suspicious/noExplicitAny: the command's own output type is read by each caller
+  #send(command: { input: any }, options?: CallOptions): Promise<any> {
+    return sendDynamoDb(this.#client, command, options);
   }
 }
 
