@@ -165,7 +165,26 @@ function whenLauncherEnds(onGone: () => void): void {
 async function main(): Promise<void> {
   if (existsSync('.env')) process.loadEnvFile('.env');
   const settings = readSettings(process.env);
-  const broker = await startBrokerLocally(process.env);
+
+  // The handlers go in before anything is printed: whoever reads the banner may signal at
+  // once, and a signal that arrives before its handler ends the process with no cleanup.
+  let broker: RunningBroker | undefined;
+  let stopping = false;
+  const stop = async (why: string) => {
+    if (stopping) return;
+    stopping = true;
+    process.stderr.write(`\nStopping (${why})...\n`);
+    await broker?.close();
+    process.exit(0);
+  };
+  // SIGHUP: the terminal closed; SIGTERM: a process manager, or `kill`.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => void stop(signal));
+  }
+  whenLauncherEnds(() => void stop('the process that started it ended'));
+
+  // Signalled while starting: stop() exits with nothing to close (all of it is in memory).
+  broker = await startBrokerLocally(process.env);
   const { stack } = broker;
 
   const lines = [
@@ -184,20 +203,6 @@ async function main(): Promise<void> {
     '',
   ];
   process.stderr.write(lines.join('\n'));
-
-  let stopping = false;
-  const stop = async (why: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`\nStopping (${why})...\n`);
-    await broker.close();
-    process.exit(0);
-  };
-  // SIGHUP: the terminal closed; SIGTERM: a process manager, or `kill`.
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.on(signal, () => void stop(signal));
-  }
-  whenLauncherEnds(() => void stop('the process that started it ended'));
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
