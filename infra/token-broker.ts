@@ -88,13 +88,16 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     clientSecret: true,
   },
   login: {
-    items: [{ kind: 'login', actions: ['dynamodb:PutItem'] }],
+    // GetItem: a transaction put whose answer was lost is read back.
+    items: [{ kind: 'login', actions: ['dynamodb:PutItem', 'dynamodb:GetItem'] }],
     kms: [],
     clientSecret: true,
   },
   callback: {
     items: [
-      { kind: 'login', actions: ['dynamodb:DeleteItem'] },
+      // The transaction is consumed by a conditional update (its mark read back when the
+      // answer was lost); the consumed item goes with its TTL.
+      { kind: 'login', actions: ['dynamodb:UpdateItem', 'dynamodb:GetItem'] },
       // GetItem: a put whose answer was lost is read back. GetItem, DeleteItem and Decrypt:
       // a new login replaces the browser's previous session (read, deleted by version, its
       // refresh token revoked, which needs the token in clear).

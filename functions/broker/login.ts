@@ -39,7 +39,7 @@ export interface LoginDependencies {
   clock: Clock;
   log: Log;
   metrics: MetricSink;
-  config: Pick<BrokerConfig, 'scopes'> & { callbackUrl: URL };
+  config: Pick<BrokerConfig, 'scopes' | 'invocationDeadlineMs'> & { callbackUrl: URL };
 }
 
 export interface LoginRequest {
@@ -72,22 +72,26 @@ export async function startLogin(
   deps: LoginDependencies,
   request: LoginRequest,
 ): Promise<StartedLogin> {
+  const deadline = deps.clock.now() + deps.config.invocationDeadlineMs;
   const { clientId } = await deps.credentials.get();
   const state = newState();
   const codeVerifier = newCodeVerifier();
   const loginCookieValue = newLoginCookieValue();
   const stateKey = stateKeyOf(state);
   const now = deps.clock.now();
-  const created = await deps.transactions.create({
-    stateKey,
-    sealedVerifier: sealVerifier(state, codeVerifier),
-    returnTo: request.returnTo,
-    cookieHash: loginCookieHash(loginCookieValue),
-    createdAt: now,
-    expiresAt: now + LOGIN_TRANSACTION_TTL_MS,
-    replacesSessionKey: request.currentSessionKey,
-    handoff: request.handoff,
-  });
+  const created = await deps.transactions.create(
+    {
+      stateKey,
+      sealedVerifier: sealVerifier(state, codeVerifier),
+      returnTo: request.returnTo,
+      cookieHash: loginCookieHash(loginCookieValue),
+      createdAt: now,
+      expiresAt: now + LOGIN_TRANSACTION_TTL_MS,
+      replacesSessionKey: request.currentSessionKey,
+      handoff: request.handoff,
+    },
+    { timeoutMs: deadline - deps.clock.now() },
+  );
   if (!created) {
     // 256 random bits never collide; a "collision" means something replays writes.
     throw new TemporarilyUnavailableError('The login could not be started; retry.', 1);
