@@ -40,7 +40,7 @@ export interface FunctionNetwork {
  * rejected connection; no security group admits traffic from outside the VPC.
  *
  * @see https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc-internet.html
- * @see https://help.salesforce.com/s/articleView?id=sf.connected_app_continuous_ip.htm
+ * @see https://help.salesforce.com/s/articleView?id=sf.connected_app_manage_oauth.htm (IP relaxation)
  */
 export class FixedEgress extends Construct {
   readonly vpc: Vpc;

@@ -296,6 +296,20 @@ describe('Stack: TokenBroker with fixedEgressIp (one NAT gateway, interface endp
     expect(on.of('AWS::Logs::LogGroup')[logGroupId]?.Properties.RetentionInDays).toBe(90);
   });
 
+  it('adds no managed policy but CDK’s own, on the role that empties the default security group', () => {
+    const withManaged = Object.entries(on.of('AWS::IAM::Role')).filter(
+      ([, role]) => role.Properties.ManagedPolicyArns !== undefined,
+    );
+    expect(withManaged.map(([id]) => id)).toEqual([
+      expect.stringMatching(/^CustomVpcRestrictDefaultSGCustomResourceProviderRole/),
+    ]);
+    const [, provider] = withManaged[0] ?? [];
+    const [vpcId] = Object.keys(on.of('AWS::EC2::VPC'));
+    expect(JSON.stringify(provider?.Properties.Policies)).toContain(
+      JSON.stringify({ 'Fn::GetAtt': [vpcId, 'DefaultSecurityGroup'] }),
+    );
+  });
+
   it('lets only the VPC functions manage network interfaces, with the EC2 actions Lambda needs', () => {
     for (const route of CALLS_SALESFORCE) {
       const ec2 = on.policyOf(route).filter((s) => JSON.stringify(s.Action).includes('ec2:'));
