@@ -44,6 +44,7 @@ import {
 import { environmentOf } from '../functions/shared/settings-table.ts';
 import { type BrokerFunction, brokerFunction } from './broker-function.ts';
 import { API_GATEWAY_INTEGRATION_TIMEOUT_MS } from './budget.ts';
+import { FixedEgress } from './fixed-egress.ts';
 import { BrokerObservability } from './observability.ts';
 import {
   BROKER_ROUTES,
@@ -65,6 +66,12 @@ export interface FunctionAccess {
   kms: KmsAction[];
   /** Reads the connected app's credentials (logout's revoke needs none). */
   clientSecret: boolean;
+  /**
+   * Sends requests to Salesforce (its token or revoke endpoint). With
+   * `fixedEgressIp` such a function runs in the VPC's private subnets, so Salesforce sees
+   * the NAT gateways' Elastic IPs; the others stay outside any VPC.
+   */
+  callsSalesforce: boolean;
 }
 
 /**
@@ -86,12 +93,15 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
+    callsSalesforce: true,
   },
   login: {
     // GetItem: a transaction put whose answer was lost is read back.
     items: [{ kind: 'login', actions: ['dynamodb:PutItem', 'dynamodb:GetItem'] }],
     kms: [],
     clientSecret: true,
+    // Builds the authorize URL only: the browser, not the function, goes to Salesforce.
+    callsSalesforce: false,
   },
   callback: {
     items: [
@@ -116,6 +126,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
+    // Exchanges the code; revokes a replaced session's token, or a new one it cannot keep.
+    callsSalesforce: true,
   },
   logout: {
     // Read first, then delete that version: a delete whose answer was lost still revokes.
@@ -125,11 +137,14 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     ],
     kms: ['kms:Decrypt'],
     clientSecret: false,
+    // Revokes the refresh token.
+    callsSalesforce: true,
   },
   session: {
     items: [{ kind: 'session', actions: ['dynamodb:GetItem'] }],
     kms: [],
     clientSecret: false,
+    callsSalesforce: false,
   },
   token: {
     items: [
@@ -142,6 +157,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     ],
     kms: ['kms:Decrypt'],
     clientSecret: false,
+    // A replayed or refused code revokes its connection's refresh token.
+    callsSalesforce: true,
   },
 };
 
@@ -256,6 +273,8 @@ export class TokenBroker extends Construct {
   readonly alarmTopic: ITopic;
   readonly observability: BrokerObservability;
   readonly domainName: DomainName | undefined;
+  /** The VPC and Elastic IPs of `fixedEgressIp`; `undefined` without it. */
+  readonly fixedEgress: FixedEgress | undefined;
 
   /**
    * What is deployed, in the order it is created. The order is part of the template
@@ -281,6 +300,7 @@ export class TokenBroker extends Construct {
       ? `https://${this.settings.customDomain.domainName}/`
       : this.stage.url;
     this.callbackUrl = `${this.url}callback`;
+    this.fixedEgress = this.createFixedEgress();
     this.functions = this.createRouteFunctions(projectRoot);
     this.notFoundFunction = this.createNotFoundFunction(projectRoot);
     this.addKeyPolicy();
@@ -433,7 +453,20 @@ export class TokenBroker extends Construct {
     };
   }
 
-  /** One function per route, each granted exactly its `FUNCTION_ACCESS`. */
+  private createFixedEgress(): FixedEgress | undefined {
+    const { fixedEgress } = this.settings;
+    if (!fixedEgress) return undefined;
+    return new FixedEgress(this, 'FixedEgress', {
+      ...fixedEgress,
+      logRetention: this.logRetention,
+      removalPolicy: this.removalPolicy,
+    });
+  }
+
+  /**
+   * One function per route, each granted exactly its `FUNCTION_ACCESS`; those that call
+   * Salesforce run behind the fixed egress IPs when there are some.
+   */
   private createRouteFunctions(projectRoot: string): Record<BrokerRoute, BrokerFunction> {
     const environment = this.functionEnvironment();
     const functionTimeout = Duration.millis(this.settings.budget.functionTimeoutMs);
@@ -447,6 +480,9 @@ export class TokenBroker extends Construct {
         environment,
         logRetention: this.logRetention,
         removalPolicy: this.removalPolicy,
+        ...(this.fixedEgress && FUNCTION_ACCESS[route].callsSalesforce
+          ? { network: this.fixedEgress.functionNetwork }
+          : {}),
       });
       this.grantAccess(created, FUNCTION_ACCESS[route]);
       return created;
