@@ -319,9 +319,36 @@ describe.concurrent(`the function timeout (re-synthesized: functionTimeoutSecond
     expect,
   }) =>
     withBroker(async (broker) => {
-      // Prepare: /login's PutItem is applied, but its answer's body trickles in over longer
-      // than the function timeout. The SDK's request timeout is an idle timeout, so it never
-      // fires, and the login store passes no deadline of its own: nothing but the kill ends it.
+      // Prepare: /session's GetItem answer trickles in over longer than the function
+      // timeout. The SDK's request timeout is an idle timeout, so it never fires, and
+      // /session's read passes no deadline of its own: nothing but the kill ends it.
+      const session = await broker.seedSession();
+      const route = short.route('ANY /session');
+      broker.stack.dynamodbFaults?.inject({
+        operation: 'GetItem',
+        kind: 'trickle',
+        ms: route.timeoutSeconds * 1000 + 3000,
+      });
+
+      // Act
+      const response = await fetch(`${broker.api.url}/session`, {
+        headers: { authorization: `Bearer ${session.handle}` },
+      });
+
+      // Assert
+      expect(response.status).toBe(500);
+      expect(await response.text()).toBe(FUNCTION_ERROR_RESULT.body);
+      const invocations = broker.api.invocations.filter(
+        (call) => call.functionName === 'SessionFunction',
+      );
+      expect(invocations).toMatchObject([{ timedOut: true, statusCode: 500 }]);
+    }));
+
+  it("/login's transaction put that trickles in is cut off by its invocation deadline: 503, no kill", ({
+    expect,
+  }) =>
+    withBroker(async (broker) => {
+      // Prepare: the same stall on /login's PutItem, which runs under the deadline
       const login = short.route('ANY /login');
       broker.stack.dynamodbFaults?.inject({
         operation: 'PutItem',
@@ -333,12 +360,12 @@ describe.concurrent(`the function timeout (re-synthesized: functionTimeoutSecond
       const response = await fetch(`${broker.api.url}/login?return_to=/`, { redirect: 'manual' });
 
       // Assert
-      expect(response.status).toBe(500);
-      expect(await response.text()).toBe(FUNCTION_ERROR_RESULT.body);
+      expect(response.status).toBe(503);
+      expect(await readJson(response)).toMatchObject({ error: 'temporarily_unavailable' });
       const invocations = broker.api.invocations.filter(
         (call) => call.functionName === 'LoginFunction',
       );
-      expect(invocations).toMatchObject([{ timedOut: true, statusCode: 500 }]);
+      expect(invocations).toMatchObject([{ timedOut: false }]);
     }));
 
   it('a /callback whose two code exchanges would outlast the function timeout answers by its own deadline, before the kill', ({
