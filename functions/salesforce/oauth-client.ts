@@ -366,8 +366,12 @@ export async function processTokenResponse(
   const tokenType = requiredString(fields, 'token_type');
   const scope = optionalString(fields, 'scope') ?? '';
   const refreshToken = optionalString(fields, 'refresh_token');
-  const siteUrl =
-    optionalString(fields, 'sfdc_site_url') ?? optionalString(fields, 'sfdc_community_url');
+  // Metadata for clients, not a credential: one that is not a Salesforce site is left out
+  // rather than failing the login.
+  const siteUrl = [fields.sfdc_site_url, fields.sfdc_community_url].find(
+    (value): value is string =>
+      typeof value === 'string' && isTrustedSalesforceUrl(value, options.loginUrl),
+  );
 
   if (tokenType.toLowerCase() !== 'bearer') {
     throw new InvalidTokenResponseError('"response" body "token_type" must be "Bearer"', 'field');
@@ -391,12 +395,6 @@ export async function processTokenResponse(
     );
   }
   const identity = parseIdentityUrl(id, options.loginUrl);
-  if (siteUrl !== undefined && !isTrustedSalesforceUrl(siteUrl, options.loginUrl)) {
-    throw new InvalidTokenResponseError(
-      '"response" body "sfdc_site_url" / "sfdc_community_url" is not a Salesforce site',
-      'field',
-    );
-  }
   if (options.requireRefreshToken && refreshToken === undefined) {
     throw new InvalidTokenResponseError(
       '"response" body has no "refresh_token": add the "refresh_token" (or "offline_access") scope to the connected app and to SALESFORCE_SCOPES',
