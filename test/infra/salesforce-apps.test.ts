@@ -32,7 +32,8 @@ function statementsByRoute(synth: Synthesized): Record<string, Statement[]> {
     const policy = policies.find(
       (p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: roleId }]),
     );
-    result[route] = (policy?.Properties.PolicyDocument as { Statement: Statement[] }).Statement;
+    const document = policy?.Properties.PolicyDocument as { Statement: Statement[] } | undefined;
+    result[route] = document?.Statement ?? [];
   }
   return result;
 }
@@ -42,7 +43,10 @@ function environmentOf(synth: Synthesized, route: string): Record<string, unknow
   const fn = stack.broker.functions[route as 'login'];
   const id = stack.getLogicalId(fn.function.node.defaultChild as CfnElement);
   const resource = resourcesOfType(synth.template, 'AWS::Lambda::Function')[id];
-  return (resource?.Properties.Environment as { Variables: Record<string, unknown> }).Variables;
+  const environment = resource?.Properties.Environment as
+    | { Variables: Record<string, unknown> }
+    | undefined;
+  return environment?.Variables ?? {};
 }
 
 const APPS = [

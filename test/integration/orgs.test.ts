@@ -167,7 +167,7 @@ describe('Login hosts per login', () => {
     expect([refreshedA.status, refreshedB.status, againB.status]).toEqual([200, 200, 200]);
     expect(orgA.calls.tokenRefresh).toBe(1);
     expect(orgB.calls.tokenRefresh).toBe(2);
-    expect((await refreshedB.json()).instance_url).toBe(orgB.url);
+    expect(((await refreshedB.json()) as { instance_url: string }).instance_url).toBe(orgB.url);
     expect(await stored(atB.handle)).toMatchObject({
       loginHost: '127.0.0.2',
       salesforceApp: 'production',
