@@ -31,6 +31,8 @@ let orgA: FakeSalesforce;
 /** The org at 127.0.0.2, the sandbox app's login host. */
 let orgB: FakeSalesforce;
 const log = new CaptureLog();
+/** Every secret value the tests saw: none may appear in the captured log. */
+const canaries = new Set<string>([PRODUCTION_SECRET, SANDBOX_APP.clientSecret]);
 const routes: Record<string, HttpHandler> = {};
 let userCounter = 0;
 
@@ -123,7 +125,11 @@ async function logIn(query: string): Promise<{ handle: string; authorizeUrl: URL
     redirect: 'manual',
   });
   expect(allowed.status).toBe(302);
-  const callback = await fetch(allowed.headers.get('location') ?? '', {
+  const callbackUrl = new URL(allowed.headers.get('location') ?? '');
+  canaries.add(callbackUrl.searchParams.get('code') ?? '');
+  canaries.add(authorizeUrl.searchParams.get('state') ?? '');
+  canaries.add(loginCookie.split('=')[1] ?? '');
+  const callback = await fetch(callbackUrl, {
     headers: { cookie: loginCookie },
     redirect: 'manual',
   });
@@ -133,19 +139,33 @@ async function logIn(query: string): Promise<{ handle: string; authorizeUrl: URL
     .find((cookie) => cookie.startsWith('__Host-tb-session='));
   const handle = session?.split(';')[0]?.slice('__Host-tb-session='.length) ?? '';
   expect(handle).not.toBe('');
+  canaries.add(handle);
   return { handle, authorizeUrl };
 }
 
-function refresh(handle: string): Promise<Response> {
-  return fetch(`${server.url}/refresh`, {
+async function refresh(handle: string): Promise<Response> {
+  const response = await fetch(`${server.url}/refresh`, {
     method: 'POST',
     headers: { authorization: `Bearer ${handle}` },
   });
+  const body = (await response.clone().json()) as { access_token?: string };
+  if (body.access_token) canaries.add(body.access_token);
+  return response;
 }
 
 async function stored(handle: string) {
   return runtime.store.get(sessionKeyOf(handle));
 }
+
+afterAll(async () => {
+  // The log-canary check of these flows (as test/integration/log-safety.test.ts does for
+  // the others): no secret of either app, no handle, code, state or cookie in any line.
+  const lines = log.entries.map((entry) => JSON.stringify(entry));
+  for (const canary of canaries) {
+    if (canary.length < 8) continue;
+    expect(lines.filter((line) => line.includes(canary))).toEqual([]);
+  }
+});
 
 describe('Login hosts per login', () => {
   it('logs in at each org host and refreshes at the host the connection logged in at', async () => {
@@ -280,6 +300,7 @@ describe('Several connected apps in one deployment', () => {
     const sandbox = await logIn('return_to=/&salesforce_app=sandbox');
     const production = await logIn('return_to=/');
     const rotated = 'sandbox-secret-rotated-91f0';
+    canaries.add(rotated);
     orgA.setClientSecret(rotated, SANDBOX_APP.clientId);
     orgB.setClientSecret(rotated, SANDBOX_APP.clientId);
     stack.secretsManager.putSecret(
