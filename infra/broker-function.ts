@@ -1,10 +1,11 @@
-import type { Duration, RemovalPolicy } from 'aws-cdk-lib';
+import { type Duration, type RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
 import { LogLevel, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { BROKER_BUNDLE } from './bundle-options.ts';
+import type { FunctionNetwork } from './fixed-egress.ts';
 
 export interface BrokerFunctionProps {
   /** Absolute path of the entry file exporting `handler`. */
@@ -17,7 +18,25 @@ export interface BrokerFunctionProps {
   environment: Record<string, string>;
   logRetention: RetentionDays;
   removalPolicy: RemovalPolicy;
+  /** Private subnets and security group to run in (`fixedEgressIp`); default: no VPC. */
+  network?: FunctionNetwork;
 }
+
+/**
+ * What Lambda does with the function's role to attach it to a VPC: the EC2 statement of
+ * the AWS managed `AWSLambdaVPCAccessExecutionRole`, without its logs actions (the
+ * function already writes to its own log group). Lambda checks these at deploy time.
+ *
+ * @see https://docs.aws.amazon.com/lambda/latest/dg/configuration-vpc.html#configuration-vpc-permissions
+ */
+export const VPC_NETWORK_INTERFACE_ACTIONS = [
+  'ec2:CreateNetworkInterface',
+  'ec2:DescribeNetworkInterfaces',
+  'ec2:DescribeSubnets',
+  'ec2:DeleteNetworkInterface',
+  'ec2:AssignPrivateIpAddresses',
+  'ec2:UnassignPrivateIpAddresses',
+];
 
 export interface BrokerFunction {
   function: NodejsFunction;
@@ -59,6 +78,24 @@ export function brokerFunction(
     }),
   );
 
+  if (props.network) {
+    allow(
+      new PolicyStatement({
+        sid: 'AttachToVpc',
+        actions: VPC_NETWORK_INTERFACE_ACTIONS,
+        resources: ['*'],
+      }),
+    );
+    Validations.of(role).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+      reason:
+        'Lambda attaches the function to its private subnets with the function role: the ' +
+        'Describe actions support no resource-level permission, and the network interfaces ' +
+        'Lambda creates and deletes have ids unknown before deploy. These are the EC2 actions ' +
+        'of AWSLambdaVPCAccessExecutionRole, nothing more.',
+    });
+  }
+
   const fn = new NodejsFunction(scope, `${name}Function`, {
     description: props.description,
     entry: props.entry,
@@ -72,6 +109,7 @@ export function brokerFunction(
     role,
     logGroup,
     environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
+    ...(props.network ?? {}),
     bundling: {
       format: OutputFormat.ESM,
       target: BROKER_BUNDLE.target,

@@ -95,6 +95,20 @@ export interface TokenBrokerSettings {
    * settings. See `functions/shared/salesforce-apps.ts`.
    */
   readonly salesforceApps?: string | readonly SalesforceAppContext[];
+  /**
+   * Run the functions that call Salesforce in private subnets of a VPC the stack creates,
+   * behind NAT gateways with Elastic IPs, so Salesforce sees fixed addresses (the output
+   * `EgressIps`) it can allow-list (default `false`).
+   */
+  readonly fixedEgressIp?: boolean;
+  /** NAT gateways (and Elastic IPs) of `fixedEgressIp`: 1 (default) or 2, one per AZ. */
+  readonly natGateways?: number;
+  /**
+   * With `fixedEgressIp`: KMS and Secrets Manager interface endpoints in the VPC (default
+   * `true`); `false` sends those calls through the NAT gateways instead, saving the
+   * endpoints' hourly charge.
+   */
+  readonly interfaceEndpoints?: boolean;
 }
 
 export type BrokerRoute = 'refresh' | 'login' | 'callback' | 'logout' | 'session' | 'token';
@@ -144,6 +158,15 @@ export interface ResolvedSettings {
   loginHosts: string[];
   /** As written in context, checked; empty: the single app. */
   salesforceApps: SalesforceAppContext[];
+  /** The VPC of `fixedEgressIp`; `undefined` when the functions run outside any VPC. */
+  fixedEgress: FixedEgressSettings | undefined;
+}
+
+export interface FixedEgressSettings {
+  /** NAT gateways, each with its Elastic IP, in as many AZs. */
+  natGateways: number;
+  /** KMS and Secrets Manager interface endpoints (otherwise through the NAT gateways). */
+  interfaceEndpoints: boolean;
 }
 
 /**
@@ -281,6 +304,19 @@ export const STACK_SETTINGS = {
       return value;
     },
   },
+  fixedEgressIp: { type: 'boolean', fallback: false, check: unchecked<boolean> },
+  natGateways: {
+    type: 'integer',
+    fallback: 1,
+    check: (value: number) => {
+      // An environment-agnostic stack sees two AZs (Fn::GetAZs), so at most two NATs.
+      if (value !== 1 && value !== 2) {
+        throw new SettingProblem(`must be 1 or 2 (one NAT gateway per AZ), got ${value}`);
+      }
+      return value;
+    },
+  },
+  interfaceEndpoints: { type: 'boolean', fallback: true, check: unchecked<boolean> },
 } satisfies {
   [K in keyof TokenBrokerSettings]?: StackSettingRow<NonNullable<TokenBrokerSettings[K]>>;
 };
@@ -360,6 +396,11 @@ export function resolveSettings(
     logLevel: shared('logLevel'),
     metricsNamespace: shared('metricsNamespace'),
     serviceName: shared('serviceName', settings.serviceName ?? defaults.serviceName),
+    fixedEgress: resolveFixedEgress(
+      stack('fixedEgressIp') as boolean, // never undefined: the row has a fallback
+      stack('natGateways') as number,
+      stack('interfaceEndpoints') as boolean,
+    ),
   };
 }
 
@@ -540,4 +581,23 @@ function resolveClientApps(value: TokenBrokerSettings['clientApps']): ClientApp[
   } catch (error) {
     throw new SettingError('clientApps', (error as Error).message);
   }
+}
+
+/**
+ * `natGateways` and `interfaceEndpoints` shape the VPC of `fixedEgressIp`; a value other
+ * than their default without it would silently do nothing, so it fails synth instead.
+ */
+function resolveFixedEgress(
+  fixedEgressIp: boolean,
+  natGateways: number,
+  interfaceEndpoints: boolean,
+): FixedEgressSettings | undefined {
+  if (fixedEgressIp) return { natGateways, interfaceEndpoints };
+  if (natGateways !== STACK_SETTINGS.natGateways.fallback) {
+    throw new SettingError('natGateways', 'only applies with fixedEgressIp: true');
+  }
+  if (interfaceEndpoints !== STACK_SETTINGS.interfaceEndpoints.fallback) {
+    throw new SettingError('interfaceEndpoints', 'only applies with fixedEgressIp: true');
+  }
+  return undefined;
 }

@@ -33,6 +33,13 @@ export class TokenBrokerStack extends Stack {
       description: 'SNS topic that receives the broker alarms',
       value: this.broker.alarmTopic.topicArn,
     });
+    if (this.broker.fixedEgress) {
+      new CfnOutput(this, 'EgressIps', {
+        description:
+          'Addresses Salesforce sees from the broker: allow-list them in the connected app',
+        value: this.broker.fixedEgress.egressIps,
+      });
+    }
     if (this.broker.domainName) {
       new CfnOutput(this, 'CustomDomainTarget', {
         description: 'Point a CNAME (or alias) for the custom domain at this name',

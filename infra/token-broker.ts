@@ -45,6 +45,7 @@ import { serializeSalesforceApps } from '../functions/shared/salesforce-apps.ts'
 import { environmentOf } from '../functions/shared/settings-table.ts';
 import { type BrokerFunction, brokerFunction } from './broker-function.ts';
 import { API_GATEWAY_INTEGRATION_TIMEOUT_MS } from './budget.ts';
+import { FixedEgress } from './fixed-egress.ts';
 import { BrokerObservability } from './observability.ts';
 import {
   BROKER_ROUTES,
@@ -66,6 +67,12 @@ export interface FunctionAccess {
   kms: KmsAction[];
   /** Reads the connected app's credentials (logout's revoke needs none). */
   clientSecret: boolean;
+  /**
+   * Sends requests to Salesforce (its token or revoke endpoint). With
+   * `fixedEgressIp` such a function runs in the VPC's private subnets, so Salesforce sees
+   * the NAT gateways' Elastic IPs; the others stay outside any VPC.
+   */
+  callsSalesforce: boolean;
 }
 
 /**
@@ -87,15 +94,21 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
+    callsSalesforce: true,
   },
   login: {
-    items: [{ kind: 'login', actions: ['dynamodb:PutItem'] }],
+    // GetItem: a transaction put whose answer was lost is read back.
+    items: [{ kind: 'login', actions: ['dynamodb:PutItem', 'dynamodb:GetItem'] }],
     kms: [],
     clientSecret: true,
+    // Builds the authorize URL only: the browser, not the function, goes to Salesforce.
+    callsSalesforce: false,
   },
   callback: {
     items: [
-      { kind: 'login', actions: ['dynamodb:DeleteItem'] },
+      // The transaction is consumed by a conditional update (its mark read back when the
+      // answer was lost); the consumed item goes with its TTL.
+      { kind: 'login', actions: ['dynamodb:UpdateItem', 'dynamodb:GetItem'] },
       // GetItem: a put whose answer was lost is read back. GetItem, DeleteItem and Decrypt:
       // a new login replaces the browser's previous session (read, deleted by version, its
       // refresh token revoked, which needs the token in clear).
@@ -114,6 +127,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
+    // Exchanges the code; revokes a replaced session's token, or a new one it cannot keep.
+    callsSalesforce: true,
   },
   logout: {
     // Read first, then delete that version: a delete whose answer was lost still revokes.
@@ -123,11 +138,14 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     ],
     kms: ['kms:Decrypt'],
     clientSecret: false,
+    // Revokes the refresh token.
+    callsSalesforce: true,
   },
   session: {
     items: [{ kind: 'session', actions: ['dynamodb:GetItem'] }],
     kms: [],
     clientSecret: false,
+    callsSalesforce: false,
   },
   token: {
     items: [
@@ -140,6 +158,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     ],
     kms: ['kms:Decrypt'],
     clientSecret: false,
+    // A replayed or refused code revokes its connection's refresh token.
+    callsSalesforce: true,
   },
 };
 
@@ -260,6 +280,8 @@ export class TokenBroker extends Construct {
   readonly alarmTopic: ITopic;
   readonly observability: BrokerObservability;
   readonly domainName: DomainName | undefined;
+  /** The VPC and Elastic IPs of `fixedEgressIp`; `undefined` without it. */
+  readonly fixedEgress: FixedEgress | undefined;
 
   /**
    * What is deployed, in the order it is created. The order is part of the template
@@ -286,6 +308,7 @@ export class TokenBroker extends Construct {
       ? `https://${this.settings.customDomain.domainName}/`
       : this.stage.url;
     this.callbackUrl = `${this.url}callback`;
+    this.fixedEgress = this.createFixedEgress();
     this.functions = this.createRouteFunctions(projectRoot);
     this.notFoundFunction = this.createNotFoundFunction(projectRoot);
     this.addKeyPolicy();
@@ -481,7 +504,20 @@ export class TokenBroker extends Construct {
     };
   }
 
-  /** One function per route, each granted exactly its `FUNCTION_ACCESS`. */
+  private createFixedEgress(): FixedEgress | undefined {
+    const { fixedEgress } = this.settings;
+    if (!fixedEgress) return undefined;
+    return new FixedEgress(this, 'FixedEgress', {
+      ...fixedEgress,
+      logRetention: this.logRetention,
+      removalPolicy: this.removalPolicy,
+    });
+  }
+
+  /**
+   * One function per route, each granted exactly its `FUNCTION_ACCESS`; those that call
+   * Salesforce run behind the fixed egress IPs when there are some.
+   */
   private createRouteFunctions(projectRoot: string): Record<BrokerRoute, BrokerFunction> {
     const environment = this.functionEnvironment();
     const functionTimeout = Duration.millis(this.settings.budget.functionTimeoutMs);
@@ -495,6 +531,9 @@ export class TokenBroker extends Construct {
         environment,
         logRetention: this.logRetention,
         removalPolicy: this.removalPolicy,
+        ...(this.fixedEgress && FUNCTION_ACCESS[route].callsSalesforce
+          ? { network: this.fixedEgress.functionNetwork }
+          : {}),
       });
       this.grantAccess(created, FUNCTION_ACCESS[route]);
       return created;

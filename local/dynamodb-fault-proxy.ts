@@ -66,6 +66,7 @@ export interface DynamoDbFaultProxy {
   inject(fault: DynamoDbFault): void;
   /** Faults still queued (not yet used up). */
   pending(): number;
+  /** Drops the queued faults and zeroes `faulted`, so each test counts only its own. */
   clearFaults(): void;
   close(): Promise<void>;
 }
@@ -283,6 +284,7 @@ export async function startDynamoDbFaultProxy(options: {
     pending: () => queue.length,
     clearFaults() {
       queue = [];
+      for (const operation of Object.keys(faulted)) delete faulted[operation];
     },
     close() {
       closing ??= new Promise<void>((resolve) => {

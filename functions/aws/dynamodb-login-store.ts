@@ -1,13 +1,15 @@
+import { randomUUID } from 'node:crypto';
 import {
   type AttributeValue,
   ConditionalCheckFailedException,
-  DeleteItemCommand,
   DynamoDBClient,
+  GetItemCommand,
   PutItemCommand,
+  UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import type { LoginTransaction, LoginTransactionStore } from '../broker/ports.ts';
+import type { CallOptions, LoginTransaction, LoginTransactionStore } from '../broker/ports.ts';
 import { ITEM_PREFIX } from '../shared/constants.ts';
-import { awsUnavailable } from './errors.ts';
+import { sendDynamoDb } from './dynamodb-send.ts';
 
 type Item = Record<string, AttributeValue>;
 
@@ -19,6 +21,10 @@ export const LOGIN_PREFIX = ITEM_PREFIX.login;
  * login under `login#<SHA-256 of the state>`, with `ttl` (epoch seconds) at its expiry so
  * DynamoDB TTL removes abandoned logins. TTL deletes late (up to days), so the code
  * checks `expiresAt` itself; TTL is only housekeeping.
+ *
+ * Both writes survive a lost answer: when DynamoDB applies a write but its answer is lost,
+ * the SDK's retry fails the write's own condition, so a failed condition is read back
+ * (consistently) to tell "this call's write landed" from "someone else's did".
  * @see https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/TTL.html
  */
 export class DynamoDbLoginTransactionStore implements LoginTransactionStore {
@@ -30,7 +36,7 @@ export class DynamoDbLoginTransactionStore implements LoginTransactionStore {
     this.#client = options.client ?? new DynamoDBClient({});
   }
 
-  async create(transaction: LoginTransaction): Promise<boolean> {
+  async create(transaction: LoginTransaction, options?: CallOptions): Promise<boolean> {
     const item: Item = {
       ...key(transaction.stateKey),
       kind: { S: 'login' },
@@ -56,39 +62,60 @@ export class DynamoDbLoginTransactionStore implements LoginTransactionStore {
       item.handoffCodeChallenge = { S: transaction.handoff.codeChallenge };
     }
     try {
-      await this.#client.send(
+      await sendDynamoDb(
+        this.#client,
         new PutItemCommand({
           TableName: this.#tableName,
           Item: item,
           ConditionExpression: 'attribute_not_exists(pk)',
         }),
+        options,
       );
       return true;
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw awsUnavailable('DynamoDB', error);
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
     }
+    // 256 random bits do not collide: the item there is most likely this put, applied with
+    // its answer lost and retried by the SDK. It is ours if it carries our cookie hash.
+    const stored = await this.#read(transaction.stateKey, options);
+    return stored?.cookieHash?.S === transaction.cookieHash;
   }
 
-  async consume(stateKey: string): Promise<LoginTransaction | undefined> {
-    // One conditional delete returning the old item: of any number of concurrent or
-    // replayed callbacks with this state, exactly one gets the transaction.
-    let attributes: Item | undefined;
+  async consume(stateKey: string, options?: CallOptions): Promise<LoginTransaction | undefined> {
+    // One conditional update that marks the item consumed by this call and returns it: of
+    // any number of concurrent or replayed callbacks with this state, exactly one gets the
+    // transaction. A mark rather than a delete, so that a lost answer can be told apart
+    // from a replay by reading the mark back; the consumed item goes with its TTL.
+    const consumer = randomUUID();
     try {
-      const result = await this.#client.send(
-        new DeleteItemCommand({
+      const result = await sendDynamoDb(
+        this.#client,
+        new UpdateItemCommand({
           TableName: this.#tableName,
           Key: key(stateKey),
-          ConditionExpression: 'attribute_exists(pk)',
-          ReturnValues: 'ALL_OLD',
+          UpdateExpression: 'SET consumedBy = :consumer',
+          ConditionExpression: 'attribute_exists(pk) AND attribute_not_exists(consumedBy)',
+          ExpressionAttributeValues: { ':consumer': { S: consumer } },
+          ReturnValues: 'ALL_NEW',
         }),
+        options,
       );
-      attributes = result.Attributes;
+      const attributes = (result as { Attributes?: Item }).Attributes;
+      return attributes ? fromItem(stateKey, attributes) : undefined;
     } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return undefined;
-      throw awsUnavailable('DynamoDB', error);
+      if (!(error instanceof ConditionalCheckFailedException)) throw error;
     }
-    return attributes ? fromItem(stateKey, attributes) : undefined;
+    const stored = await this.#read(stateKey, options);
+    return stored?.consumedBy?.S === consumer ? fromItem(stateKey, stored) : undefined;
+  }
+
+  async #read(stateKey: string, options: CallOptions | undefined): Promise<Item | undefined> {
+    const result = await sendDynamoDb(
+      this.#client,
+      new GetItemCommand({ TableName: this.#tableName, Key: key(stateKey), ConsistentRead: true }),
+      options,
+    );
+    return (result as { Item?: Item }).Item;
   }
 }
 

@@ -106,6 +106,12 @@ const MIN_STORE_MS = 250;
  * already stored, so this only bounds how long the user waits for the redirect.
  */
 const REPLACE_BUDGET_MS = 3_000;
+/**
+ * Longest the login transaction's consume (a conditional update, and a read-back when its
+ * answer was lost) may take: a stalled one must leave the rest of the deadline to the code
+ * exchange, whose authorization code Salesforce accepts only briefly.
+ */
+const CONSUME_BUDGET_MS = 2_000;
 /** Revoking a grant nobody will hold (the store failed): best effort, short. */
 const ORPHAN_REVOKE_MS = 2_000;
 
@@ -137,7 +143,7 @@ export class LoginRedirectError extends Error {
 /**
  * Finishes the Web Server Flow (README "HTTP contract (v1)"):
  *
- * 1. consumes the login transaction with a conditional delete, before anything else,
+ * 1. consumes the login transaction with a conditional update, before anything else,
  *    so a state works at most once whatever happens next;
  * 2. checks its expiry (10 minutes) and the login cookie (hash, constant time);
  *    any failure so far is `invalid_state`;
@@ -155,7 +161,7 @@ export async function completeLogin(
   request: CallbackRequest,
 ): Promise<CompletedLogin> {
   const deadline = deps.clock.now() + deps.config.invocationDeadlineMs;
-  const { transaction, state } = await consumeTransaction(deps, request);
+  const { transaction, state } = await consumeTransaction(deps, request, deadline);
   try {
     return await finishLogin(deps, request, { transaction, state, deadline });
   } catch (error) {
@@ -385,6 +391,7 @@ async function handOver(
 async function consumeTransaction(
   deps: CallbackDependencies,
   request: CallbackRequest,
+  deadline: number,
 ): Promise<{ transaction: LoginTransaction; state: string }> {
   const reject = (reason: string, transaction?: string): never => {
     deps.metrics.count('InvalidState', 1, { class: reason });
@@ -400,7 +407,10 @@ async function consumeTransaction(
   const transactionId = logSafeId(stateKey);
   // Consumed first, whatever comes next: a replay, or a second tab racing this one,
   // finds nothing.
-  const transaction = await deps.transactions.consume(stateKey);
+  // Its share of the deadline: what the code exchange and the session put need is left.
+  const transaction = await deps.transactions.consume(stateKey, {
+    timeoutMs: Math.min(CONSUME_BUDGET_MS, deadline - deps.clock.now()),
+  });
   if (!transaction) return reject('unknown_or_replayed', transactionId);
   if (deps.clock.now() >= transaction.expiresAt) return reject('expired', transactionId);
   if (!matchesLoginCookie(request.loginCookies, transaction.cookieHash)) {

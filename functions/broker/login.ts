@@ -41,7 +41,7 @@ export interface LoginDependencies extends AppDependencies {
   clock: Clock;
   log: Log;
   metrics: MetricSink;
-  config: Pick<BrokerConfig, 'scopes'> & {
+  config: Pick<BrokerConfig, 'scopes' | 'invocationDeadlineMs'> & {
     callbackUrl: URL;
     /** `LOGIN_HOSTS`; absent: only the apps' own login hosts. */
     loginHosts?: readonly string[] | undefined;
@@ -82,6 +82,7 @@ export async function startLogin(
   deps: LoginDependencies,
   request: LoginRequest,
 ): Promise<StartedLogin> {
+  const deadline = deps.clock.now() + deps.config.invocationDeadlineMs;
   // Before anything is stored or redirected: a refused app or host is a 400.
   const upstream = chooseUpstream(
     { ...deps, config: { loginHosts: deps.config.loginHosts ?? [] } },
@@ -93,18 +94,21 @@ export async function startLogin(
   const loginCookieValue = newLoginCookieValue();
   const stateKey = stateKeyOf(state);
   const now = deps.clock.now();
-  const created = await deps.transactions.create({
-    stateKey,
-    sealedVerifier: sealVerifier(state, codeVerifier),
-    returnTo: request.returnTo,
-    cookieHash: loginCookieHash(loginCookieValue),
-    createdAt: now,
-    expiresAt: now + LOGIN_TRANSACTION_TTL_MS,
-    replacesSessionKey: request.currentSessionKey,
-    handoff: request.handoff,
-    loginHost: upstream.loginHost,
-    salesforceApp: deps.apps === undefined ? undefined : upstream.appName,
-  });
+  const created = await deps.transactions.create(
+    {
+      stateKey,
+      sealedVerifier: sealVerifier(state, codeVerifier),
+      returnTo: request.returnTo,
+      cookieHash: loginCookieHash(loginCookieValue),
+      createdAt: now,
+      expiresAt: now + LOGIN_TRANSACTION_TTL_MS,
+      replacesSessionKey: request.currentSessionKey,
+      handoff: request.handoff,
+      loginHost: upstream.loginHost,
+      salesforceApp: deps.apps === undefined ? undefined : upstream.appName,
+    },
+    { timeoutMs: deadline - deps.clock.now() },
+  );
   if (!created) {
     // 256 random bits never collide; a "collision" means something replays writes.
     throw new TemporarilyUnavailableError('The login could not be started; retry.', 1);

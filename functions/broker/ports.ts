@@ -352,11 +352,11 @@ export interface BrokerCodeStore {
 
 /** Login transactions, in the session table under `login#<stateKey>`. */
 export interface LoginTransactionStore {
-  /** Stores a new transaction; false if the key already exists. */
-  create(transaction: LoginTransaction): Promise<boolean>;
+  /** Stores a new transaction; false if another one holds the key. */
+  create(transaction: LoginTransaction, options?: CallOptions): Promise<boolean>;
   /**
-   * Deletes the transaction and returns it, exactly once: a second call (a replayed
+   * Consumes the transaction and returns it, exactly once: a second call (a replayed
    * callback, or a concurrent one) gets `undefined`.
    */
-  consume(stateKey: string): Promise<LoginTransaction | undefined>;
+  consume(stateKey: string, options?: CallOptions): Promise<LoginTransaction | undefined>;
 }

@@ -26,7 +26,12 @@ import { defineRoute, type FlushableMetrics, type HttpHandler } from '../http/ro
 export interface LoginRouteDependencies extends Omit<LoginDependencies, 'config'> {
   config: Pick<
     BrokerConfig,
-    'scopes' | 'returnToPrefixes' | 'callbackUrl' | 'allowedOrigins' | 'clientApps'
+    | 'scopes'
+    | 'returnToPrefixes'
+    | 'callbackUrl'
+    | 'allowedOrigins'
+    | 'clientApps'
+    | 'invocationDeadlineMs'
   > &
     Partial<Pick<BrokerConfig, 'loginHosts'>>;
   metrics: FlushableMetrics;
@@ -51,7 +56,12 @@ export function createLoginHandler(deps: LoginRouteDependencies): HttpHandler {
   const callbackUrl = requireCallbackUrl(deps.config);
   const domain: LoginDependencies = {
     ...deps,
-    config: { scopes: deps.config.scopes, callbackUrl, loginHosts: deps.config.loginHosts },
+    config: {
+      scopes: deps.config.scopes,
+      invocationDeadlineMs: deps.config.invocationDeadlineMs,
+      callbackUrl,
+      loginHosts: deps.config.loginHosts,
+    },
   };
   return defineRoute(deps, {
     name: 'login',

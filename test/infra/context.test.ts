@@ -29,7 +29,11 @@ describe('Function: readAppContext', () => {
       retainData: true,
       customDomainName: undefined,
       alarmEmail: undefined,
+      fixedEgressIp: false,
+      natGateways: 1,
+      interfaceEndpoints: true,
     });
+    expect(resolveSettings(context.broker, notToken).fixedEgress).toBeUndefined();
     expect(resolveSettings(context.broker, notToken).budget).toEqual({
       functionTimeoutMs: 12_000,
       leaseMs: 12_000,
@@ -78,6 +82,8 @@ describe('Function: readAppContext', () => {
     [{ account: '1234' }, 'account'],
     [{ region: 'Frankfurt' }, 'region'],
     [{ alarmEmail: ['ops@example.com'] }, 'alarmEmail'],
+    [{ fixedEgressIp: 'yes' }, 'fixedEgressIp'],
+    [{ natGateways: 'two' }, 'natGateways'],
   ])('refuses %j, naming "%s"', (context, key) => {
     // Act & Assess
     expect(() => contextOf(context)).toThrow(ContextError);
@@ -121,6 +127,10 @@ describe('Function: resolveSettings', () => {
     [{ clientApps: '[{"client_id":"ios","redirect_uris":["myapp:/cb"]}]' }, 'clientApps'],
     [{ clientApps: [{ client_id: 'ios', redirect_uris: [] }] }, 'clientApps'],
     [{ clientApps: '{' }, 'clientApps'],
+    [{ fixedEgressIp: true, natGateways: 3 }, 'natGateways'],
+    [{ fixedEgressIp: true, natGateways: 0 }, 'natGateways'],
+    [{ natGateways: 2 }, 'natGateways'],
+    [{ interfaceEndpoints: false }, 'interfaceEndpoints'],
   ])('refuses %j, naming "%s"', (settings, name) => {
     // Act & Assess
     expect(() => resolveSettings(settings as TokenBrokerSettings, notToken)).toThrow(
@@ -146,6 +156,25 @@ describe('Function: resolveSettings', () => {
     ]);
     expect(fromText.clientApps).toEqual(fromArray.clientApps);
     expect(shipped.clientApps).toEqual([]);
+  });
+
+  it('reads fixedEgressIp and its VPC settings from -c text', () => {
+    // Act
+    const context = contextOf({
+      fixedEgressIp: 'true',
+      natGateways: '2',
+      interfaceEndpoints: 'false',
+    });
+
+    // Assess
+    expect(resolveSettings(context.broker, notToken).fixedEgress).toEqual({
+      natGateways: 2,
+      interfaceEndpoints: false,
+    });
+    expect(resolveSettings({ fixedEgressIp: true }, notToken).fixedEgress).toEqual({
+      natGateways: 1,
+      interfaceEndpoints: true,
+    });
   });
 
   it('accepts loopback http origins for local development', () => {

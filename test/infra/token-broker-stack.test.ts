@@ -306,7 +306,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'LoginTransactionItems',
             Effect: 'Allow',
-            Action: 'dynamodb:PutItem',
+            Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
             Resource: table(),
             Condition: only('login#'),
           },
@@ -317,7 +317,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'LoginTransactionItems',
             Effect: 'Allow',
-            Action: 'dynamodb:DeleteItem',
+            Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
             Resource: table(),
             Condition: only('login#'),
           },

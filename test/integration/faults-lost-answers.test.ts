@@ -175,6 +175,66 @@ describe('A session put whose answer is lost', () => {
   });
 });
 
+describe('A login transaction whose answers are lost', () => {
+  it('is read back: /login starts and /callback completes, once', async () => {
+    // Prepare: the transaction's put and its consuming update land, their answers are 500s
+    dynamo().inject({
+      operation: 'PutItem',
+      kind: 'apply-then-internal',
+      match: 'login#',
+      times: 1,
+    });
+    dynamo().inject({
+      operation: 'UpdateItem',
+      kind: 'apply-then-internal',
+      match: 'login#',
+      times: 1,
+    });
+
+    // Act
+    const { result, handle } = await logIn();
+
+    // Assert: both faults hit, and the login went through as if nothing had happened
+    expect(dynamo().faulted.PutItem).toBe(1);
+    expect(dynamo().faulted.UpdateItem).toBe(1);
+    expect(result.statusCode).toBe(302);
+    expect(String(result.headers?.location)).not.toContain('error=');
+    expect(handle).toBeDefined();
+    expect(broker.log.events()).not.toContain('invalid_state');
+  });
+
+  it('still refuses a replayed callback after its own answer was lost', async () => {
+    // Prepare: one login, the consume's answer lost; keep the callback request
+    const started = await login(httpEvent({ method: 'GET', path: '/login' }));
+    const loginCookie = String(started.cookies?.[0]).split(';')[0] ?? '';
+    const approved = await fetch(String(started.headers?.location), { redirect: 'manual' });
+    const query = new URL(approved.headers.get('location') ?? '').search.slice(1);
+    const callbackEvent = () =>
+      httpEvent({
+        method: 'GET',
+        path: '/callback',
+        rawQueryString: query,
+        cookies: [loginCookie],
+      });
+    dynamo().inject({
+      operation: 'UpdateItem',
+      kind: 'apply-then-internal',
+      match: 'login#',
+      times: 1,
+    });
+
+    // Act
+    const first = await callback(callbackEvent());
+    const replay = await callback(callbackEvent());
+
+    // Assert: the read-back recognised only the first call's own mark
+    expect(first.statusCode).toBe(302);
+    expect(String(first.headers?.location)).not.toContain('error=');
+    expect(replay.statusCode).toBe(400);
+    expect(broker.log.events()).toContain('invalid_state');
+  });
+});
+
 describe('/callback under a deadline', () => {
   it('answers by its deadline when the replaced session cannot be revoked in time', async () => {
     // Prepare: a slow code exchange (1 s) and a revoke endpoint that never answers in time;

@@ -355,8 +355,12 @@ describe('Login flow: /login -> Salesforce -> /callback -> /refresh -> /logout',
     const handle = browser.session ?? '';
     expect(browser.jar.has('__Host-tb-login')).toBe(false);
     expect(fake.calls.tokenCode).toBe(1);
-    expect(await items('login#')).not.toContainEqual(
-      expect.objectContaining({ pk: { S: `login#${stateKeyOf(state)}` } }),
+    // Consumed: marked by the one callback that took it, left to its TTL (10 minutes).
+    expect(await items('login#')).toContainEqual(
+      expect.objectContaining({
+        pk: { S: `login#${stateKeyOf(state)}` },
+        consumedBy: { S: expect.any(String) },
+      }),
     );
     for (const location of [authorize.toString(), callback.headers.get('location') ?? '']) {
       expect(location).not.toContain(handle);

@@ -18,6 +18,10 @@ beforeAll(async () => {
       concurrencyBlock: true,
       tokenLatencyMs: 30,
     },
+    // Callers that arrive after a refresh and within this window get its token. 5 s (the
+    // default) is shorter than 200 parallel callers can take on a loaded machine; a late one
+    // would then rightly refresh again. Seeded sessions were committed 60 s ago, outside it.
+    env: { REUSE_WINDOW_SECONDS: '30' },
   });
 });
 

@@ -93,7 +93,11 @@ function setup() {
   const common = { transactions, credentials, salesforce, clock, log, metrics };
   const loginDeps: LoginDependencies = {
     ...common,
-    config: { scopes: 'api refresh_token', callbackUrl: CALLBACK_URL },
+    config: {
+      scopes: 'api refresh_token',
+      invocationDeadlineMs: 10_000,
+      callbackUrl: CALLBACK_URL,
+    },
   };
   const deps: CallbackDependencies = {
     ...common,

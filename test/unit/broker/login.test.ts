@@ -34,7 +34,11 @@ function setup() {
     clock,
     log,
     metrics: new CaptureMetrics(),
-    config: { scopes: 'api refresh_token', callbackUrl: CALLBACK_URL },
+    config: {
+      scopes: 'api refresh_token',
+      invocationDeadlineMs: 10_000,
+      callbackUrl: CALLBACK_URL,
+    },
   };
   return { deps, clock, transactions, log };
 }
