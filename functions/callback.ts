@@ -14,6 +14,7 @@ export const handler = createCallbackHandler({
   codes: production.codes(),
   vault: production.vault(),
   credentials: production.credentials(),
+  apps: production.apps(),
   salesforce: production.salesforce(),
   clock: production.clock(),
   log: production.log(),

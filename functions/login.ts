@@ -11,6 +11,7 @@ export const handler = createLoginHandler({
   config: production.config(),
   transactions: production.transactions(),
   credentials: production.credentials(),
+  apps: production.apps(),
   salesforce: production.salesforce(),
   clock: production.clock(),
   log: production.log(),

@@ -13,6 +13,7 @@ export const handler = createLogoutHandler({
   store: production.sessions(),
   vault: production.vault(),
   salesforce: production.salesforce(),
+  apps: production.appHosts(),
   clock: production.clock(),
   log: production.log(),
   metrics: production.metrics(),

@@ -13,7 +13,7 @@ import { DynamoDbBrokerCodeStore } from './aws/dynamodb-code-store.ts';
 import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
 import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
 import { KmsDataKeys } from './aws/kms-data-keys.ts';
-import { SecretsManagerCredentials } from './aws/secrets-manager-credentials.ts';
+import { defaultCredentials, salesforceApps } from './aws/secrets-manager-credentials.ts';
 import { loadConfig } from './broker/config.ts';
 import { TokenVault } from './broker/envelope.ts';
 import { type Clock, systemClock } from './broker/ports.ts';
@@ -42,14 +42,19 @@ export const vault = /* @__PURE__ */ once(
       new KmsDataKeys({ keyId: config().kmsKeyId, client: new KMSClient(awsClientConfig()) }),
     ),
 );
-export const credentials = /* @__PURE__ */ once(
-  () =>
-    new SecretsManagerCredentials({
-      secretId: config().clientSecretId,
-      ttlMs: config().secretCacheTtlMs,
-      client: new SecretsManagerClient(awsClientConfig()),
-    }),
+/**
+ * The connected apps, each with its own cached secret (README "Login hosts and several
+ * connected apps"); the first is the default app.
+ */
+export const apps = /* @__PURE__ */ once(() =>
+  salesforceApps(config(), new SecretsManagerClient(awsClientConfig())),
 );
+/** The apps' names and login URLs without their secrets (`/logout` revokes, reads no secret). */
+export const appHosts = /* @__PURE__ */ once(() =>
+  config().salesforceApps.map((app) => ({ name: app.name, loginUrl: new URL(app.loginUrl) })),
+);
+/** The default app's credentials (the first app's, the same cache). */
+export const credentials = /* @__PURE__ */ once(() => defaultCredentials(apps()));
 export const salesforce = /* @__PURE__ */ once(
   () =>
     new SalesforceOAuthClient({

@@ -12,6 +12,7 @@ export const handler = createRefreshHandler({
   store: production.sessions(),
   vault: production.vault(),
   credentials: production.credentials(),
+  apps: production.apps(),
   salesforce: production.salesforce(),
   clock: production.clock(),
   log: production.log(),

@@ -6,7 +6,7 @@ import { DynamoDbBrokerCodeStore } from './aws/dynamodb-code-store.ts';
 import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
 import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
 import { KmsDataKeys } from './aws/kms-data-keys.ts';
-import { SecretsManagerCredentials } from './aws/secrets-manager-credentials.ts';
+import { defaultCredentials, salesforceApps } from './aws/secrets-manager-credentials.ts';
 import { type BrokerConfig, loadConfig } from './broker/config.ts';
 import { TokenVault } from './broker/envelope.ts';
 import type {
@@ -15,6 +15,7 @@ import type {
   Clock,
   Log,
   LoginTransactionStore,
+  SalesforceApp,
   SessionStore,
 } from './broker/ports.ts';
 import { systemClock } from './broker/ports.ts';
@@ -35,7 +36,10 @@ export interface Runtime {
   /** Broker codes of the handoff (`/callback` writes, `/token` redeems), in the same table. */
   codes: BrokerCodeStore;
   vault: TokenVault;
+  /** The default (first) app's credentials. */
   credentials: ClientCredentialsSource;
+  /** Every connected app, each with its own credentials cache. */
+  apps: readonly SalesforceApp[];
   salesforce: SalesforceOAuthClient;
   clock: Clock;
   log: Log;
@@ -53,6 +57,13 @@ export function buildRuntime(
 ): Runtime {
   const config = loadConfig(env);
   const dynamodb = new DynamoDBClient(awsClientConfig(env));
+  const built = salesforceApps(config, new SecretsManagerClient(awsClientConfig(env)));
+  // A replaced `credentials` is the default app's, as in a single-app deployment.
+  const apps =
+    overrides.apps ??
+    built.map((app, index) =>
+      index === 0 && overrides.credentials ? { ...app, credentials: overrides.credentials } : app,
+    );
   return {
     config,
     store: new DynamoDbSessionStore({ tableName: config.tableName, client: dynamodb }),
@@ -64,11 +75,8 @@ export function buildRuntime(
     vault: new TokenVault(
       new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(awsClientConfig(env)) }),
     ),
-    credentials: new SecretsManagerCredentials({
-      secretId: config.clientSecretId,
-      ttlMs: config.secretCacheTtlMs,
-      client: new SecretsManagerClient(awsClientConfig(env)),
-    }),
+    credentials: defaultCredentials(apps),
+    apps,
     salesforce: new SalesforceOAuthClient({
       loginUrl: config.salesforceLoginUrl,
       timeoutMs: config.upstreamTimeoutMs,

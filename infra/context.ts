@@ -46,6 +46,7 @@ export function readAppContext(node: Pick<Node, 'tryGetContext'>): AppContext {
   }
   // A JSON list, checked by resolveSettings with the functions' own parser.
   broker.clientApps = get('clientApps');
+  broker.salesforceApps = get('salesforceApps');
   const stackName = str(get, 'stackName') ?? 'TokenBroker';
   if (!/^[A-Za-z][A-Za-z0-9-]{0,127}$/.test(stackName)) {
     throw new ContextError('stackName', `must be a CloudFormation stack name, got "${stackName}"`);

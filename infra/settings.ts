@@ -4,6 +4,10 @@ import {
   parseClientApps,
 } from '../functions/shared/client-apps.ts';
 import {
+  parseSalesforceAppsContext,
+  type SalesforceAppContext,
+} from '../functions/shared/salesforce-apps.ts';
+import {
   type ContextType,
   checkIdleWithinAbsolute,
   SETTINGS,
@@ -78,6 +82,20 @@ export interface TokenBrokerSettings {
    */
   readonly clientApps?: string | readonly ClientAppJson[];
   /**
+   * Hosts `/login?login_host=` may start a login at: DNS names or one-label wildcards
+   * (default `login.salesforce.com`, `test.salesforce.com`, `*.my.salesforce.com`,
+   * `*.sandbox.my.salesforce.com`; add `*.my.site.com` or a custom site domain to allow
+   * Experience Cloud logins). Each app's own login host is allowed besides.
+   */
+  readonly loginHosts?: readonly string[];
+  /**
+   * Several connected apps, as JSON text or the parsed array:
+   * `[{"name", "secret_arn"?, "login_url"?, "scopes"?}]`, the first being the default
+   * (`/login?salesforce_app=<name>` picks another). Unset: the one app of the single-app
+   * settings. See `functions/shared/salesforce-apps.ts`.
+   */
+  readonly salesforceApps?: string | readonly SalesforceAppContext[];
+  /**
    * Run the functions that call Salesforce in private subnets of a VPC the stack creates,
    * behind NAT gateways with Elastic IPs, so Salesforce sees fixed addresses (the output
    * `EgressIps`) it can allow-list (default `false`).
@@ -137,6 +155,9 @@ export interface ResolvedSettings {
   metricsNamespace: string;
   serviceName: string;
   clientApps: ClientApp[];
+  loginHosts: string[];
+  /** As written in context, checked; empty: the single app. */
+  salesforceApps: SalesforceAppContext[];
   /** The VPC of `fixedEgressIp`; `undefined` when the functions run outside any VPC. */
   fixedEgress: FixedEgressSettings | undefined;
 }
@@ -353,6 +374,11 @@ export function resolveSettings(
     secretCacheTtlSeconds: shared('secretCacheTtlSeconds'),
     budget: resolveBudget(settings.functionTimeoutSeconds, shared('upstreamTimeoutMs')),
     clientApps: resolveClientApps(settings.clientApps),
+    loginHosts: [...shared('loginHosts')],
+    salesforceApps: resolveSalesforceApps(
+      settings.salesforceApps,
+      settings.existingClientSecretArn,
+    ),
     throttling: resolveThrottling(settings.throttling ?? {}),
     customDomain: resolveCustomDomain(
       stack('customDomainName'),
@@ -516,6 +542,36 @@ function integer(
     throw new SettingError(name, `must be between ${min} and ${max}, got ${value}`);
   }
   return value;
+}
+
+/**
+ * `salesforceApps`: the functions' own parser (`functions/shared/salesforce-apps.ts`). The
+ * first app may name its own `secret_arn` only when `existingClientSecretArn` does not
+ * name another: both would be the default app's secret.
+ */
+function resolveSalesforceApps(
+  value: TokenBrokerSettings['salesforceApps'],
+  existingClientSecretArn: string | undefined,
+): SalesforceAppContext[] {
+  let apps: SalesforceAppContext[];
+  try {
+    apps = parseSalesforceAppsContext(value);
+  } catch (error) {
+    throw new SettingError('salesforceApps', (error as Error).message);
+  }
+  const first = apps[0];
+  if (
+    first?.secret_arn !== undefined &&
+    existingClientSecretArn !== undefined &&
+    existingClientSecretArn !== '' &&
+    first.secret_arn !== existingClientSecretArn
+  ) {
+    throw new SettingError(
+      'salesforceApps',
+      `"${first.name}" is the default app: its "secret_arn" and existingClientSecretArn must not differ (set one)`,
+    );
+  }
+  return apps;
 }
 
 /** `clientApps`: the functions' own parser (`functions/shared/client-apps.ts`), so both agree. */

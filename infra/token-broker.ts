@@ -41,6 +41,7 @@ import {
   ENCRYPTION_PURPOSE,
   ITEM_PREFIX,
 } from '../functions/shared/constants.ts';
+import { serializeSalesforceApps } from '../functions/shared/salesforce-apps.ts';
 import { environmentOf } from '../functions/shared/settings-table.ts';
 import { type BrokerFunction, brokerFunction } from './broker-function.ts';
 import { API_GATEWAY_INTEGRATION_TIMEOUT_MS } from './budget.ts';
@@ -267,7 +268,13 @@ export class TokenBroker extends Construct {
   readonly callbackUrl: string;
   readonly table: Table;
   readonly key: Key;
+  /** The default (first) connected app's secret. */
   readonly clientSecret: ISecret;
+  /**
+   * Every connected app's secret, the default app's first (`salesforceApps`; one entry,
+   * named `default`, without it).
+   */
+  readonly appSecrets: readonly { name: string; secret: ISecret }[];
   readonly functions: Record<BrokerRoute, BrokerFunction>;
   readonly notFoundFunction: BrokerFunction;
   readonly alarmTopic: ITopic;
@@ -292,6 +299,7 @@ export class TokenBroker extends Construct {
     this.table = this.createTable();
     this.key = this.createKey();
     this.clientSecret = this.resolveClientSecret();
+    this.appSecrets = this.resolveAppSecrets();
     // The API and its stage come first: the functions' CALLBACK_URL needs the endpoint.
     this.api = this.createApi();
     this.domainName = this.createDomainName();
@@ -365,11 +373,39 @@ export class TokenBroker extends Construct {
 
   /** The operator's existing secret when set, otherwise a placeholder to fill after deploy. */
   private resolveClientSecret(): ISecret {
-    const { existingClientSecretArn } = this.settings;
+    // The default app may name its secret in `salesforceApps` instead (never both, differing).
+    const existingClientSecretArn =
+      this.settings.salesforceApps[0]?.secret_arn ?? this.settings.existingClientSecretArn;
     if (existingClientSecretArn) {
       return Secret.fromSecretCompleteArn(this, 'ClientSecret', existingClientSecretArn);
     }
-    const secret = new Secret(this, 'ClientSecret', {
+    return this.placeholderSecret('ClientSecret');
+  }
+
+  /**
+   * The secrets of the apps after the first (each its `secret_arn`, or a placeholder of its
+   * own); the first app's is {@link clientSecret}, so adding apps to a single-app stack
+   * keeps its secret.
+   */
+  private resolveAppSecrets(): { name: string; secret: ISecret }[] {
+    const [first, ...others] = this.settings.salesforceApps;
+    return [
+      { name: first?.name ?? 'default', secret: this.clientSecret },
+      ...others.map((app) => {
+        const id = `AppSecret${app.name.replace(/(?:^|[-_])([a-z0-9])/g, (_, c: string) => c.toUpperCase())}`;
+        return {
+          name: app.name,
+          secret: app.secret_arn
+            ? Secret.fromSecretCompleteArn(this, id, app.secret_arn)
+            : this.placeholderSecret(id),
+        };
+      }),
+    ];
+  }
+
+  /** A secret to fill after deploy with the connected app's `{"client_id","client_secret"}`. */
+  private placeholderSecret(id: string): ISecret {
+    const secret = new Secret(this, id, {
       description:
         'Salesforce connected app credentials {"client_id","client_secret"} for the token ' +
         'broker. Placeholder until set with "aws secretsmanager put-secret-value".',
@@ -447,9 +483,24 @@ export class TokenBroker extends Construct {
         kmsKeyId: this.key.keyArn,
         clientSecretId: this.clientSecret.secretArn,
         callbackUrl: this.callbackUrl,
+        // The default app's, which the first of `salesforceApps` may set itself.
+        salesforceLoginUrl: settings.salesforceApps[0]?.login_url ?? settings.salesforceLoginUrl,
+        scopes: settings.salesforceApps[0]?.scopes ?? settings.scopes,
       }),
       // A JSON list outside the table (see `clientApps` in functions/broker/config.ts).
       CLIENT_APPS: serializeClientApps(settings.clientApps),
+      // Likewise (see `salesforceApps` there); empty for the one app of the single-app settings.
+      SALESFORCE_APPS:
+        settings.salesforceApps.length === 0
+          ? ''
+          : serializeSalesforceApps(
+              settings.salesforceApps.map((app, index) => ({
+                name: app.name,
+                secretId: (this.appSecrets[index] ?? this.appSecrets[0])?.secret.secretArn ?? '',
+                loginUrl: app.login_url ?? settings.salesforceLoginUrl,
+                scopes: app.scopes ?? settings.scopes,
+              })),
+            ),
     };
   }
 
@@ -619,7 +670,8 @@ export class TokenBroker extends Construct {
         new PolicyStatement({
           sid: 'ClientCredentials',
           actions: ['secretsmanager:GetSecretValue'],
-          resources: [this.clientSecret.secretArn],
+          // Exactly the connected apps' secrets (one per app).
+          resources: this.appSecrets.map((app) => app.secret.secretArn),
         }),
       );
       const secretKeyArn = this.settings.existingClientSecretKeyArn;

@@ -60,6 +60,11 @@ export interface FakeSalesforceOptions {
   autoApprove?: boolean;
   /** Pre-filled on the login page. Default 'demo@example.com'. */
   username?: string;
+  /**
+   * More connected apps of this org, each with its own consumer key and secret (a
+   * deployment of several apps); the token response is signed with the calling app's.
+   */
+  otherApps?: readonly { clientId: string; clientSecret: string }[];
   /** Listen address. Default '127.0.0.1'. */
   host?: string;
   /** Default 0 (ephemeral). */
@@ -77,8 +82,8 @@ export interface FakeSalesforce {
   /** Queue a fault; faults are consumed in FIFO order per endpoint. */
   inject(fault: FakeFault): void;
   clearFaults(): void;
-  /** The connected app's secret rotates. */
-  setClientSecret(secret: string): void;
+  /** The connected app's secret rotates (another app's, with its consumer key). */
+  setClientSecret(secret: string, clientId?: string): void;
   /** Creates a grant directly, as if a user had logged in: returns the tokens. */
   seedGrant(opts?: { userId?: string; scope?: string }): {
     refreshToken: string;
@@ -200,7 +205,10 @@ export async function startFakeSalesforce(
   options: FakeSalesforceOptions = {},
 ): Promise<FakeSalesforce> {
   const resolved = resolveOptions(options);
-  let clientSecret = options.clientSecret ?? 'fake-client-secret';
+  const secrets = new Map<string, string>([
+    [resolved.clientId, options.clientSecret ?? 'fake-client-secret'],
+    ...(options.otherApps ?? []).map((app): [string, string] => [app.clientId, app.clientSecret]),
+  ]);
   let url = '';
   const orgId = newSalesforceId('00D');
   const state = new OrgState({
@@ -224,7 +232,7 @@ export async function startFakeSalesforce(
     sleeper,
     idTokens: new IdTokenSigner(),
     url: () => url,
-    clientSecret: () => clientSecret,
+    secretOf: (clientId) => (clientId === null ? undefined : secrets.get(clientId)),
   };
 
   const server = createServer((req, res) => {
@@ -276,8 +284,9 @@ export async function startFakeSalesforce(
     clearFaults() {
       faults.clear();
     },
-    setClientSecret(secret) {
-      clientSecret = secret;
+    setClientSecret(secret, clientId = resolved.clientId) {
+      if (!secrets.has(clientId)) throw new Error(`no connected app ${clientId}`);
+      secrets.set(clientId, secret);
     },
     seedGrant(opts = {}) {
       const user = opts.userId !== undefined ? state.userById(opts.userId) : defaultUser;

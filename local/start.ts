@@ -43,6 +43,10 @@ function readSettings(env: NodeJS.ProcessEnv) {
     returnToPrefixes: env.RETURN_TO_PREFIXES,
     /** Registered apps of the handoff, passed through as deployed (none unless set). */
     clientApps: env.CLIENT_APPS,
+    /** The login host allow-list, passed through as deployed (the functions' default unless set). */
+    loginHosts: env.LOGIN_HOSTS,
+    /** Several connected apps need their secrets in Secrets Manager: not in the local run. */
+    salesforceApps: env.SALESFORCE_APPS?.trim() || undefined,
   };
 }
 
@@ -75,6 +79,12 @@ async function listenOn(port: number, host: string): Promise<Server> {
  */
 export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<RunningBroker> {
   const settings = readSettings(env);
+  if (settings.salesforceApps) {
+    throw new StartupError(
+      'SALESFORCE_APPS is not supported by npm start, which runs one connected app (its ' +
+        'mock org or SALESFORCE_CLIENT_ID / SALESFORCE_CLIENT_SECRET): unset it.',
+    );
+  }
   const listener = await listenOn(settings.port, settings.host);
   const { port } = listener.address() as AddressInfo;
   const publicUrl = settings.publicUrl ?? `http://localhost:${port}`;
@@ -103,6 +113,7 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
     ...(settings.scopes ? { SALESFORCE_SCOPES: settings.scopes } : {}),
     ...(settings.returnToPrefixes ? { RETURN_TO_PREFIXES: settings.returnToPrefixes } : {}),
     ...(settings.clientApps ? { CLIENT_APPS: settings.clientApps } : {}),
+    ...(settings.loginHosts ? { LOGIN_HOSTS: settings.loginHosts } : {}),
     POWERTOOLS_SERVICE_NAME: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker-local',
     POWERTOOLS_METRICS_DISABLED: 'true',
   });

@@ -50,6 +50,10 @@ export class DynamoDbLoginTransactionStore implements LoginTransactionStore {
     if (transaction.replacesSessionKey !== undefined) {
       item.replacesSessionKey = { S: transaction.replacesSessionKey };
     }
+    if (transaction.loginHost !== undefined) item.loginHost = { S: transaction.loginHost };
+    if (transaction.salesforceApp !== undefined) {
+      item.salesforceApp = { S: transaction.salesforceApp };
+    }
     if (transaction.handoff !== undefined) {
       // The app's state is echoed to it, so it is kept as sent; the item lives 10 minutes.
       item.handoffClientId = { S: transaction.handoff.clientId };
@@ -152,6 +156,8 @@ function fromItem(stateKey: string, item: Item): LoginTransaction | undefined {
     expiresAt: Number(expiresAt),
     replacesSessionKey: item.replacesSessionKey?.S,
     handoff: handoff ?? undefined,
+    loginHost: item.loginHost?.S,
+    salesforceApp: item.salesforceApp?.S,
   };
 }
 

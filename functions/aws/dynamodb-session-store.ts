@@ -488,6 +488,9 @@ function toItem(record: SessionRecord): Item {
   }
   if (record.instanceUrl !== undefined) item.instanceUrl = { S: record.instanceUrl };
   if (record.scope !== undefined) item.scope = { S: record.scope };
+  if (record.loginHost !== undefined) item.loginHost = { S: record.loginHost };
+  if (record.salesforceApp !== undefined) item.salesforceApp = { S: record.salesforceApp };
+  if (record.siteUrl !== undefined) item.siteUrl = { S: record.siteUrl };
   if (record.leaseOwner !== undefined) item.leaseOwner = { S: record.leaseOwner };
   if (record.leaseUntil !== undefined) item.leaseUntil = number(record.leaseUntil);
   return item;
@@ -518,6 +521,9 @@ function fromItem(item: Item): SessionRecord {
     connectionId: item.connectionId?.S,
     instanceUrl: item.instanceUrl?.S,
     scope: item.scope?.S,
+    loginHost: item.loginHost?.S,
+    salesforceApp: item.salesforceApp?.S,
+    siteUrl: item.siteUrl?.S,
   };
 }
 

@@ -1,6 +1,12 @@
 import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { BrokerConfig } from '../broker/config.ts';
 import { UpstreamMisconfiguredError } from '../broker/errors.ts';
-import type { ClientCredentials, ClientCredentialsSource, Clock } from '../broker/ports.ts';
+import type {
+  ClientCredentials,
+  ClientCredentialsSource,
+  Clock,
+  SalesforceApp,
+} from '../broker/ports.ts';
 import { systemClock } from '../broker/ports.ts';
 import { awsUnavailable } from './errors.ts';
 
@@ -67,6 +73,35 @@ export class SecretsManagerCredentials implements ClientCredentialsSource {
     this.#cached = { value, readAt: this.#clock.now() };
     return value;
   }
+}
+
+/**
+ * One {@link SecretsManagerCredentials} per configured app, sharing one client: each
+ * app's secret has its own cache, so `invalid_client` on one app re-reads only its secret.
+ */
+export function salesforceApps(
+  config: Pick<BrokerConfig, 'salesforceApps' | 'secretCacheTtlMs'>,
+  client: SecretsManagerClient,
+  clock?: Clock,
+): SalesforceApp[] {
+  return config.salesforceApps.map((app) => ({
+    name: app.name,
+    credentials: new SecretsManagerCredentials({
+      secretId: app.secretId,
+      ttlMs: config.secretCacheTtlMs,
+      client,
+      ...(clock ? { clock } : {}),
+    }),
+    loginUrl: new URL(app.loginUrl),
+    scopes: app.scopes,
+  }));
+}
+
+/** The first (default) app's credentials; `loadConfig` always yields at least one app. */
+export function defaultCredentials(apps: readonly SalesforceApp[]): ClientCredentialsSource {
+  const [first] = apps;
+  if (first === undefined) throw new Error('no connected app is configured');
+  return first.credentials;
 }
 
 /** Parses the secret; the messages name the member and never include its value. */

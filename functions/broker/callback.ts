@@ -18,6 +18,7 @@ import {
   stateKeyOf,
 } from './login-transaction.ts';
 import { endSession, type RevocationClient, revokeOrReport } from './logout.ts';
+import { type AppDependencies, type Upstream, upstreamOf } from './orgs.ts';
 import type {
   BrokerCodeStore,
   ClientCredentials,
@@ -41,11 +42,11 @@ export interface CodeExchangeClient extends RevocationClient {
   authorizationCodeGrant(
     credentials: ClientCredentials,
     grant: { code: string; codeVerifier: string; redirectUri: string },
-    options?: { timeoutMs?: number | undefined },
+    options?: { timeoutMs?: number | undefined; loginUrl?: URL | undefined },
   ): Promise<TokenResponse>;
 }
 
-export interface CallbackDependencies {
+export interface CallbackDependencies extends AppDependencies {
   transactions: LoginTransactionStore;
   store: Pick<SessionStore, 'create' | 'get' | 'deleteVersion'>;
   /** Broker codes of the handoff (a registered app's login). */
@@ -215,8 +216,11 @@ async function finishLogin(
   });
   dataKeyPromise.catch(() => {});
 
+  // The app and host the login was started with; the exchange, the session and every
+  // later call for it use them.
+  const upstream = upstreamOf(deps, transaction);
   const response = await exchangeCode(
-    deps,
+    { ...deps, upstream },
     { code, codeVerifier },
     transactionId,
     () => left() - STORE_RESERVE_MS,
@@ -228,6 +232,7 @@ async function finishLogin(
     if (!response.refreshToken) return;
     await revokeOrReport(deps, response.refreshToken, {
       session,
+      loginUrl: upstream.loginUrl,
       reason: `orphaned: ${why}`,
       timeoutMs: Math.max(1, Math.min(ORPHAN_REVOKE_MS, left())),
     });
@@ -266,6 +271,9 @@ async function finishLogin(
     connectionId,
     instanceUrl: response.instanceUrl,
     scope: response.scope,
+    loginHost: upstream.loginHost,
+    salesforceApp: deps.apps === undefined ? transaction.salesforceApp : upstream.appName,
+    siteUrl: response.siteUrl,
   };
   let created: boolean | 'unknown';
   try {
@@ -439,7 +447,7 @@ async function storedAsWritten(
  * `invalid_client` (rotation).
  */
 async function exchangeCode(
-  deps: CallbackDependencies,
+  deps: CallbackDependencies & { upstream: Upstream },
   pkce: { code: string; codeVerifier: string },
   transaction: string,
   timeLeft: () => number,
@@ -447,15 +455,18 @@ async function exchangeCode(
   const grant = { ...pkce, redirectUri: deps.config.callbackUrl.toString() };
   try {
     return await withSecretRetry(
-      deps,
+      { credentials: deps.upstream.credentials, log: deps.log },
       (credentials) => {
         const timeoutMs = timeLeft();
         if (timeoutMs < MIN_STORE_MS) {
           throw new NoTimeForUpstreamError('No time left in the invocation for the code exchange');
         }
-        return deps.salesforce.authorizationCodeGrant(credentials, grant, { timeoutMs });
+        return deps.salesforce.authorizationCodeGrant(credentials, grant, {
+          timeoutMs,
+          loginUrl: deps.upstream.loginUrl,
+        });
       },
-      { transaction },
+      { transaction, salesforceApp: deps.upstream.appName },
     );
   } catch (error) {
     throw codeExchangeFailure(deps, error, transaction);

@@ -6,6 +6,11 @@
 
 import { type ClientApp, parseClientApps } from '../shared/client-apps.ts';
 import {
+  parseSalesforceApps,
+  type SalesforceAppSettings,
+  SINGLE_APP_NAME,
+} from '../shared/salesforce-apps.ts';
+import {
   checkIdleWithinAbsolute,
   SETTINGS,
   SettingProblem,
@@ -64,6 +69,17 @@ export interface BrokerConfig {
   sessionIdleTtlMs: number;
   /** Registered native, desktop and server-side apps of the handoff (`CLIENT_APPS`, JSON). */
   clientApps: readonly ClientApp[];
+  /**
+   * Login host patterns `/login?login_host=` accepts (`LOGIN_HOSTS`, comma-separated;
+   * `functions/shared/login-hosts.ts`). Each app's own login host is accepted besides.
+   */
+  loginHosts: readonly string[];
+  /**
+   * The connected apps (`SALESFORCE_APPS`, JSON), the first being the default. Without the
+   * variable, the one app `default` of `CLIENT_SECRET_ID`, `SALESFORCE_LOGIN_URL` and
+   * `SALESFORCE_SCOPES`.
+   */
+  salesforceApps: readonly SalesforceAppSettings[];
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -90,7 +106,10 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
     invocationDeadlineMs: read(SETTINGS.invocationDeadlineMs),
     sessionAbsoluteTtlMs: read(SETTINGS.sessionAbsoluteTtlSeconds) * 1000,
     sessionIdleTtlMs: read(SETTINGS.sessionIdleTtlSeconds) * 1000,
+    loginHosts: read(SETTINGS.loginHosts),
+    salesforceApps: [],
   };
+  config.salesforceApps = salesforceApps(env, config);
   checkCrossRules(config);
   return config;
 }
@@ -106,6 +125,39 @@ function clientApps(env: Env): ClientApp[] {
   } catch (error) {
     throw new ConfigError('CLIENT_APPS', (error as Error).message);
   }
+}
+
+/**
+ * `SALESFORCE_APPS` (JSON, like `CLIENT_APPS` outside the table). When set, its first app
+ * must be the one of the single-app variables, which the stack writes from it: a mismatch
+ * means the environment was edited by hand and the two would disagree on the default app.
+ */
+function salesforceApps(env: Env, config: BrokerConfig): SalesforceAppSettings[] {
+  const single: SalesforceAppSettings = {
+    name: SINGLE_APP_NAME,
+    secretId: config.clientSecretId,
+    loginUrl: config.salesforceLoginUrl.origin,
+    scopes: config.scopes,
+  };
+  let apps: SalesforceAppSettings[];
+  try {
+    apps = parseSalesforceApps(env.SALESFORCE_APPS);
+  } catch (error) {
+    throw new ConfigError('SALESFORCE_APPS', (error as Error).message);
+  }
+  const [first] = apps;
+  if (first === undefined) return [single];
+  if (
+    first.secretId !== single.secretId ||
+    first.loginUrl !== single.loginUrl ||
+    first.scopes !== single.scopes
+  ) {
+    throw new ConfigError(
+      'SALESFORCE_APPS',
+      'must start with the app of CLIENT_SECRET_ID, SALESFORCE_LOGIN_URL and SALESFORCE_SCOPES',
+    );
+  }
+  return apps;
 }
 
 function withOwnOrigin(origins: readonly string[], callbackUrl: string | undefined): string[] {

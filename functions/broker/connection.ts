@@ -35,6 +35,9 @@ export function summarizeConnection(record: SessionRecord): ConnectionSummary | 
     version: record.version,
     absoluteExpiresAt: record.absoluteExpiresAt,
     idleExpiresAt: record.idleExpiresAt,
+    ...(record.loginHost === undefined ? {} : { loginHost: record.loginHost }),
+    ...(record.salesforceApp === undefined ? {} : { salesforceApp: record.salesforceApp }),
+    ...(record.siteUrl === undefined ? {} : { siteUrl: record.siteUrl }),
   };
 }
 

@@ -8,6 +8,7 @@ import {
   sealVerifier,
   stateKeyOf,
 } from './login-transaction.ts';
+import { type AppDependencies, chooseUpstream } from './orgs.ts';
 import { codeChallengeS256, newCodeVerifier } from './pkce.ts';
 import type {
   ClientCredentialsSource,
@@ -29,17 +30,22 @@ export interface AuthorizationUrlBuilder {
     codeChallenge: string;
     prompt?: string | undefined;
     loginHint?: string | undefined;
+    loginUrl?: URL | undefined;
   }): URL;
 }
 
-export interface LoginDependencies {
+export interface LoginDependencies extends AppDependencies {
   transactions: LoginTransactionStore;
   credentials: ClientCredentialsSource;
   salesforce: AuthorizationUrlBuilder;
   clock: Clock;
   log: Log;
   metrics: MetricSink;
-  config: Pick<BrokerConfig, 'scopes' | 'invocationDeadlineMs'> & { callbackUrl: URL };
+  config: Pick<BrokerConfig, 'scopes' | 'invocationDeadlineMs'> & {
+    callbackUrl: URL;
+    /** `LOGIN_HOSTS`; absent: only the apps' own login hosts. */
+    loginHosts?: readonly string[] | undefined;
+  };
 }
 
 export interface LoginRequest {
@@ -51,6 +57,10 @@ export interface LoginRequest {
   currentSessionKey?: string | undefined;
   /** A registered app's login (already validated): `/callback` hands it a broker code. */
   handoff?: HandoffRequest | undefined;
+  /** `salesforce_app`: the connected app to log in with; absent: the first. */
+  salesforceApp?: string | undefined;
+  /** `login_host`: where to log in, checked against the allow-list; absent: the app's. */
+  loginHost?: string | undefined;
 }
 
 export interface StartedLogin {
@@ -73,7 +83,12 @@ export async function startLogin(
   request: LoginRequest,
 ): Promise<StartedLogin> {
   const deadline = deps.clock.now() + deps.config.invocationDeadlineMs;
-  const { clientId } = await deps.credentials.get();
+  // Before anything is stored or redirected: a refused app or host is a 400.
+  const upstream = chooseUpstream(
+    { ...deps, config: { loginHosts: deps.config.loginHosts ?? [] } },
+    request,
+  );
+  const { clientId } = await upstream.credentials.get();
   const state = newState();
   const codeVerifier = newCodeVerifier();
   const loginCookieValue = newLoginCookieValue();
@@ -89,6 +104,8 @@ export async function startLogin(
       expiresAt: now + LOGIN_TRANSACTION_TTL_MS,
       replacesSessionKey: request.currentSessionKey,
       handoff: request.handoff,
+      loginHost: upstream.loginHost,
+      salesforceApp: deps.apps === undefined ? undefined : upstream.appName,
     },
     { timeoutMs: deadline - deps.clock.now() },
   );
@@ -102,16 +119,19 @@ export async function startLogin(
     transaction: logSafeId(stateKey),
     replacesSession: request.currentSessionKey ? logSafeId(request.currentSessionKey) : undefined,
     client: request.handoff?.clientId,
+    salesforceApp: upstream.appName,
+    loginHost: upstream.loginHost,
   });
   return {
     authorizeUrl: deps.salesforce.authorizationUrl({
       clientId,
       redirectUri: deps.config.callbackUrl.toString(),
-      scope: deps.config.scopes,
+      scope: upstream.scopes ?? deps.config.scopes,
       state,
       codeChallenge: codeChallengeS256(codeVerifier),
       prompt: request.prompt,
       loginHint: request.loginHint,
+      loginUrl: upstream.loginUrl,
     }),
     loginCookieValue,
   };

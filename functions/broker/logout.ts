@@ -1,15 +1,31 @@
 import { describeError } from '../shared/describe-error.ts';
+import { loginHostUrl } from '../shared/login-hosts.ts';
 import type { TokenVault } from './envelope.ts';
 import { SessionIntegrityError, TemporarilyUnavailableError } from './errors.ts';
-import type { CallOptions, Log, MetricSink, SessionRecord, SessionStore } from './ports.ts';
+import type {
+  CallOptions,
+  Log,
+  MetricSink,
+  SalesforceApp,
+  SessionRecord,
+  SessionStore,
+} from './ports.ts';
 import { logSafeId } from './session-handle.ts';
 
 /** The part of the Salesforce client that ends a grant. */
 export interface RevocationClient {
-  revoke(token: string, options?: { timeoutMs?: number | undefined }): Promise<void>;
+  revoke(
+    token: string,
+    options?: { timeoutMs?: number | undefined; loginUrl?: URL | undefined },
+  ): Promise<void>;
 }
 
 export interface EndSessionDependencies {
+  /**
+   * The connected apps' names and login URLs, for the host of the session's app
+   * (`./orgs.ts`); revocation needs no client credentials. Absent: the client's own host.
+   */
+  apps?: readonly Pick<SalesforceApp, 'name' | 'loginUrl'>[] | undefined;
   store: Pick<SessionStore, 'get' | 'deleteVersion'>;
   vault: TokenVault;
   salesforce: RevocationClient;
@@ -80,7 +96,9 @@ export async function endSession(
   }
   // Without a deadline the client's own timeout (UPSTREAM_TIMEOUT_MS) bounds the call.
   const timeoutMs = left().timeoutMs;
-  if (!(await revokeOrReport(deps, refreshToken, { session, reason, timeoutMs }))) {
+  // At the host the session logged in at (revocation needs no client credentials).
+  const loginUrl = loginUrlOf(deps, record);
+  if (!(await revokeOrReport(deps, refreshToken, { session, reason, timeoutMs, loginUrl }))) {
     return 'revoke_failed';
   }
   deps.log.info('session ended; refresh token revoked', {
@@ -89,6 +107,20 @@ export async function endSession(
     reason,
   });
   return 'revoked';
+}
+
+/** The origin of the session's login host; `undefined`: the client's configured one. */
+function loginUrlOf(
+  deps: Pick<EndSessionDependencies, 'apps'>,
+  record: Pick<SessionRecord, 'loginHost' | 'salesforceApp'>,
+): URL | undefined {
+  const apps = deps.apps;
+  if (apps === undefined || apps.length === 0) return undefined;
+  // An app removed from the settings still has a grant to end: its scheme and port are
+  // those of the first app (the same in any one deployment).
+  const app = apps.find((candidate) => candidate.name === record.salesforceApp) ?? apps[0];
+  if (app === undefined) return undefined;
+  return loginHostUrl(record.loginHost ?? app.loginUrl.hostname, app.loginUrl);
 }
 
 /**
@@ -134,12 +166,22 @@ async function deleteCurrentVersion(
 export async function revokeOrReport(
   deps: Pick<EndSessionDependencies, 'salesforce' | 'log' | 'metrics'>,
   refreshToken: string,
-  context: { session: string; reason: string; timeoutMs?: number | undefined },
+  context: {
+    session: string;
+    reason: string;
+    timeoutMs?: number | undefined;
+    /** The session's login host's origin; absent: the client's configured one. */
+    loginUrl?: URL | undefined;
+  },
 ): Promise<boolean> {
   try {
+    const options = {
+      ...(context.timeoutMs === undefined ? {} : { timeoutMs: context.timeoutMs }),
+      ...(context.loginUrl === undefined ? {} : { loginUrl: context.loginUrl }),
+    };
     await deps.salesforce.revoke(
       refreshToken,
-      context.timeoutMs === undefined ? undefined : { timeoutMs: context.timeoutMs },
+      Object.keys(options).length === 0 ? undefined : options,
     );
     return true;
   } catch (error) {

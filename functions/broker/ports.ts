@@ -72,6 +72,19 @@ export interface ClientCredentialsSource {
   reload(): Promise<ClientCredentials>;
 }
 
+/**
+ * One connected app of the deployment (README "Login hosts and several connected apps"):
+ * its name, its own cached credentials (each app's secret is read, cached and re-read on
+ * `invalid_client` on its own), its default login origin and its scopes.
+ */
+export interface SalesforceApp {
+  name: string;
+  credentials: ClientCredentialsSource;
+  /** The app's default login origin (`https://login.salesforce.com`, a My Domain origin). */
+  loginUrl: URL;
+  scopes: string;
+}
+
 /** One session as stored. The handle itself is never stored, only its hash (`sessionKey`). */
 export interface SessionRecord {
   sessionKey: string;
@@ -104,6 +117,15 @@ export interface SessionRecord {
   /** Non-secret copies of the token set's `instance_url` and `scope`, for metadata answers. */
   instanceUrl?: string | undefined;
   scope?: string | undefined;
+  /**
+   * The host the login happened at (`acme.my.salesforce.com`); refresh and revocation go
+   * to its endpoints. Absent on older sessions: the app's configured login host.
+   */
+  loginHost?: string | undefined;
+  /** The connected app (`SalesforceApp.name`) that holds the grant. Absent: the first app. */
+  salesforceApp?: string | undefined;
+  /** An Experience Cloud login's site (`sfdc_site_url` / `sfdc_community_url`), non-secret. */
+  siteUrl?: string | undefined;
 }
 
 /**
@@ -121,6 +143,13 @@ export interface ConnectionSummary {
   version: number;
   absoluteExpiresAt: number;
   idleExpiresAt: number;
+  /**
+   * From the session item only (the org index does not project them, so listings leave
+   * them out): the login host, the connected app, an Experience Cloud site.
+   */
+  loginHost?: string | undefined;
+  salesforceApp?: string | undefined;
+  siteUrl?: string | undefined;
 }
 
 /** One page of {@link SessionStore.listConnections}. */
@@ -256,6 +285,10 @@ export interface LoginTransaction {
    * setting the session cookie.
    */
   handoff?: HandoffRequest | undefined;
+  /** The login host the login was started at; absent on older transactions: the app's. */
+  loginHost?: string | undefined;
+  /** The connected app the login was started with; absent: the first app. */
+  salesforceApp?: string | undefined;
 }
 
 /** What a handoff login binds its broker code to (README "Native, desktop and server-side apps"). */

@@ -14,6 +14,7 @@ import {
 } from './errors.ts';
 import { type CommitResult, LeaseHold } from './lease-hold.ts';
 import { revokeOrReport } from './logout.ts';
+import { type AppDependencies, upstreamOf } from './orgs.ts';
 import type {
   ClientCredentials,
   ClientCredentialsSource,
@@ -36,13 +37,16 @@ export interface RefreshGrantClient {
   refreshTokenGrant(
     credentials: ClientCredentials,
     refreshToken: string,
-    options?: { timeoutMs?: number | undefined },
+    options?: { timeoutMs?: number | undefined; loginUrl?: URL | undefined },
   ): Promise<TokenResponse>;
   /** RFC 7009; used for a token rotated for a session that a logout ended meanwhile. */
-  revoke?(token: string, options?: { timeoutMs?: number | undefined }): Promise<void>;
+  revoke?(
+    token: string,
+    options?: { timeoutMs?: number | undefined; loginUrl?: URL | undefined },
+  ): Promise<void>;
 }
 
-export interface RefreshDependencies {
+export interface RefreshDependencies extends AppDependencies {
   store: SessionStore;
   vault: TokenVault;
   credentials: ClientCredentialsSource;
@@ -69,6 +73,8 @@ export interface FreshAccessToken {
    * hint, or inside the reuse window), no wait and no upstream call.
    */
   outcome: 'refreshed' | 'coalesced' | 'reused';
+  /** The Experience Cloud site of the login, when Salesforce named one. */
+  siteUrl?: string | undefined;
 }
 
 /** Time kept back from the lease for the fenced commit after the upstream call. */
@@ -313,6 +319,7 @@ async function openStored(
     issuedAt: tokens.issuedAt,
     version: record.version,
     outcome,
+    ...(record.siteUrl === undefined ? {} : { siteUrl: record.siteUrl }),
   };
 }
 
@@ -388,7 +395,7 @@ async function refreshAsLeaseHolder(
   const upstreamStartedAt = clock.now();
   let response: TokenResponse;
   try {
-    response = await callSalesforce(deps, current.refreshToken, hold.leaseUntil);
+    response = await callSalesforce(deps, record, current.refreshToken, hold.leaseUntil);
   } catch (error) {
     return refreshFailure(deps, error, {
       session,
@@ -486,6 +493,7 @@ async function answerCommit(
       issuedAt: next.issuedAt,
       version,
       outcome: 'refreshed',
+      ...(hold.record.siteUrl === undefined ? {} : { siteUrl: hold.record.siteUrl }),
     };
   }
   const { latest } = result;
@@ -513,7 +521,7 @@ async function answerCommit(
     deps.log.info('session ended while refreshing; not resurrected', { session });
     // The logout revoked the refresh token it found; the one Salesforce just rotated to
     // would otherwise stay valid with no session to end it.
-    if (rotatedTo) await revokeOrphan(deps, rotatedTo, session);
+    if (rotatedTo) await revokeOrphan(deps, hold.record, rotatedTo, session);
     throw new InvalidSessionError('The session has ended.');
   }
   reportRotationLost(deps, session, rotated, 'commit fenced', undefined);
@@ -537,6 +545,7 @@ function withinMs<T>(promise: Promise<T>, milliseconds: number): Promise<T> {
 /** Best effort (see {@link revokeOrReport}): the caller's answer does not change. */
 async function revokeOrphan(
   deps: RefreshDependencies,
+  record: SessionRecord,
   refreshToken: string,
   session: string,
 ): Promise<void> {
@@ -545,7 +554,12 @@ async function revokeOrphan(
   const revoked = await revokeOrReport(
     { ...deps, salesforce: { revoke: revoke.bind(deps.salesforce) } },
     refreshToken,
-    { session, reason: 'orphaned', timeoutMs: COMMIT_RESERVE_MS },
+    {
+      session,
+      reason: 'orphaned',
+      timeoutMs: COMMIT_RESERVE_MS,
+      loginUrl: upstreamOf(deps, record).loginUrl,
+    },
   );
   if (revoked) {
     deps.log.info('revoked the refresh token rotated for an ended session', {
@@ -555,13 +569,19 @@ async function revokeOrphan(
   }
 }
 
-/** One upstream refresh, within the lease; on `invalid_client` the secret is re-read once. */
-function callSalesforce(
+/**
+ * One upstream refresh, within the lease, at the session's login host with its app's
+ * credentials; on `invalid_client` that app's secret (only) is re-read once.
+ */
+async function callSalesforce(
   deps: RefreshDependencies,
+  record: SessionRecord,
   refreshToken: string,
   leaseUntil: number,
 ): Promise<TokenResponse> {
-  return withSecretRetry(deps, async (credentials, rejected) => {
+  const upstream = upstreamOf(deps, record);
+  const retryDeps = { credentials: upstream.credentials, log: deps.log };
+  return withSecretRetry(retryDeps, async (credentials, rejected) => {
     const timeoutMs = leaseUntil - deps.clock.now() - COMMIT_RESERVE_MS;
     if (rejected) {
       // The retry after a rotated secret: any time left is worth a try.
@@ -571,7 +591,10 @@ function callSalesforce(
       // by now. A request sent anyway could reach Salesforce beside theirs.
       throw new NoTimeForUpstreamError('No time left in the lease for the upstream call');
     }
-    return deps.salesforce.refreshTokenGrant(credentials, refreshToken, { timeoutMs });
+    return deps.salesforce.refreshTokenGrant(credentials, refreshToken, {
+      timeoutMs,
+      loginUrl: upstream.loginUrl,
+    });
   });
 }
 

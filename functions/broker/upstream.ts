@@ -18,6 +18,8 @@ export interface TokenResponse {
   issuedAt: string;
   scope: string;
   tokenType: 'Bearer';
+  /** An Experience Cloud login's site (`sfdc_site_url`, else `sfdc_community_url`). */
+  siteUrl?: string | undefined;
 }
 
 /**

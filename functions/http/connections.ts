@@ -18,5 +18,8 @@ export function connectionJson(summary: ConnectionSummary): Record<string, unkno
     last_refreshed_at: new Date(summary.lastRefreshedAt).toISOString(),
     version: summary.version,
     expires_at: new Date(Math.min(summary.absoluteExpiresAt, summary.idleExpiresAt)).toISOString(),
+    ...(summary.loginHost === undefined ? {} : { login_host: summary.loginHost }),
+    ...(summary.salesforceApp === undefined ? {} : { salesforce_app: summary.salesforceApp }),
+    ...(summary.siteUrl === undefined ? {} : { site_url: summary.siteUrl }),
   };
 }

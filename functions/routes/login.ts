@@ -32,12 +32,14 @@ export interface LoginRouteDependencies extends Omit<LoginDependencies, 'config'
     | 'allowedOrigins'
     | 'clientApps'
     | 'invocationDeadlineMs'
-  >;
+  > &
+    Partial<Pick<BrokerConfig, 'loginHosts'>>;
   metrics: FlushableMetrics;
 }
 
 /**
- * `GET /login?return_to=/path[&prompt=...][&login_hint=...]` (README "HTTP contract (v1)";
+ * `GET /login?return_to=/path[&prompt=...][&login_hint=...][&login_host=...][&salesforce_app=...]`
+ * (README "HTTP contract (v1)";
  * `return_to` may also be a URL on an allowed origin, README "Browser apps"):
  * validates the parameters, starts the Web Server Flow and answers `302` to Salesforce's
  * authorize endpoint with the `__Host-tb-login` cookie.
@@ -58,6 +60,7 @@ export function createLoginHandler(deps: LoginRouteDependencies): HttpHandler {
       scopes: deps.config.scopes,
       invocationDeadlineMs: deps.config.invocationDeadlineMs,
       callbackUrl,
+      loginHosts: deps.config.loginHosts,
     },
   };
   return defineRoute(deps, {
@@ -81,6 +84,7 @@ export function createLoginHandler(deps: LoginRouteDependencies): HttpHandler {
             // The system browser's own session (another app's) is not the app's to replace.
             currentSessionKey: undefined,
             handoff,
+            ...upstreamParameters(query),
           },
         );
         return redirect(started.authorizeUrl.toString(), [loginCookie(started.loginCookieValue)]);
@@ -100,11 +104,25 @@ export function createLoginHandler(deps: LoginRouteDependencies): HttpHandler {
         handles.length === 1 && handles[0] ? sessionKeyOf(handles[0]) : undefined;
       const started = await startLogin(
         { ...domain, log },
-        { returnTo, prompt, loginHint, currentSessionKey },
+        { returnTo, prompt, loginHint, currentSessionKey, ...upstreamParameters(query) },
       );
       return redirect(started.authorizeUrl.toString(), [loginCookie(started.loginCookieValue)]);
     },
   });
+}
+
+/**
+ * `salesforce_app` and `login_host` (README "Login hosts and several connected apps"),
+ * checked by the domain against the configured apps and the allow-list.
+ */
+function upstreamParameters(query: QueryParameters): {
+  salesforceApp: string | undefined;
+  loginHost: string | undefined;
+} {
+  return {
+    salesforceApp: singleParameter(query, 'salesforce_app'),
+    loginHost: singleParameter(query, 'login_host'),
+  };
 }
 
 function handoffOf(

@@ -34,6 +34,7 @@ export function createRefreshHandler(deps: RefreshRouteDependencies): HttpHandle
         token_type: 'Bearer',
         issued_at: result.issuedAt,
         version: result.version,
+        ...(result.siteUrl === undefined ? {} : { site_url: result.siteUrl }),
       });
     },
   });

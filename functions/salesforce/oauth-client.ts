@@ -20,9 +20,18 @@ export interface SalesforceOAuthClientOptions {
   fetch?: typeof fetch;
 }
 
+/** Per call: the deadline, and the login host's origin when it is not the configured one. */
+export interface SalesforceCallOptions {
+  timeoutMs?: number | undefined;
+  /** The origin of the connection's login host (`https://acme.my.salesforce.com`). */
+  loginUrl?: URL | undefined;
+}
+
 /** Domains Salesforce serves orgs from; `instance_url` and `id` must be one of them. */
 const SALESFORCE_DOMAINS = [
   'salesforce.com',
+  // Experience Cloud sites (`acme.my.site.com`, and the older `*.force.com` below).
+  'site.com',
   'force.com',
   'cloudforce.com',
   'salesforce.mil',
@@ -58,9 +67,11 @@ export class SalesforceOAuthClient {
   async refreshTokenGrant(
     credentials: ClientCredentials,
     refreshToken: string,
-    options?: { timeoutMs?: number | undefined },
+    options?: SalesforceCallOptions,
   ): Promise<TokenResponse> {
+    const loginUrl = options?.loginUrl ?? this.loginUrl;
     const response = await this.#post(
+      loginUrl,
       '/services/oauth2/token',
       {
         grant_type: 'refresh_token',
@@ -73,7 +84,7 @@ export class SalesforceOAuthClient {
     );
     return processTokenResponse(response, {
       clientSecret: credentials.clientSecret,
-      loginUrl: this.loginUrl,
+      loginUrl,
       requireRefreshToken: false,
     });
   }
@@ -85,9 +96,11 @@ export class SalesforceOAuthClient {
   async authorizationCodeGrant(
     credentials: ClientCredentials,
     grant: { code: string; codeVerifier: string; redirectUri: string },
-    options?: { timeoutMs?: number | undefined },
+    options?: SalesforceCallOptions,
   ): Promise<TokenResponse> {
+    const loginUrl = options?.loginUrl ?? this.loginUrl;
     const response = await this.#post(
+      loginUrl,
       '/services/oauth2/token',
       {
         grant_type: 'authorization_code',
@@ -102,7 +115,7 @@ export class SalesforceOAuthClient {
     );
     return processTokenResponse(response, {
       clientSecret: credentials.clientSecret,
-      loginUrl: this.loginUrl,
+      loginUrl,
       requireRefreshToken: true,
     });
   }
@@ -112,8 +125,13 @@ export class SalesforceOAuthClient {
    * as already revoked: Salesforce answers them for a token it no longer knows.
    * @see https://www.rfc-editor.org/rfc/rfc7009#section-2.2.1
    */
-  async revoke(token: string, options?: { timeoutMs?: number | undefined }): Promise<void> {
-    const response = await this.#post('/services/oauth2/revoke', { token }, options?.timeoutMs);
+  async revoke(token: string, options?: SalesforceCallOptions): Promise<void> {
+    const response = await this.#post(
+      options?.loginUrl ?? this.loginUrl,
+      '/services/oauth2/revoke',
+      { token },
+      options?.timeoutMs,
+    );
     if (response.ok) {
       await response.body?.cancel();
       return;
@@ -133,8 +151,10 @@ export class SalesforceOAuthClient {
     codeChallenge: string;
     prompt?: string | undefined;
     loginHint?: string | undefined;
+    /** The login host's origin; default: the configured login URL. */
+    loginUrl?: URL | undefined;
   }): URL {
-    const url = new URL('/services/oauth2/authorize', this.loginUrl);
+    const url = new URL('/services/oauth2/authorize', parameters.loginUrl ?? this.loginUrl);
     url.searchParams.set('response_type', 'code');
     url.searchParams.set('client_id', parameters.clientId);
     url.searchParams.set('redirect_uri', parameters.redirectUri);
@@ -147,13 +167,18 @@ export class SalesforceOAuthClient {
     return url;
   }
 
-  async #post(path: string, form: Record<string, string>, deadlineMs?: number): Promise<Response> {
+  async #post(
+    loginUrl: URL,
+    path: string,
+    form: Record<string, string>,
+    deadlineMs?: number,
+  ): Promise<Response> {
     // A caller's deadline (what is left of its lease) can shorten the configured timeout
     // (`UPSTREAM_TIMEOUT_MS`), never lengthen it.
     const timeoutMs = Math.min(deadlineMs ?? this.#timeoutMs, this.#timeoutMs);
     const signal = AbortSignal.timeout(Math.max(1, timeoutMs));
     try {
-      const response = await this.#fetch(new URL(path, this.loginUrl), {
+      const response = await this.#fetch(new URL(path, loginUrl), {
         method: 'POST',
         headers: {
           'content-type': 'application/x-www-form-urlencoded',
@@ -341,6 +366,12 @@ export async function processTokenResponse(
   const tokenType = requiredString(fields, 'token_type');
   const scope = optionalString(fields, 'scope') ?? '';
   const refreshToken = optionalString(fields, 'refresh_token');
+  // Metadata for clients, not a credential: one that is not a Salesforce site is left out
+  // rather than failing the login.
+  const siteUrl = [fields.sfdc_site_url, fields.sfdc_community_url].find(
+    (value): value is string =>
+      typeof value === 'string' && isTrustedSalesforceUrl(value, options.loginUrl),
+  );
 
   if (tokenType.toLowerCase() !== 'bearer') {
     throw new InvalidTokenResponseError('"response" body "token_type" must be "Bearer"', 'field');
@@ -380,6 +411,7 @@ export async function processTokenResponse(
     issuedAt,
     scope,
     tokenType: 'Bearer',
+    ...(siteUrl === undefined ? {} : { siteUrl }),
   };
 }
 
@@ -420,7 +452,12 @@ export function verifySignature(
   return actual.length === expected.length && timingSafeEqual(actual, expected);
 }
 
-/** `https` on a Salesforce domain; or, only when the login URL is loopback, a loopback URL. */
+/**
+ * `https` on a Salesforce domain or on the login host itself (an Experience Cloud site or
+ * a custom site domain on the allow-list, whose `id` URL Salesforce puts on that host);
+ * or, only when the login URL is loopback, a loopback URL.
+ * @see https://help.salesforce.com/s/articleView?id=sf.remoteaccess_using_openid.htm
+ */
 export function isTrustedSalesforceUrl(value: string, loginUrl: URL): boolean {
   let url: URL;
   try {
@@ -430,6 +467,7 @@ export function isTrustedSalesforceUrl(value: string, loginUrl: URL): boolean {
   }
   if (url.username || url.password) return false;
   if (isLoopbackUrl(loginUrl)) return isLoopbackUrl(url) || isSalesforceHost(url);
+  if (url.protocol === 'https:' && url.port === '' && url.host === loginUrl.host) return true;
   return isSalesforceHost(url);
 }
 

@@ -41,8 +41,9 @@
  * `infra/context.ts`. The row order is the order of the variables in the synthesized
  * template: append, do not reorder.
  *
- * No imports beyond `./urls.ts`: both sides depend on this module.
+ * No imports beyond `./urls.ts` and `./login-hosts.ts`: both sides depend on this module.
  */
+import { DEFAULT_LOGIN_HOSTS, loginHostPatternProblem } from './login-hosts.ts';
 import { isLoopbackUrl } from './urls.ts';
 
 /** A value a setting cannot take; each side rethrows it naming its own key for the setting. */
@@ -225,6 +226,15 @@ function checkScopes(value: string): string {
   return scopes.join(' ');
 }
 
+/** The login host allow-list: patterns of `functions/shared/login-hosts.ts`. */
+function checkLoginHosts(patterns: string[]): void {
+  if (patterns.length === 0) throw new SettingProblem('must list at least one login host');
+  for (const pattern of patterns) {
+    const problem = loginHostPatternProblem(pattern);
+    if (problem !== undefined) throw new SettingProblem(`holds "${pattern}", which ${problem}`);
+  }
+}
+
 function checkRequired(value: string): string {
   if (!value.trim()) throw new SettingProblem('is required');
   return value;
@@ -306,6 +316,11 @@ export const SETTINGS = {
   }),
   /** Written even when empty, so `sam local invoke --env-vars` can override it. */
   allowedOrigins: list('ALLOWED_ORIGINS', [], checkOrigins),
+  /**
+   * Hosts `/login?login_host=` may start a login at (README "Login hosts and several
+   * connected apps"); each app's own login host is allowed besides.
+   */
+  loginHosts: list('LOGIN_HOSTS', [...DEFAULT_LOGIN_HOSTS], checkLoginHosts),
 };
 
 export type SettingName = keyof typeof SETTINGS;

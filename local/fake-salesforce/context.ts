@@ -30,7 +30,8 @@ export interface Context {
   readonly idTokens: IdTokenSigner;
   /** Base URL of the server (known once it listens). */
   url(): string;
-  clientSecret(): string;
+  /** The consumer secret of a connected app of this org, `undefined` for an unknown one. */
+  secretOf(clientId: string | null): string | undefined;
 }
 
 export function identityUrl(ctx: Context, userId: string): string {

@@ -79,7 +79,7 @@ export function redirectTo(redirectUri: string, params: [string, string | null][
 
 function checkAuthorize(ctx: Context, params: URLSearchParams): AuthorizeCheck {
   const clientId = params.get('client_id');
-  if (clientId === null || clientId !== ctx.options.clientId) {
+  if (clientId === null || ctx.secretOf(clientId) === undefined) {
     return { kind: 'page', error: 'invalid_client_id', description: 'client identifier invalid' };
   }
   const redirectUri = params.get('redirect_uri');
@@ -265,7 +265,7 @@ async function successBody(
   const issuedAt = String(issued.issuedAt);
   const body: Record<string, string> = { access_token: issued.accessToken };
   if (issued.refreshToken !== undefined) body.refresh_token = issued.refreshToken;
-  body.signature = tokenSignature(ctx.clientSecret(), id, issuedAt);
+  body.signature = tokenSignature(ctx.secretOf(clientId) ?? '', id, issuedAt);
   body.scope = issued.scope;
   if (scopeList(issued.scope).includes('openid')) {
     body.id_token = await ctx.idTokens.sign({
@@ -320,10 +320,11 @@ export async function handleToken(
     return fail('unsupported_grant_type', 'grant type not supported');
   }
   const { clientId, clientSecret } = clientCredentials(req, params);
-  if (clientId === null || clientId !== ctx.options.clientId) {
+  const expectedSecret = ctx.secretOf(clientId);
+  if (clientId === null || expectedSecret === undefined) {
     return fail('invalid_client_id', 'client identifier invalid');
   }
-  if (clientSecret === null || !constantTimeEqual(clientSecret, ctx.clientSecret())) {
+  if (clientSecret === null || !constantTimeEqual(clientSecret, expectedSecret)) {
     return fail('invalid_client', 'invalid client credentials');
   }
   const refreshToken = grantType === 'refresh_token' ? params.get('refresh_token') || null : null;
@@ -437,10 +438,11 @@ export async function handleIntrospect(
   if (req.method !== 'POST')
     return sendOAuthError(res, 400, 'invalid_request', 'must use HTTP POST');
   const { clientId, clientSecret } = clientCredentials(req, params);
-  if (clientId === null || clientId !== ctx.options.clientId) {
+  const expectedSecret = ctx.secretOf(clientId);
+  if (clientId === null || expectedSecret === undefined) {
     return sendOAuthError(res, 400, 'invalid_client_id', 'client identifier invalid');
   }
-  if (clientSecret === null || !constantTimeEqual(clientSecret, ctx.clientSecret())) {
+  if (clientSecret === null || !constantTimeEqual(clientSecret, expectedSecret)) {
     return sendOAuthError(res, 400, 'invalid_client', 'invalid client credentials');
   }
   const token = params.get('token');

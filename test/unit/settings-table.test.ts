@@ -133,6 +133,25 @@ const CASES: { [K in ContextSettingName]: Case<K> } = {
     fromConfig: (config) =>
       config.allowedOrigins.filter((origin) => origin !== config.callbackUrl?.origin),
   },
+  loginHosts: {
+    accepted: [
+      ['login.salesforce.com', '*.my.salesforce.com'],
+      ['*.my.site.com', 'login.acme.example'],
+      ['127.0.0.1', '127.0.0.2', 'localhost'],
+    ],
+    refused: [
+      ['*.com'],
+      ['*'],
+      ['a.*.salesforce.com'],
+      ['Login.Salesforce.com'],
+      ['login.salesforce.com:443'],
+      ['https://login.salesforce.com'],
+      ['10.0.0.1'],
+      ['user@login.salesforce.com'],
+      ['*.127.0.0.1'],
+    ],
+    fromConfig: (config) => config.loginHosts,
+  },
 };
 
 const NAMES = Object.keys(CASES) as ContextSettingName[];
@@ -280,8 +299,9 @@ describe('Settings table: the stack and the functions apply the same rules', () 
       (key) => !key.startsWith('@') && !appKeys.includes(key),
     );
 
-    // Act: the typed keys, and clientApps (a JSON list read as is; see infra/context.ts)
-    const read = [...Object.keys(SETTING_CONTEXT_TYPES), 'clientApps'];
+    // Act: the typed keys, and clientApps and salesforceApps (JSON lists read as they are;
+    // see infra/context.ts)
+    const read = [...Object.keys(SETTING_CONTEXT_TYPES), 'clientApps', 'salesforceApps'];
 
     // Assert
     expect(read.sort()).toEqual([...listed, 'serviceName'].sort());

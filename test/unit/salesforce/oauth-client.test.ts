@@ -318,3 +318,110 @@ describe('Class: SalesforceOAuthClient', () => {
     expect(maybeSent).toMatchObject({ reason: 'network', outcomeUnknown: true });
   });
 });
+
+describe('Login hosts and Experience Cloud sites', () => {
+  /** A body whose `id` is on `idHost`, signed for it. */
+  function bodyWithId(idUrl: string, overrides: Record<string, unknown> = {}) {
+    const issuedAt = '1676372418560';
+    return body({
+      id: idUrl,
+      signature: createHmac('sha256', SECRET)
+        .update(idUrl + issuedAt)
+        .digest('base64'),
+      ...overrides,
+    });
+  }
+
+  it('accepts an id URL on the login host itself (an Experience Cloud site)', async () => {
+    // Prepare
+    const site = new URL('https://acme.my.site.com');
+    const id = 'https://acme.my.site.com/id/00Dxx0000001gPLEAY/005xx000001Sv6AAAS';
+
+    // Act
+    const result = await processTokenResponse(respond(200, bodyWithId(id)), {
+      ...options,
+      loginUrl: site,
+    });
+
+    // Assert
+    expect(result.id).toBe(id);
+  });
+
+  it('refuses an id URL on another custom host than the login host', async () => {
+    // Prepare
+    const id = 'https://login.acme.example/id/00Dxx0000001gPLEAY/005xx000001Sv6AAAS';
+
+    // Act
+    const attempt = processTokenResponse(respond(200, bodyWithId(id)), {
+      ...options,
+      loginUrl: new URL('https://other.acme.example'),
+    });
+
+    // Assert
+    await expect(attempt).rejects.toMatchObject({ reason: 'identity_url' });
+  });
+
+  it('passes sfdc_site_url (else sfdc_community_url) on as siteUrl, when it is a Salesforce site', async () => {
+    // Act
+    const site = await processTokenResponse(
+      respond(
+        200,
+        body({
+          sfdc_site_url: 'https://acme.my.site.com/partners',
+          sfdc_community_url: 'https://acme.my.site.com/old',
+        }),
+      ),
+      options,
+    );
+    const community = await processTokenResponse(
+      respond(200, body({ sfdc_community_url: 'https://acme.my.site.com/old' })),
+      options,
+    );
+    const foreign = await processTokenResponse(
+      respond(200, body({ sfdc_site_url: 'https://evil.example/phish' })),
+      options,
+    );
+
+    // Assert
+    expect(site.siteUrl).toBe('https://acme.my.site.com/partners');
+    expect(community.siteUrl).toBe('https://acme.my.site.com/old');
+    expect(foreign.siteUrl).toBeUndefined();
+  });
+
+  it('sends each call to the login host it is given, and the configured one otherwise', async () => {
+    // Prepare
+    const urls: string[] = [];
+    const client = new SalesforceOAuthClient({
+      loginUrl: LOGIN,
+      timeoutMs: 1000,
+      fetch: async (input) => {
+        urls.push(String(input));
+        return respond(200, body());
+      },
+    });
+    const myDomain = new URL('https://acme.my.salesforce.com');
+
+    // Act
+    await client.refreshTokenGrant({ clientId: 'id', clientSecret: SECRET }, 'rt', {
+      loginUrl: myDomain,
+    });
+    await client.revoke('rt', { loginUrl: myDomain });
+    await client.refreshTokenGrant({ clientId: 'id', clientSecret: SECRET }, 'rt');
+    const authorize = client.authorizationUrl({
+      clientId: 'id',
+      redirectUri: 'https://broker.example.com/callback',
+      scope: 'api refresh_token',
+      state: 's',
+      codeChallenge: 'c',
+      loginUrl: myDomain,
+    });
+
+    // Assert
+    expect(urls).toEqual([
+      'https://acme.my.salesforce.com/services/oauth2/token',
+      'https://acme.my.salesforce.com/services/oauth2/revoke',
+      'https://login.salesforce.com/services/oauth2/token',
+    ]);
+    expect(authorize.origin).toBe('https://acme.my.salesforce.com');
+  });
+});
