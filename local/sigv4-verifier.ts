@@ -7,7 +7,7 @@
  * @see https://docs.aws.amazon.com/IAM/latest/UserGuide/reference_sigv-create-signed-request.html
  * @see https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-access-control-iam.html
  */
-import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 
@@ -102,6 +102,12 @@ export class SigV4Verifier {
       if (request.headers['x-amz-security-token'] !== token) return undefined;
       if (!signedNames.includes('x-amz-security-token')) return undefined;
     }
+
+    // The signer takes `x-amz-content-sha256` on trust; the body is what was sent, so a
+    // claimed hash must be the body's (API Gateway signs no `UNSIGNED-PAYLOAD` either).
+    const claimedHash = request.headers['x-amz-content-sha256'];
+    const bodyHash = createHash('sha256').update(request.body).digest('hex');
+    if (claimedHash !== undefined && claimedHash !== bodyHash) return undefined;
 
     const headers: Record<string, string> = {};
     for (const name of signedNames) {
