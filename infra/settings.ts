@@ -3,6 +3,7 @@ import {
   type ClientAppJson,
   parseClientApps,
 } from '../functions/shared/client-apps.ts';
+import { SERVICE_ROUTE_KEYS } from '../functions/shared/constants.ts';
 import {
   type ContextType,
   checkIdleWithinAbsolute,
@@ -12,7 +13,6 @@ import {
   type SettingRow,
   type SettingValues,
 } from '../functions/shared/settings-table.ts';
-import { SERVICE_ROUTE_KEYS } from '../functions/shared/constants.ts';
 import { type TimeoutBudget, timeoutBudget } from './budget.ts';
 
 /**

@@ -251,7 +251,8 @@ const ROUTE_DESCRIPTIONS: Record<BrokerRoute, string> = {
   logout: 'token broker POST /logout (revoke and delete the session)',
   session: "token broker GET /session (the caller's connection metadata, never a token)",
   token: 'token broker POST /token (redeems a one-time broker code for a session handle)',
-  service: 'token broker service API /connections (IAM-authorized backend jobs: tokens, listings, revocation)',
+  service:
+    'token broker service API /connections (IAM-authorized backend jobs: tokens, listings, revocation)',
 };
 
 /**
