@@ -224,7 +224,7 @@ async function main(): Promise<void> {
   const lines = [
     '',
     'Salesforce token broker, running locally',
-    `  broker      ${broker.url}  (/login /callback /refresh /logout /session /token /connections)`,
+    `  broker      ${broker.url}  (/login /callback /refresh /logout /session /token)`,
     `  demo page   ${broker.url}/`,
     stack.salesforce
       ? `  mock org    ${stack.salesforce.url}  (login page; any password)`
