@@ -25,7 +25,7 @@ import { BROKER_BUNDLE } from '../infra/bundle-options.ts';
 import { dummyFunctionEnv } from '../test/infra/function-env.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const ROUTES = ['refresh', 'login', 'callback', 'logout', 'session', 'token'] as const;
+const ROUTES = ['refresh', 'login', 'callback', 'logout', 'session', 'token', 'service'] as const;
 type Route = (typeof ROUTES)[number];
 const RUNS = Number(process.env.BENCH_RUNS ?? 7);
 
@@ -33,7 +33,21 @@ const RUNS = Number(process.env.BENCH_RUNS ?? 7);
  * The AWS calls of each function (mirrors `FUNCTION_ACCESS` in `infra/token-broker.ts`,
  * which the template tests pin; kept here so the benchmark loads no CDK).
  */
+/** The sample event each function is invoked with (`events/<name>.json`). */
+const EVENT_OF: Partial<Record<Route, string>> = { service: 'service-token' };
+
 const SDK_USE: Record<Route, Record<string, string[]>> = {
+  service: {
+    '@aws-sdk/client-dynamodb': [
+      'DynamoDBClient',
+      'GetItemCommand',
+      'UpdateItemCommand',
+      'DeleteItemCommand',
+      'QueryCommand',
+    ],
+    '@aws-sdk/client-kms': ['KMSClient', 'GenerateDataKeyCommand', 'DecryptCommand'],
+    '@aws-sdk/client-secrets-manager': ['SecretsManagerClient', 'GetSecretValueCommand'],
+  },
   refresh: {
     '@aws-sdk/client-dynamodb': [
       'DynamoDBClient',
@@ -146,7 +160,7 @@ export async function measureBundles(): Promise<BundleResult[]> {
         join(alone, `${route}-sdk-only`),
         ourOptions(),
       );
-      const event = join(ROOT, 'events', `${route}.json`);
+      const event = join(ROOT, 'events', `${EVENT_OF[route] ?? route}.json`);
       results.push({
         route,
         ours: { ...ours, ...measureImport(ours.file), ...invoke(ours.file, event) },

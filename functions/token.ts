@@ -14,6 +14,7 @@ export const handler = createTokenHandler({
   store: production.sessions(),
   vault: production.vault(),
   salesforce: production.salesforce(),
+  apps: production.appHosts(),
   clock: production.clock(),
   log: production.log(),
   metrics: production.metrics(),

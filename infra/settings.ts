@@ -3,6 +3,7 @@ import {
   type ClientAppJson,
   parseClientApps,
 } from '../functions/shared/client-apps.ts';
+import { SERVICE_ROUTE_KEYS } from '../functions/shared/constants.ts';
 import {
   parseSalesforceAppsContext,
   type SalesforceAppContext,
@@ -111,7 +112,18 @@ export interface TokenBrokerSettings {
   readonly interfaceEndpoints?: boolean;
 }
 
-export type BrokerRoute = 'refresh' | 'login' | 'callback' | 'logout' | 'session' | 'token';
+/**
+ * The broker's functions, by the route they serve: `/<name>` for each, except `service`,
+ * which serves the service API's five `AWS_IAM` route keys (`SERVICE_ROUTE_KEYS`).
+ */
+export type BrokerRoute =
+  | 'refresh'
+  | 'login'
+  | 'callback'
+  | 'logout'
+  | 'session'
+  | 'token'
+  | 'service';
 export const BROKER_ROUTES: readonly BrokerRoute[] = [
   'refresh',
   'login',
@@ -119,7 +131,17 @@ export const BROKER_ROUTES: readonly BrokerRoute[] = [
   'logout',
   'session',
   'token',
+  'service',
 ];
+
+/**
+ * The API Gateway route keys a function serves: `ANY /<name>` (the function answers 405 to
+ * other methods itself), or the service API's five IAM-authorized keys. Throttling applies
+ * to each key.
+ */
+export function routeKeysOf(route: BrokerRoute): readonly string[] {
+  return route === 'service' ? SERVICE_ROUTE_KEYS : [`ANY /${route}`];
+}
 
 export interface RouteThrottle {
   /** Steady-state requests per second. */
@@ -189,8 +211,12 @@ export interface FixedEgressSettings {
  *   answered by the broker or by API Gateway's 429, not by Lambda throttling (a 500 and
  *   the `Throttles` alarm). Durations grow toward the 12 s timeout only while Salesforce
  *   is slow, and then no rate limit keeps concurrency down.
+ * - `service` applies to each of the service API's five route keys (backend jobs: a
+ *   nightly sync takes a token per connection, offboarding ends 25 per call); its bursts
+ *   (5 x 15) were made room for by `/session` (a page load's one metadata read) and
+ *   `/logout` (one per user, rarely at the same instant), so the sum stays at 990.
  * - API Gateway's account limit (10,000 requests/s, burst 5,000 per region) is shared by
- *   all APIs in the account: the broker's sums (495/s, burst 990) leave most of it.
+ *   all APIs in the account: the broker's sums (510/s, burst 990) leave most of it.
  * - Unknown paths (`default`) only reach the 404 function: scanners and typos.
  *
  * Scale every number with the account: an account whose Lambda concurrency is below
@@ -201,10 +227,12 @@ export const DEFAULT_THROTTLING: Record<BrokerRoute | 'default', RouteThrottle> 
   refresh: { rateLimit: 250, burstLimit: 500 },
   login: { rateLimit: 50, burstLimit: 100 },
   callback: { rateLimit: 50, burstLimit: 100 },
-  logout: { rateLimit: 50, burstLimit: 100 },
-  session: { rateLimit: 50, burstLimit: 100 },
+  logout: { rateLimit: 40, burstLimit: 75 },
+  session: { rateLimit: 25, burstLimit: 50 },
   // One redemption per app login: a registered app's share of the login routes' rate.
   token: { rateLimit: 40, burstLimit: 80 },
+  // Per route key of the service API (five of them; see SERVICE_ROUTE_KEYS).
+  service: { rateLimit: 10, burstLimit: 15 },
   default: { rateLimit: 5, burstLimit: 10 },
 };
 

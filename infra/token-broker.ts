@@ -13,6 +13,7 @@ import {
   LogGroupLogDestination,
   SecurityPolicy,
 } from 'aws-cdk-lib/aws-apigatewayv2';
+import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
 import {
@@ -24,6 +25,8 @@ import {
 } from 'aws-cdk-lib/aws-dynamodb';
 import {
   AccountRootPrincipal,
+  Grant,
+  type IGrantable,
   type IRole,
   PolicyDocument,
   PolicyStatement,
@@ -40,6 +43,7 @@ import {
   CONNECTIONS_BY_ORG_INDEX,
   ENCRYPTION_PURPOSE,
   ITEM_PREFIX,
+  SERVICE_ROUTE_KEYS,
 } from '../functions/shared/constants.ts';
 import { serializeSalesforceApps } from '../functions/shared/salesforce-apps.ts';
 import { environmentOf } from '../functions/shared/settings-table.ts';
@@ -52,6 +56,7 @@ import {
   type BrokerRoute,
   type ResolvedSettings,
   resolveSettings,
+  routeKeysOf,
   type TokenBrokerSettings,
 } from './settings.ts';
 
@@ -73,6 +78,8 @@ export interface FunctionAccess {
    * the NAT gateways' Elastic IPs; the others stay outside any VPC.
    */
   callsSalesforce: boolean;
+  /** Queries the `connectionsByOrganization` index (the service API's listings). */
+  queriesConnectionIndex?: boolean;
 }
 
 /**
@@ -161,6 +168,22 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     // A replayed or refused code revokes its connection's refresh token.
     callsSalesforce: true,
   },
+  service: {
+    items: [
+      // Refresh (acquire, commit, release; delete on invalid_grant) and end (read, then
+      // delete that version) a session found through its connection pointer.
+      {
+        kind: 'session',
+        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+      },
+      { kind: 'connection', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] },
+    ],
+    kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
+    clientSecret: true,
+    queriesConnectionIndex: true,
+    // Refreshes at the token endpoint and revokes the connections it ends.
+    callsSalesforce: true,
+  },
 };
 
 /**
@@ -181,6 +204,7 @@ export const MEMORY_MB: Record<BrokerRoute | 'notFound', number> = {
   logout: 512,
   session: 512,
   token: 512,
+  service: 512,
   notFound: 128,
 };
 
@@ -250,6 +274,8 @@ const ROUTE_DESCRIPTIONS: Record<BrokerRoute, string> = {
   logout: 'token broker POST /logout (revoke and delete the session)',
   session: "token broker GET /session (the caller's connection metadata, never a token)",
   token: 'token broker POST /token (redeems a one-time broker code for a session handle)',
+  service:
+    'token broker service API /connections (IAM-authorized backend jobs: tokens, listings, revocation)',
 };
 
 /**
@@ -545,6 +571,7 @@ export class TokenBroker extends Construct {
       logout: make('logout'),
       session: make('session'),
       token: make('token'),
+      service: make('service'),
     };
   }
 
@@ -571,6 +598,7 @@ export class TokenBroker extends Construct {
     const integrationTimeout = Duration.millis(API_GATEWAY_INTEGRATION_TIMEOUT_MS);
     const routes = new Map<string, HttpRoute>();
     for (const route of BROKER_ROUTES) {
+      if (route === 'service') continue;
       const [created] = this.api.addRoutes({
         path: `/${route}`,
         methods: [HttpMethod.ANY],
@@ -595,7 +623,61 @@ export class TokenBroker extends Construct {
     });
     routes.set('$default', notFoundRoute);
     this.acknowledgeNoAuthorizers(routes);
+    for (const [routeKey, route] of this.addServiceRoutes(integrationTimeout)) {
+      routes.set(routeKey, route);
+    }
     return routes;
+  }
+
+  /**
+   * The service API: each of its route keys with `AWS_IAM` authorization (SigV4; API
+   * Gateway answers `403 {"message":"Forbidden"}` to anything else before the function
+   * runs), all integrated with the one `service` function.
+   * @see https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-access-control-iam.html
+   */
+  private addServiceRoutes(integrationTimeout: Duration): Map<string, HttpRoute> {
+    const integration = new HttpLambdaIntegration(
+      'ServiceIntegration',
+      this.functions.service.function,
+      { timeout: integrationTimeout },
+    );
+    const authorizer = new HttpIamAuthorizer();
+    const routes = new Map<string, HttpRoute>();
+    for (const routeKey of SERVICE_ROUTE_KEYS) {
+      const [method, path] = routeKey.split(' ') as [HttpMethod, string];
+      const [created] = this.api.addRoutes({ path, methods: [method], integration, authorizer });
+      if (created) routes.set(routeKey, created);
+    }
+    return routes;
+  }
+
+  /**
+   * The `execute-api:Invoke` ARNs of the service API's routes on this stage: each route
+   * key with its path parameter as `*` (IAM matches route ARNs, not route keys).
+   * @see https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-access-control-iam.html
+   */
+  serviceRouteArns(): string[] {
+    return SERVICE_ROUTE_KEYS.map((routeKey) => {
+      const [method, path = ''] = routeKey.split(' ');
+      return this.api.arnForExecuteApi(
+        method,
+        path.replace(/\{[^}]+\}/g, '*'),
+        this.stage.stageName,
+      );
+    });
+  }
+
+  /**
+   * Lets `grantee` (a backend job's role or function, in this account) call the service
+   * API: `execute-api:Invoke` on exactly its route ARNs. HTTP APIs have no resource
+   * policies, so a caller in another account assumes a role granted here.
+   */
+  grantServiceAccess(grantee: IGrantable): Grant {
+    return Grant.addToPrincipal({
+      grantee,
+      actions: ['execute-api:Invoke'],
+      resourceArns: this.serviceRouteArns(),
+    });
   }
 
   /**
@@ -605,13 +687,15 @@ export class TokenBroker extends Construct {
   private applyThrottling(routes: Map<string, HttpRoute>): void {
     const cfnStage = this.stage.node.defaultChild as CfnStage;
     cfnStage.routeSettings = Object.fromEntries(
-      BROKER_ROUTES.map((route) => [
-        `ANY /${route}`,
-        {
-          ThrottlingRateLimit: this.settings.throttling[route].rateLimit,
-          ThrottlingBurstLimit: this.settings.throttling[route].burstLimit,
-        },
-      ]),
+      BROKER_ROUTES.flatMap((route) =>
+        routeKeysOf(route).map((routeKey) => [
+          routeKey,
+          {
+            ThrottlingRateLimit: this.settings.throttling[route].rateLimit,
+            ThrottlingBurstLimit: this.settings.throttling[route].burstLimit,
+          },
+        ]),
+      ),
     );
     for (const route of routes.values()) this.stage.node.addDependency(route);
   }
@@ -652,6 +736,15 @@ export class TokenBroker extends Construct {
           conditions: {
             'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': [`${ITEM_PREFIX[kind]}*`] },
           },
+        }),
+      );
+    }
+    if (access.queriesConnectionIndex) {
+      target.allow(
+        new PolicyStatement({
+          sid: 'ConnectionsByOrganization',
+          actions: ['dynamodb:Query'],
+          resources: [`${this.table.tableArn}/index/${CONNECTIONS_BY_ORG_INDEX.name}`],
         }),
       );
     }

@@ -23,7 +23,8 @@ import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from 'aws-lambda';
 import type { InvokeMessage, WorkerData, WorkerMessage } from './bundle-worker.ts';
-import { type LocalServer, startLocalServer } from './lambda-http.ts';
+import { type KeyedRoute, type LocalServer, startLocalServer } from './lambda-http.ts';
+import type { SigV4Verifier } from './sigv4-verifier.ts';
 
 // ---------------------------------------------------------------------------------------
 // Synthesis
@@ -107,8 +108,10 @@ export interface DeployedFunction {
   logicalId: string;
   /** The construct id (`RefreshFunction`), which `sam local invoke` also accepts. */
   name: string;
-  /** The route it serves: `ANY /refresh`, or `$default`. */
+  /** The route it serves: `ANY /refresh`, `GET /connections/{connection_id}`, or `$default`. */
   routeKey: string;
+  /** The route's `AuthorizationType`: `NONE`, or `AWS_IAM` (the service API). */
+  authorizationType: string;
   /** Absolute directory of the bundle (`aws:asset:path`). */
   assetDir: string;
   /** `index.handler`: file `index.mjs`, export `handler`. */
@@ -164,6 +167,7 @@ export function readDeployedApp(outdir: string, stackName = 'TokenBroker'): Depl
       logicalId,
       name: cdkPath.split('/').at(-2) ?? logicalId,
       routeKey,
+      authorizationType: String(route.Properties?.AuthorizationType ?? 'NONE'),
       assetDir: join(outdir, assetPath),
       handler: String(properties.Handler),
       runtime: String(properties.Runtime),
@@ -633,8 +637,10 @@ export interface BundleApi {
 
 /**
  * Serves the template's HTTP API routes on loopback, each by its synthesized function
- * with its resolved environment. Only `ANY /<path>` and `$default` route keys exist in
- * this template; any other shape fails loudly.
+ * with its resolved environment: `ANY /<path>`, `$default`, and `<METHOD> /<path>` keys
+ * with `{parameters}` (the service API), whose `AWS_IAM` authorization `iamVerifier`
+ * stands in for. A function behind several route keys is one function (one pool of
+ * execution environments). Any other route key shape fails loudly.
  */
 export async function startBundleApi(options: {
   app: DeployedApp;
@@ -643,6 +649,8 @@ export async function startBundleApi(options: {
   host?: string;
   port?: number;
   keepWarm?: boolean;
+  /** Verifies SigV4 on `AWS_IAM` routes; without it, every such request is `403`. */
+  iamVerifier?: SigV4Verifier;
 }): Promise<BundleApi> {
   const invocations: Invocation[] = [];
   const logs: LogLine[] = [];
@@ -655,33 +663,53 @@ export async function startBundleApi(options: {
   };
 
   const routes: Record<string, ReturnType<typeof handlerFor>> = {};
+  const keyedRoutes: KeyedRoute[] = [];
   let defaultRoute: ReturnType<typeof handlerFor> | undefined;
   for (const fn of options.app.functions) {
     if (fn.routeKey === '$default') {
       defaultRoute = handlerFor(fn.routeKey);
       continue;
     }
-    const match = /^ANY (\/[^\s{}]*)$/.exec(fn.routeKey);
-    if (!match?.[1]) throw new Error(`startBundleApi: unsupported route key ${fn.routeKey}`);
-    routes[match[1]] = handlerFor(fn.routeKey);
+    const any = /^ANY (\/[^\s{}]*)$/.exec(fn.routeKey);
+    if (any?.[1] && fn.authorizationType === 'NONE') {
+      routes[any[1]] = handlerFor(fn.routeKey);
+      continue;
+    }
+    if (!/^(GET|POST|PUT|PATCH|DELETE) \/[\w/{}-]*$/.test(fn.routeKey)) {
+      throw new Error(`startBundleApi: unsupported route key ${fn.routeKey}`);
+    }
+    if (fn.authorizationType !== 'NONE' && fn.authorizationType !== 'AWS_IAM') {
+      throw new Error(`startBundleApi: unsupported authorization ${fn.authorizationType}`);
+    }
+    keyedRoutes.push({
+      routeKey: fn.routeKey,
+      handler: handlerFor(fn.routeKey),
+      iam: fn.authorizationType === 'AWS_IAM',
+    });
   }
+  const verifier = options.iamVerifier;
   const server = await startLocalServer({
     routes,
+    keyedRoutes,
+    iamAuthorizer: async (request) => verifier?.verify(request),
     ...(defaultRoute ? { defaultRoute } : {}),
     host: options.host ?? '127.0.0.1',
     port: options.port ?? 0,
   });
   const resources: LocalResources = { ...options.resources, apiUrl: server.url };
+  const byLogicalId = new Map<string, BundleFunction>();
   for (const fn of options.app.functions) {
-    const env = resolveEnvironment(fn, options.app.template, resources, options.overrides);
-    functions.set(
-      fn.routeKey,
-      new BundleFunction(fn, env, {
+    let bundle = byLogicalId.get(fn.logicalId);
+    if (bundle === undefined) {
+      const env = resolveEnvironment(fn, options.app.template, resources, options.overrides);
+      bundle = new BundleFunction(fn, env, {
         ...(options.keepWarm === undefined ? {} : { keepWarm: options.keepWarm }),
         onInvocation: (invocation) => invocations.push(invocation),
         onLog: (line) => logs.push(line),
-      }),
-    );
+      });
+      byLogicalId.set(fn.logicalId, bundle);
+    }
+    functions.set(fn.routeKey, bundle);
   }
   return {
     url: server.url,
@@ -691,7 +719,7 @@ export async function startBundleApi(options: {
     logs,
     async close() {
       await server.close();
-      await Promise.all([...functions.values()].map((fn) => fn.close()));
+      await Promise.all([...new Set(functions.values())].map((fn) => fn.close()));
     },
   };
 }

@@ -7,6 +7,7 @@ import type {
   Context,
 } from 'aws-lambda';
 import type { HttpHandler } from '../functions/http/route.ts';
+import type { IamIdentity, SignedRequestParts } from './sigv4-verifier.ts';
 
 /** Extra handling before routing (the local demo page); return true when answered. */
 export type Middleware = (
@@ -14,9 +15,27 @@ export type Middleware = (
   response: ServerResponse,
 ) => boolean | Promise<boolean>;
 
+/**
+ * A route with an API Gateway route key (`GET /connections/{connection_id}`): one method,
+ * `{name}` matching one path segment into `pathParameters`; `iam` routes run only after
+ * `iamAuthorizer` verified the request, as `AWS_IAM` authorization does.
+ */
+export interface KeyedRoute {
+  routeKey: string;
+  handler: HttpHandler;
+  iam?: boolean;
+}
+
 export interface LocalServerOptions {
-  /** Path (e.g. `/refresh`) to the Lambda handler serving it. */
+  /** Path (e.g. `/refresh`) to the Lambda handler serving it (any method, `ANY /path`). */
   routes: Readonly<Record<string, HttpHandler>>;
+  /** Routes matched by method and path pattern, before `routes`. */
+  keyedRoutes?: readonly KeyedRoute[];
+  /**
+   * Verifies the SigV4 signature of a request to an `iam` route; `undefined` is API
+   * Gateway's own `403 {"message":"Forbidden"}`, and the handler is not invoked.
+   */
+  iamAuthorizer?: (request: SignedRequestParts) => Promise<IamIdentity | undefined>;
   /** Serves every other path (API Gateway's `$default` route); without it, a local 404. */
   defaultRoute?: HttpHandler;
   host?: string;
@@ -91,7 +110,8 @@ async function handle(
 ): Promise<void> {
   if (options.before && (await options.before(request, response))) return;
   const url = new URL(request.url ?? '/', 'http://local');
-  const handler = options.routes[url.pathname] ?? options.defaultRoute;
+  const keyed = matchKeyedRoute(options.keyedRoutes ?? [], request.method ?? 'GET', url.pathname);
+  const handler = keyed?.route.handler ?? options.routes[url.pathname] ?? options.defaultRoute;
   const body = await readBody(request);
   if (body === 'too-large') {
     return writeJson(response, 413, {
@@ -102,9 +122,74 @@ async function handle(
   if (!handler) {
     return writeJson(response, 404, { error: 'not_found', error_description: 'No such route.' });
   }
-  const event = toEvent(request, url, body);
+  let iam: IamIdentity | undefined;
+  if (keyed?.route.iam) {
+    const target = request.url ?? '/';
+    const queryAt = target.indexOf('?');
+    iam = await options.iamAuthorizer?.({
+      method: (request.method ?? 'GET').toUpperCase(),
+      path: queryAt < 0 ? target : target.slice(0, queryAt),
+      rawQuery: queryAt < 0 ? '' : target.slice(queryAt + 1),
+      headers: joinedHeaders(request),
+      body,
+    });
+    // API Gateway's own answer: no body of the contract, no call to the function.
+    if (iam === undefined) return writeJson(response, 403, { message: 'Forbidden' });
+  }
+  const event = toEvent(
+    request,
+    url,
+    body,
+    keyed && { routeKey: keyed.route.routeKey, pathParameters: keyed.pathParameters, iam },
+  );
   const result = await handler(event, lambdaContext(event.requestContext.requestId));
   writeResult(response, result);
+}
+
+/** The first keyed route whose method and path pattern match, with its path parameters. */
+export function matchKeyedRoute(
+  routes: readonly KeyedRoute[],
+  method: string,
+  path: string,
+): { route: KeyedRoute; pathParameters: Record<string, string> } | undefined {
+  const segments = path.split('/');
+  for (const route of routes) {
+    const [routeMethod, routePath = ''] = route.routeKey.split(' ');
+    if (routeMethod !== method.toUpperCase()) continue;
+    const pattern = routePath.split('/');
+    if (pattern.length !== segments.length) continue;
+    const pathParameters: Record<string, string> = {};
+    const matches = pattern.every((part, index) => {
+      const segment = segments[index] ?? '';
+      const name = /^\{(\w+)\}$/.exec(part)?.[1];
+      if (name === undefined) return part === segment;
+      if (segment === '') return false;
+      pathParameters[name] = decodeSegment(segment);
+      return true;
+    });
+    if (matches) return { route, pathParameters };
+  }
+  return undefined;
+}
+
+function decodeSegment(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    return segment;
+  }
+}
+
+/** Header names in lower case, repeats comma-joined (cookies included, as signed). */
+function joinedHeaders(request: IncomingMessage): Record<string, string> {
+  const headers: Record<string, string> = {};
+  const raw = request.rawHeaders;
+  for (let index = 0; index + 1 < raw.length; index += 2) {
+    const name = (raw[index] ?? '').toLowerCase();
+    const value = raw[index + 1] ?? '';
+    headers[name] = headers[name] === undefined ? value : `${headers[name]},${value}`;
+  }
+  return headers;
 }
 
 function readBody(request: IncomingMessage): Promise<Buffer | 'too-large'> {
@@ -126,7 +211,16 @@ function readBody(request: IncomingMessage): Promise<Buffer | 'too-large'> {
 }
 
 /** Builds the event API Gateway would send (headers lower-cased, repeats comma-joined). */
-export function toEvent(request: IncomingMessage, url: URL, body: Buffer): APIGatewayProxyEventV2 {
+export function toEvent(
+  request: IncomingMessage,
+  url: URL,
+  body: Buffer,
+  route?: {
+    routeKey: string;
+    pathParameters: Record<string, string>;
+    iam?: IamIdentity | undefined;
+  },
+): APIGatewayProxyEventV2 {
   const headers: Record<string, string> = {};
   const cookies: string[] = [];
   const raw = request.rawHeaders;
@@ -155,15 +249,20 @@ export function toEvent(request: IncomingMessage, url: URL, body: Buffer): APIGa
   const requestId = randomUUID();
   const now = new Date();
   const method = (request.method ?? 'GET').toUpperCase();
+  const routeKey = route?.routeKey ?? '$default';
   return {
     version: '2.0',
-    routeKey: '$default',
+    routeKey,
     rawPath: url.pathname,
     rawQueryString,
     ...(cookies.length > 0 ? { cookies } : {}),
     headers,
     ...(rawQueryString ? { queryStringParameters } : {}),
+    ...(route && Object.keys(route.pathParameters).length > 0
+      ? { pathParameters: route.pathParameters }
+      : {}),
     requestContext: {
+      ...(route?.iam ? { authorizer: { iam: route.iam } } : {}),
       accountId: '000000000000',
       apiId: 'local',
       domainName: headers.host ?? 'localhost',
@@ -176,7 +275,7 @@ export function toEvent(request: IncomingMessage, url: URL, body: Buffer): APIGa
         userAgent: headers['user-agent'] ?? '',
       },
       requestId,
-      routeKey: '$default',
+      routeKey,
       stage: '$default',
       time: now.toISOString(),
       timeEpoch: now.getTime(),

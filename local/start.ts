@@ -10,6 +10,12 @@ import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startDemo } from './demo/demo.ts';
 import { listen } from './lambda-http.ts';
+import {
+  generateLocalCredentials,
+  LOCAL_CALLER_ARN,
+  type ServiceCredentials,
+  SigV4Verifier,
+} from './sigv4-verifier.ts';
 import { type LocalStack, startLocalStack } from './stack.ts';
 
 class StartupError extends Error {}
@@ -47,6 +53,17 @@ function readSettings(env: NodeJS.ProcessEnv) {
     loginHosts: env.LOGIN_HOSTS,
     /** Several connected apps need their secrets in Secrets Manager: not in the local run. */
     salesforceApps: env.SALESFORCE_APPS?.trim() || undefined,
+    /** The region service API calls are signed for, as API Gateway's in a deployment. */
+    serviceRegion: env.AWS_REGION || 'us-east-1',
+    /** The caller of the service API: the AWS credentials of this environment, if set. */
+    serviceCredentials:
+      env.AWS_ACCESS_KEY_ID && env.AWS_SECRET_ACCESS_KEY
+        ? {
+            accessKeyId: env.AWS_ACCESS_KEY_ID,
+            secretAccessKey: env.AWS_SECRET_ACCESS_KEY,
+            sessionToken: env.AWS_SESSION_TOKEN || undefined,
+          }
+        : undefined,
   };
 }
 
@@ -56,6 +73,16 @@ export interface RunningBroker {
   /** The port listened on (the ephemeral one when PORT=0). */
   readonly port: number;
   readonly stack: LocalStack;
+  /**
+   * The one caller the service API accepts (SigV4 for `execute-api` in `region`): the
+   * AWS credentials of the environment, or a pair generated at start.
+   */
+  readonly service: {
+    readonly credentials: ServiceCredentials;
+    readonly region: string;
+    /** Whether the pair was generated (the banner prints it) or taken from the environment. */
+    readonly generated: boolean;
+  };
   close(): Promise<void>;
 }
 
@@ -118,6 +145,11 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
     POWERTOOLS_METRICS_DISABLED: 'true',
   });
 
+  const service = {
+    credentials: settings.serviceCredentials ?? generateLocalCredentials(),
+    region: settings.serviceRegion,
+    generated: settings.serviceCredentials === undefined,
+  };
   try {
     const server = await startDemo({
       port,
@@ -125,11 +157,13 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
       server: listener,
       publicUrl,
       stack,
+      serviceVerifier: new SigV4Verifier(service),
     });
     return {
       url: publicUrl,
       port,
       stack,
+      service,
       async close() {
         await server.close();
         await stack.close();
@@ -209,6 +243,13 @@ async function main(): Promise<void> {
     `  DynamoDB    ${stack.dynamodbUrl} (dynalite, in memory)`,
     `  KMS         ${stack.kms.url} (local emulator)`,
     `  Secrets     ${stack.secretsManager.url} (local emulator)`,
+    `  service API ${broker.url}/connections  (SigV4, execute-api, ${broker.service.region}; caller ${LOCAL_CALLER_ARN})`,
+    ...(broker.service.generated
+      ? [
+          '              no AWS credentials were set; a backend job signs with this local pair:',
+          `              export AWS_ACCESS_KEY_ID=${broker.service.credentials.accessKeyId} AWS_SECRET_ACCESS_KEY=${broker.service.credentials.secretAccessKey} AWS_REGION=${broker.service.region} BROKER_URL=${broker.url}`,
+        ]
+      : ['              signed with the AWS credentials of this environment']),
     '',
     'Press Ctrl-C to stop.',
     '',

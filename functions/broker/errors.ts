@@ -70,6 +70,15 @@ export class CsrfCheckFailedError extends BrokerError {
   override readonly code = 'csrf_check_failed';
 }
 
+/**
+ * A service API call that reached its function without the caller identity API Gateway's
+ * `AWS_IAM` authorization adds: the route is misconfigured, so nothing is served.
+ */
+export class ServiceCallerUnknownError extends BrokerError {
+  override readonly status = 403;
+  override readonly code = 'forbidden';
+}
+
 export class NotFoundError extends BrokerError {
   override readonly status = 404;
   override readonly code = 'not_found';

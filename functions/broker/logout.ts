@@ -36,14 +36,16 @@ export interface EndSessionDependencies {
 /**
  * Why a session is ended: a logout; a new login replacing it; a broker code of the handoff
  * presented again (RFC 6749 s4.1.2), refused, or not stored, leaving a session nobody can
- * ever be handed.
+ * ever be handed; a backend job's `DELETE` on the service API (one connection, or
+ * offboarding a user or an organization).
  */
 export type EndSessionReason =
   | 'logout'
   | 'replaced'
   | 'code_replayed'
   | 'code_rejected'
-  | 'handoff_failed';
+  | 'handoff_failed'
+  | 'service';
 
 /** What happened to the session; the caller answers the same in every case. */
 export type EndSessionOutcome = 'revoked' | 'revoke_failed' | 'absent';

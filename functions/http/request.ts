@@ -16,6 +16,16 @@ export interface HttpRequest {
   /** The decoded body, or `undefined` when there is none. */
   body: string | undefined;
   requestId: string;
+  /** API Gateway's route key (`GET /connections/{connection_id}`), `$default` when unset. */
+  routeKey?: string | undefined;
+  /** The route's path parameters, decoded by API Gateway (`{connection_id}`). */
+  pathParameters?: Readonly<Record<string, string>> | undefined;
+  /**
+   * The caller API Gateway's `AWS_IAM` authorization verified (SigV4): only on the
+   * service API's routes. `userArn` is the IAM principal (an assumed role's session ARN).
+   * @see https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-access-control-iam.html
+   */
+  iamCaller?: { userArn: string; accountId: string } | undefined;
 }
 
 /** The request before its body is read: enough for the CORS preflight and the method check. */
@@ -48,6 +58,28 @@ export function parseHead(event: APIGatewayProxyEventV2): RequestHead {
     cookies,
     rawQueryString: event.rawQueryString ?? '',
     requestId: event.requestContext?.requestId ?? '',
+    routeKey: event.routeKey ?? event.requestContext?.routeKey ?? '$default',
+    pathParameters: stringEntries(event.pathParameters),
+    iamCaller: iamCallerOf(event),
+  };
+}
+
+function stringEntries(values: Record<string, string | undefined> | undefined) {
+  const entries: Record<string, string> = {};
+  for (const [name, value] of Object.entries(values ?? {})) {
+    if (typeof value === 'string') entries[name] = value;
+  }
+  return entries;
+}
+
+/** `requestContext.authorizer.iam` of an `AWS_IAM` route; `undefined` on any other. */
+function iamCallerOf(event: APIGatewayProxyEventV2): HttpRequest['iamCaller'] {
+  const context = event.requestContext as { authorizer?: { iam?: Record<string, unknown> } };
+  const iam = context?.authorizer?.iam;
+  if (typeof iam?.userArn !== 'string' || iam.userArn === '') return undefined;
+  return {
+    userArn: iam.userArn,
+    accountId: typeof iam.accountId === 'string' ? iam.accountId : '',
   };
 }
 

@@ -70,3 +70,18 @@ export const BROKER_METRIC_NAMES = [
 ] as const;
 
 export type BrokerMetricName = (typeof BROKER_METRIC_NAMES)[number];
+
+/**
+ * The service API's routes (README "Backend jobs: the service API"): API Gateway route
+ * keys, all served by the one `service` function, all with `AWS_IAM` authorization.
+ * `TokenBroker.grantServiceAccess` grants `execute-api:Invoke` on exactly these.
+ */
+export const SERVICE_ROUTE_KEYS = [
+  'POST /connections/{connection_id}/token',
+  'GET /connections/{connection_id}',
+  'DELETE /connections/{connection_id}',
+  'GET /connections',
+  'DELETE /connections',
+] as const;
+
+export type ServiceRouteKey = (typeof SERVICE_ROUTE_KEYS)[number];

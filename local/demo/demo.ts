@@ -2,7 +2,9 @@ import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { HttpHandler } from '../../functions/http/route.ts';
 import { isTrustedSalesforceUrl } from '../../functions/salesforce/oauth-client.ts';
-import { type LocalServer, startLocalServer } from '../lambda-http.ts';
+import { SERVICE_ROUTE_KEYS } from '../../functions/shared/constants.ts';
+import { type KeyedRoute, type LocalServer, startLocalServer } from '../lambda-http.ts';
+import type { SigV4Verifier } from '../sigv4-verifier.ts';
 import type { LocalStack } from '../stack.ts';
 
 const DEMO_PAGE = new URL('./index.html', import.meta.url);
@@ -19,12 +21,21 @@ export async function startDemo(options: {
   /** The origin the broker answers as (`PUBLIC_URL`); other loopback hosts are sent there. */
   publicUrl?: string;
   stack: LocalStack;
+  /** Verifies the service API's SigV4 signatures (its `AWS_IAM` routes). */
+  serviceVerifier: SigV4Verifier;
 }): Promise<LocalServer> {
   const routes: Record<string, HttpHandler> = {};
   for (const route of ['login', 'callback', 'refresh', 'logout', 'session', 'token']) {
     const entry = (await import(`../../functions/${route}.ts`)) as { handler: HttpHandler };
     routes[`/${route}`] = entry.handler;
   }
+  // The service API: one function behind its five IAM-authorized route keys, as deployed.
+  const service = (await import('../../functions/service.ts')) as { handler: HttpHandler };
+  const keyedRoutes: KeyedRoute[] = SERVICE_ROUTE_KEYS.map((routeKey) => ({
+    routeKey,
+    handler: service.handler,
+    iam: true,
+  }));
   const page = await readFile(DEMO_PAGE, 'utf8');
   const loginUrl = new URL(options.stack.env.SALESFORCE_LOGIN_URL ?? 'http://127.0.0.1');
 
@@ -32,6 +43,8 @@ export async function startDemo(options: {
 
   return startLocalServer({
     routes,
+    keyedRoutes,
+    iamAuthorizer: (request) => options.serviceVerifier.verify(request),
     port: options.port,
     host: options.host ?? '127.0.0.1',
     ...(options.server ? { server: options.server } : {}),

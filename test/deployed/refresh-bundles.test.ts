@@ -12,6 +12,7 @@ import {
   startDeployedBroker,
   synthesizeBroker,
 } from '../support/deployed-broker.ts';
+import { signedFetch } from '../support/sigv4-client.ts';
 
 /**
  * The synthesized bundles from the CDK assembly, run as Lambda runs them: the template's
@@ -65,7 +66,38 @@ describe('the template environment of the shipped functions', () => {
       ['ANY /refresh', 'RefreshFunction'],
       ['ANY /session', 'SessionFunction'],
       ['ANY /token', 'TokenFunction'],
+      ['DELETE /connections', 'ServiceFunction'],
+      ['DELETE /connections/{connection_id}', 'ServiceFunction'],
+      ['GET /connections', 'ServiceFunction'],
+      ['GET /connections/{connection_id}', 'ServiceFunction'],
+      ['POST /connections/{connection_id}/token', 'ServiceFunction'],
     ]);
+  });
+
+  it('ships the service API behind AWS_IAM: a signed call gets the token, an unsigned one 403', async () => {
+    // Prepare
+    const session = await broker.seedSession({ committedAgoMs: 60_000 });
+    const url = `${broker.api.url}/connections/${session.connectionId}/token`;
+    const invocations = broker.api.invocations.length;
+
+    // Act
+    const unsigned = await fetch(url, { method: 'POST' });
+    const afterUnsigned = broker.api.invocations.length;
+    const signed = await signedFetch(url, { ...broker.service, method: 'POST' });
+    const listed = await signedFetch(
+      `${broker.api.url}/connections?organization_id=${broker.fake.orgId}`,
+      broker.service,
+    );
+
+    // Assert
+    expect(unsigned.status).toBe(403);
+    expect(await unsigned.json()).toEqual({ message: 'Forbidden' });
+    expect(afterUnsigned).toBe(invocations);
+    expect(signed.status).toBe(200);
+    expect(await signed.json()).toMatchObject({ token_type: 'Bearer', version: 2 });
+    expect(listed.status).toBe(200);
+    expect(JSON.stringify(await listed.json())).toContain(session.connectionId);
+    expect(broker.logText()).toContain('"event":"service_call"');
   });
 
   it('ships /token and registers no app unless clientApps says so', async () => {

@@ -64,6 +64,24 @@ const CASES: Case[] = [
     statuses: { 503: 'temporarily_unavailable' },
   },
   {
+    event: 'service-token',
+    entry: 'functions/service.ts',
+    routeKey: 'POST /connections/{connection_id}/token',
+    statuses: { 503: 'temporarily_unavailable' },
+  },
+  {
+    event: 'service-list',
+    entry: 'functions/service.ts',
+    routeKey: 'GET /connections',
+    statuses: { 503: 'temporarily_unavailable' },
+  },
+  {
+    event: 'service-end-user',
+    entry: 'functions/service.ts',
+    routeKey: 'DELETE /connections',
+    statuses: { 503: 'temporarily_unavailable' },
+  },
+  {
     event: 'not-found',
     entry: 'functions/not-found.ts',
     routeKey: '$default',

@@ -18,6 +18,7 @@ import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
+import { createServiceHandler } from '../../functions/routes/service.ts';
 import { createSessionHandler } from '../../functions/routes/session.ts';
 import { createTokenHandler } from '../../functions/routes/token.ts';
 import { buildRuntime } from '../../functions/runtime.ts';
@@ -38,6 +39,7 @@ const granted = (route: BrokerRoute) =>
     ),
     ...FUNCTION_ACCESS[route].kms,
     ...(FUNCTION_ACCESS[route].clientSecret ? ['secretsmanager:GetSecretValue'] : []),
+    ...(FUNCTION_ACCESS[route].queriesConnectionIndex ? ['dynamodb:Query index'] : []),
   ].sort();
 
 describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () => {
@@ -50,6 +52,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     logout: new Set(),
     session: new Set(),
     token: new Set(),
+    service: new Set(),
   };
 
   /** DynamoDB requests seen by the recording proxy: `dynamodb:<Action> <key prefix>`. */
@@ -179,6 +182,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     handlers.logout = createLogoutHandler(runtime());
     handlers.session = createSessionHandler(runtime());
     handlers.token = createTokenHandler(runtime());
+    handlers.service = createServiceHandler(runtime());
 
     // A full life: sign in, refresh (holder and waiter), lose the grant, sign in, log out.
     const first = await signIn();
@@ -219,6 +223,64 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     dropAnswers.add('dynamodb:PutItem code#');
     expect(await handOff(2)).toBe(200);
     expect(dropAnswers.size, 'the code answer was dropped').toBe(0);
+
+    // A backend job on the service API: a token (holder), the metadata, a listing, a
+    // grant Salesforce ended (deleted with its pointer), one connection ended, a user
+    // offboarded.
+    const job = async (
+      name: string,
+      patch: { connectionId?: string; rawQueryString?: string; body?: string },
+    ) => {
+      const event = sample(name);
+      if (patch.connectionId) event.pathParameters = { connection_id: patch.connectionId };
+      if (patch.rawQueryString !== undefined) event.rawQueryString = patch.rawQueryString;
+      if (patch.body !== undefined) event.body = patch.body;
+      const response = await as('service', () => handlers.service(event));
+      return response;
+    };
+    const connectionOf = async (handle: string) => {
+      const event = sample('session');
+      event.headers = { ...event.headers, authorization: `Bearer ${handle}` };
+      return JSON.parse((await handlers.session(event)).body ?? '{}') as Record<string, string>;
+    };
+    const jobs = await connectionOf(await signIn());
+    const orgQuery = `organization_id=${jobs.organization_id}&user_id=${jobs.user_id}`;
+    const token = await job('service-token', {
+      connectionId: jobs.connection_id,
+      body: '{"version":1}',
+    });
+    expect(token.statusCode, token.body).toBe(200);
+    const describedEvent = sample('service-token');
+    describedEvent.routeKey = 'GET /connections/{connection_id}';
+    describedEvent.requestContext.http.method = 'GET';
+    describedEvent.pathParameters = { connection_id: jobs.connection_id ?? '' };
+    delete describedEvent.body;
+    const metadata = await as('service', () => handlers.service(describedEvent));
+    expect(metadata.statusCode, metadata.body).toBe(200);
+    const listing = await job('service-list', { rawQueryString: orgQuery });
+    expect(listing.statusCode, listing.body).toBe(200);
+    stack.salesforce?.inject({
+      endpoint: 'token',
+      kind: 'error',
+      error: 'invalid_grant',
+      description: 'expired access/refresh token',
+      times: 1,
+    });
+    const ended = await job('service-token', {
+      connectionId: jobs.connection_id,
+      body: '{"version":2}',
+    });
+    expect(ended.statusCode, ended.body).toBe(401);
+    const other = await connectionOf(await signIn());
+    const endOne = sample('service-end-user');
+    endOne.routeKey = 'DELETE /connections/{connection_id}';
+    endOne.pathParameters = { connection_id: other.connection_id ?? '' };
+    endOne.rawQueryString = '';
+    const endedOne = await as('service', () => handlers.service(endOne));
+    expect(endedOne.statusCode, endedOne.body).toBe(204);
+    await signIn();
+    const offboarded = await job('service-end-user', { rawQueryString: orgQuery });
+    expect(offboarded.statusCode, offboarded.body).toBe(200);
   }, 60_000);
 
   afterAll(async () => {
@@ -226,7 +288,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     await stack?.close();
   });
 
-  it.each(['refresh', 'login', 'callback', 'logout', 'session', 'token'] as const)(
+  it.each(['refresh', 'login', 'callback', 'logout', 'session', 'token', 'service'] as const)(
     '%s is granted exactly the operations it sends',
     (route) => {
       expect([...used[route]].sort()).toEqual(granted(route));
@@ -253,9 +315,13 @@ async function recordingProxy(
       const parsed = JSON.parse(body.toString('utf8') || '{}') as {
         Key?: { pk?: { S?: string } };
         Item?: { pk?: { S?: string } };
+        IndexName?: string;
       };
       const key = parsed.Key?.pk?.S ?? parsed.Item?.pk?.S ?? '';
-      const call = `dynamodb:${operation} ${key.slice(0, key.indexOf('#') + 1) || key}`;
+      // A query names an index, not an item kind (the grant is on the index's ARN).
+      const call = parsed.IndexName
+        ? `dynamodb:${operation} index`
+        : `dynamodb:${operation} ${key.slice(0, key.indexOf('#') + 1) || key}`;
       seen.push(call);
       const drop = dropAnswers.delete(call);
       const forward = request(

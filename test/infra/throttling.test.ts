@@ -14,6 +14,7 @@ import {
   DEFAULT_THROTTLING,
   type RouteThrottle,
   resolveSettings,
+  routeKeysOf,
 } from '../../infra/settings.ts';
 import {
   cdkJsonContext,
@@ -74,8 +75,11 @@ describe('Throttling defaults', () => {
   });
 
   it('keeps the README reasoning in step with the numbers (sums of rates and bursts)', () => {
-    // Prepare
-    const limits = Object.values(DEFAULT_THROTTLING);
+    // Prepare: a limit per route key (the service API's applies to each of its five)
+    const limits = [
+      ...BROKER_ROUTES.flatMap((route) => routeKeysOf(route).map(() => DEFAULT_THROTTLING[route])),
+      DEFAULT_THROTTLING.default,
+    ];
 
     // Act
     const rate = limits.reduce((sum, limit) => sum + limit.rateLimit, 0);
@@ -113,10 +117,12 @@ describe('Throttling defaults', () => {
 
       // Assess
       for (const route of BROKER_ROUTES) {
-        expect(settings.routes[`ANY /${route}`], route).toEqual({
-          ThrottlingRateLimit: DEFAULT_THROTTLING[route].rateLimit,
-          ThrottlingBurstLimit: DEFAULT_THROTTLING[route].burstLimit,
-        });
+        for (const routeKey of routeKeysOf(route)) {
+          expect(settings.routes[routeKey], routeKey).toEqual({
+            ThrottlingRateLimit: DEFAULT_THROTTLING[route].rateLimit,
+            ThrottlingBurstLimit: DEFAULT_THROTTLING[route].burstLimit,
+          });
+        }
       }
       expect(settings.default).toEqual({
         ThrottlingRateLimit: DEFAULT_THROTTLING.default.rateLimit,

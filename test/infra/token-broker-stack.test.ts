@@ -2,19 +2,20 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type CfnElement, Validations } from 'aws-cdk-lib';
-import { Match } from 'aws-cdk-lib/assertions';
+import { App, type CfnElement, Validations } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import type { IConstruct } from 'constructs';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { BROKER_METRIC_NAMES } from '../../functions/shared/constants.ts';
+import { BROKER_METRIC_NAMES, SERVICE_ROUTE_KEYS } from '../../functions/shared/constants.ts';
 import { ESM_REQUIRE_BANNER } from '../../infra/bundle-options.ts';
 import { KEY_ADMIN_ACTIONS } from '../../infra/token-broker.ts';
-import type { TokenBrokerStack } from '../../infra/token-broker-stack.ts';
+import { TokenBrokerStack } from '../../infra/token-broker-stack.ts';
 import { dummyFunctionEnv } from './function-env.ts';
-import { resourcesOfType, type Synthesized, synthBroker } from './synth.ts';
+import { resourcesOfType, SKIP_BUNDLING, type Synthesized, synthBroker } from './synth.ts';
 
 const ROUTES = ['refresh', 'login', 'callback', 'logout', 'session', 'token'] as const;
-type Route = (typeof ROUTES)[number];
+type Route = (typeof ROUTES)[number] | 'service';
 
 const PURPOSE_CONDITION = {
   StringEquals: { 'kms:EncryptionContext:purpose': 'salesforce-token' },
@@ -39,7 +40,8 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       alarmEmail: 'ops@example.com',
     });
     stack = synth.stack as TokenBrokerStack;
-  });
+    // Bundles every function with esbuild (eight of them), which takes a while under load.
+  }, 120_000);
 
   describe('cdk-nag AwsSolutions', () => {
     it('leaves no unacknowledged finding', () => {
@@ -78,15 +80,18 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         Object.values(routes)
           .map((r) => r.Properties.RouteKey)
           .sort(),
-      ).toEqual([
-        '$default',
-        'ANY /callback',
-        'ANY /login',
-        'ANY /logout',
-        'ANY /refresh',
-        'ANY /session',
-        'ANY /token',
-      ]);
+      ).toEqual(
+        [
+          '$default',
+          'ANY /callback',
+          'ANY /login',
+          'ANY /logout',
+          'ANY /refresh',
+          'ANY /session',
+          'ANY /token',
+          ...SERVICE_ROUTE_KEYS,
+        ].sort(),
+      );
       for (const route of ROUTES) {
         expect(targetOf(`ANY /${route}`)).toMatchObject({
           IntegrationType: 'AWS_PROXY',
@@ -95,12 +100,77 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           IntegrationUri: { 'Fn::GetAtt': [fnId(route), 'Arn'] },
         });
       }
+      for (const routeKey of SERVICE_ROUTE_KEYS) {
+        expect(targetOf(routeKey), routeKey).toMatchObject({
+          IntegrationType: 'AWS_PROXY',
+          PayloadFormatVersion: '2.0',
+          TimeoutInMillis: 29_000,
+          IntegrationUri: { 'Fn::GetAtt': [fnId('service'), 'Arn'] },
+        });
+      }
       expect(targetOf('$default')).toMatchObject({
         IntegrationUri: { 'Fn::GetAtt': [fnId('notFound'), 'Arn'] },
       });
+      // AWS_IAM (SigV4) on exactly the service API; the others authenticate themselves.
       for (const route of Object.values(routes)) {
-        expect(route.Properties.AuthorizationType ?? 'NONE').toBe('NONE');
+        const routeKey = String(route.Properties.RouteKey);
+        const iam = (SERVICE_ROUTE_KEYS as readonly string[]).includes(routeKey);
+        expect(route.Properties.AuthorizationType ?? 'NONE', routeKey).toBe(
+          iam ? 'AWS_IAM' : 'NONE',
+        );
       }
+    });
+
+    it('grants execute-api:Invoke on exactly the service routes with grantServiceAccess', () => {
+      // Prepare: a backend job's role in the same stack
+      const app = new App({ context: SKIP_BUNDLING });
+      const jobStack = new TokenBrokerStack(app, 'JobStack', {
+        env: { account: '111111111111', region: 'eu-west-1' },
+        broker: { retainData: false },
+      });
+      const job = new Role(jobStack, 'NightlySync', {
+        assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
+      });
+
+      // Act
+      jobStack.broker.grantServiceAccess(job);
+
+      // Assess
+      const template = Template.fromStack(jobStack);
+      const apiRef = {
+        Ref: jobStack.getLogicalId(jobStack.broker.api.node.defaultChild as CfnElement),
+      };
+      const arn = (methodPath: string) => ({
+        'Fn::Join': [
+          '',
+          [
+            'arn:',
+            { Ref: 'AWS::Partition' },
+            ':execute-api:eu-west-1:111111111111:',
+            apiRef,
+            `/$default/${methodPath}`,
+          ],
+        ],
+      });
+      template.hasResourceProperties('AWS::IAM::Policy', {
+        Roles: [{ Ref: jobStack.getLogicalId(job.node.defaultChild as CfnElement) }],
+        PolicyDocument: {
+          Statement: [
+            {
+              Effect: 'Allow',
+              Action: 'execute-api:Invoke',
+              Resource: [
+                arn('POST/connections/*/token'),
+                arn('GET/connections/*'),
+                arn('DELETE/connections/*'),
+                arn('GET/connections'),
+                arn('DELETE/connections'),
+              ],
+            },
+          ],
+        },
+      });
+      expect(jobStack.broker.serviceRouteArns()).toHaveLength(SERVICE_ROUTE_KEYS.length);
     });
 
     it('throttles each route, and everything else by the stage default', () => {
@@ -112,8 +182,15 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           'ANY /refresh': { ThrottlingRateLimit: 250, ThrottlingBurstLimit: 500 },
           'ANY /login': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
           'ANY /callback': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
-          'ANY /logout': { ThrottlingRateLimit: 50, ThrottlingBurstLimit: 100 },
+          'ANY /logout': { ThrottlingRateLimit: 40, ThrottlingBurstLimit: 75 },
+          'ANY /session': { ThrottlingRateLimit: 25, ThrottlingBurstLimit: 50 },
           'ANY /token': { ThrottlingRateLimit: 40, ThrottlingBurstLimit: 80 },
+          ...Object.fromEntries(
+            SERVICE_ROUTE_KEYS.map((key) => [
+              key,
+              { ThrottlingRateLimit: 10, ThrottlingBurstLimit: 15 },
+            ]),
+          ),
         },
       });
       // Route settings name routes, so the stage must be deployed after them.
@@ -167,6 +244,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       logout: { memory: 512, timeout: 12 },
       session: { memory: 512, timeout: 12 },
       token: { memory: 512, timeout: 12 },
+      service: { memory: 512, timeout: 12 },
       notFound: { memory: 128, timeout: 3 },
     };
 
@@ -220,7 +298,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         .filter((name) => name.startsWith('asset.'))
         .map((asset) => join(synth.outdir, asset))
         .filter((dir) => readdirSync(dir).includes('index.mjs'));
-      expect(bundles).toHaveLength(7);
+      expect(bundles).toHaveLength(8);
       for (const dir of bundles) {
         expect(readdirSync(dir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
         const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
@@ -417,10 +495,44 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             Condition: PURPOSE_CONDITION,
           },
         ],
+        // Refresh by connection id, describe, list from the index, end one or many.
+        service: [
+          logsStatement('service'),
+          {
+            Sid: 'SessionItems',
+            Effect: 'Allow',
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem'],
+            Resource: table(),
+            Condition: only('session#'),
+          },
+          {
+            Sid: 'ConnectionPointerItems',
+            Effect: 'Allow',
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem'],
+            Resource: table(),
+            Condition: only('connection#'),
+          },
+          {
+            Sid: 'ConnectionsByOrganization',
+            Effect: 'Allow',
+            Action: 'dynamodb:Query',
+            Resource: {
+              'Fn::Join': ['', [table(), '/index/connectionsByOrganization']],
+            },
+          },
+          {
+            Sid: 'TokenEnvelope',
+            Effect: 'Allow',
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+            Resource: key(),
+            Condition: PURPOSE_CONDITION,
+          },
+          secretStatement(),
+        ],
         notFound: [logsStatement('notFound')],
       };
       const policies = resourcesOfType(synth.template, 'AWS::IAM::Policy');
-      expect(Object.keys(policies)).toHaveLength(7);
+      expect(Object.keys(policies)).toHaveLength(8);
       for (const [route, expectedStatements] of Object.entries(statements)) {
         const role =
           route === 'notFound'
@@ -492,7 +604,13 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
                 Resource: '*',
                 Condition: {
                   ...PURPOSE_CONDITION,
-                  ArnEquals: { 'aws:PrincipalArn': [roleArn('refresh'), roleArn('callback')] },
+                  ArnEquals: {
+                    'aws:PrincipalArn': [
+                      roleArn('refresh'),
+                      roleArn('callback'),
+                      roleArn('service'),
+                    ],
+                  },
                 },
               },
               {
@@ -509,6 +627,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
                       roleArn('callback'),
                       roleArn('logout'),
                       roleArn('token'),
+                      roleArn('service'),
                     ],
                   },
                 },
@@ -583,7 +702,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
 
     it('retains every log group', () => {
       const logGroups = resourcesOfType(synth.template, 'AWS::Logs::LogGroup');
-      expect(Object.keys(logGroups)).toHaveLength(8);
+      expect(Object.keys(logGroups)).toHaveLength(9);
       for (const group of Object.values(logGroups)) {
         expect(group.DeletionPolicy).toBe('Retain');
         expect(group.Properties.RetentionInDays).toBe(90);
@@ -631,9 +750,9 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       });
       synth.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Metrics: Match.arrayWith([
-          // One term per function: every route's and the 404 function.
+          // One term per function: every route's, the service API's and the 404 function.
           Match.objectLike({
-            Expression: Array.from({ length: ROUTES.length + 1 }, (_, i) => `t${i}`).join(' + '),
+            Expression: Array.from({ length: ROUTES.length + 2 }, (_, i) => `t${i}`).join(' + '),
           }),
           Match.objectLike({
             MetricStat: Match.objectLike({

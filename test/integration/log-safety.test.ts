@@ -194,4 +194,53 @@ describe('Production logs', () => {
       expect(output).not.toContain(value);
     }
   });
+
+  it('carry no token, SigV4 signature or secret of a service API call, and the audit line', async () => {
+    // Prepare: a connection past its reuse window, a job signing its calls
+    const fake = broker.stack.salesforce;
+    if (!fake) throw new Error('no fake');
+    const session = await broker.seedSession({ committedAgoMs: 60_000 });
+    const id = session.connectionId;
+    const other = await broker.seedSession();
+    lines.length = 0;
+
+    // Act: a token, a 403, the metadata, a listing, a failed revocation, offboarding
+    const token = await readJson(
+      await broker.service.fetch(`/connections/${id}/token`, { method: 'POST' }),
+    );
+    const stored = await broker.stored(session.handle);
+    await broker.service.fetch(`/connections/${id}/token`, {
+      method: 'POST',
+      credentials: { ...broker.service.credentials, secretAccessKey: 'canary-wrong-secret-1f2e' },
+    });
+    await broker.service.fetch(`/connections/${id}`);
+    await broker.service.fetch(`/connections?organization_id=${fake.orgId}&limit=5`);
+    fake.inject({ endpoint: 'revoke', kind: 'status', status: 503 });
+    await broker.service.fetch(`/connections/${other.connectionId}`, { method: 'DELETE' });
+    await broker.service.fetch(`/connections?organization_id=${fake.orgId}`, {
+      method: 'DELETE',
+    });
+
+    // Assert: the audit lines name the caller and connection, and nothing secret
+    const output = lines.join('');
+    expect(output).toContain('"event":"service_call"');
+    expect(output).toContain(id);
+    expect(output).toContain('revoke_failed');
+    const seen = [
+      token.access_token,
+      session.handle,
+      session.refreshToken,
+      session.accessToken,
+      other.handle,
+      other.refreshToken,
+      stored?.tokens.refreshToken ?? 'never-stored',
+      broker.service.credentials.secretAccessKey,
+      'canary-wrong-secret-1f2e',
+      clientSecret,
+    ];
+    for (const value of seen) {
+      expect(value.length).toBeGreaterThan(15);
+      expect(output).not.toContain(value);
+    }
+  });
 });

@@ -105,4 +105,62 @@ describe('docs/openapi.yaml', () => {
 
     expect(problems.join()).toContain("must have required property 'instance_url'");
   });
+
+  it('describes every service API answer', async () => {
+    // Prepare
+    const session = await broker.seedSession({ committedAgoMs: 60_000 });
+    const orgId = broker.stack.salesforce?.orgId ?? '';
+    const id = session.connectionId;
+    const service = broker.service;
+    const cases: [string, string, Response][] = [
+      [
+        'POST',
+        '/connections/{connection_id}/token',
+        await service.fetch(`/connections/${id}/token`, { method: 'POST' }),
+      ],
+      [
+        'POST',
+        '/connections/{connection_id}/token',
+        await service.fetch(`/connections/${id}/token`, { method: 'POST', body: '[]' }),
+      ],
+      [
+        'POST',
+        '/connections/{connection_id}/token',
+        await service.fetch('/connections/con_unknown/token', { method: 'POST' }),
+      ],
+      [
+        'POST',
+        '/connections/{connection_id}/token',
+        await fetch(`${broker.server.url}/connections/${id}/token`, { method: 'POST' }),
+      ],
+      ['GET', '/connections/{connection_id}', await service.fetch(`/connections/${id}`)],
+      ['GET', '/connections/{connection_id}', await service.fetch('/connections/nope')],
+      ['GET', '/connections', await service.fetch(`/connections?organization_id=${orgId}&limit=1`)],
+      ['GET', '/connections', await service.fetch('/connections?limit=1')],
+      [
+        'DELETE',
+        '/connections',
+        await service.fetch(`/connections?organization_id=${orgId}&user_id=005xx000001Sv6AAAS`, {
+          method: 'DELETE',
+        }),
+      ],
+      ['DELETE', '/connections', await service.fetch('/connections', { method: 'DELETE' })],
+      [
+        'DELETE',
+        '/connections/{connection_id}',
+        await service.fetch(`/connections/${id}`, { method: 'DELETE' }),
+      ],
+    ];
+
+    // Act
+    const problems = await Promise.all(
+      cases.map(([method, path, response]) => openApiProblems(method, path, response)),
+    );
+
+    // Assert
+    expect(cases.map(([, , response]) => response.status)).toEqual([
+      200, 400, 404, 403, 200, 404, 200, 400, 200, 400, 204,
+    ]);
+    expect(problems).toEqual(Array(cases.length).fill([]));
+  });
 });

@@ -2,15 +2,24 @@ import { GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { newConnectionId } from '../../functions/broker/connection.ts';
 import type { Log, SessionRecord, TokenSet } from '../../functions/broker/ports.ts';
 import { newSessionHandle, sessionKeyOf } from '../../functions/broker/session-handle.ts';
+import type { HttpHandler } from '../../functions/http/route.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
+import { createServiceHandler } from '../../functions/routes/service.ts';
 import { createSessionHandler } from '../../functions/routes/session.ts';
 import { buildRuntime, type Runtime } from '../../functions/runtime.ts';
+import { SERVICE_ROUTE_KEYS } from '../../functions/shared/constants.ts';
 import { newSalesforceId } from '../../local/fake-salesforce/ids.ts';
 import type { FakeSalesforce, FakeSalesforceOptions } from '../../local/fake-salesforce.ts';
 import { type LocalServer, startLocalServer } from '../../local/lambda-http.ts';
+import {
+  generateLocalCredentials,
+  type ServiceCredentials,
+  SigV4Verifier,
+} from '../../local/sigv4-verifier.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { CaptureLog, CaptureMetrics } from './capture-log.ts';
 import { DAY } from './fixtures.ts';
+import { type SignedFetchOptions, signedFetch } from './sigv4-client.ts';
 
 /** A response body as loosely typed JSON, for assertions. */
 // biome-ignore lint/suspicious/noExplicitAny: assertions read arbitrary members
@@ -28,8 +37,19 @@ export interface BrokerHarness {
   server: LocalServer;
   log: CaptureLog;
   metrics: CaptureMetrics;
+  /**
+   * The service API (`/connections`, SigV4 verified as API Gateway's `AWS_IAM` does):
+   * the one credential pair it accepts, and how often its function ran.
+   */
+  service: {
+    credentials: ServiceCredentials;
+    region: string;
+    readonly invocations: number;
+    /** A call signed with `credentials` (`options` may override any signing input). */
+    fetch(path: string, options?: Partial<SignedFetchOptions>): Promise<Response>;
+  };
   /** Creates a session for a fresh grant at the fake, as `/callback` would. */
-  seedSession(options?: { committedAgoMs?: number }): Promise<SeededSession>;
+  seedSession(options?: { committedAgoMs?: number; userId?: string }): Promise<SeededSession>;
   /** `POST /refresh` with the bearer handle. */
   refresh(handle: string, body?: unknown, headers?: Record<string, string>): Promise<Response>;
   /** The token set stored for a handle, decrypted, or undefined when the item is gone. */
@@ -58,11 +78,14 @@ export interface SeededSession {
 export async function seedSession(
   runtime: Pick<Runtime, 'vault' | 'store'>,
   salesforce: FakeSalesforce,
-  { committedAgoMs = 60_000 }: { committedAgoMs?: number } = {},
+  {
+    committedAgoMs = 60_000,
+    userId = newSalesforceId('005'),
+  }: { committedAgoMs?: number; userId?: string } = {},
 ): Promise<SeededSession> {
-  // One user per session: Salesforce's approvals limit (5 per user and app) would
-  // otherwise revoke the oldest seeded grants.
-  const grant = salesforce.seedGrant({ userId: newSalesforceId('005') });
+  // One user per session by default: Salesforce's approvals limit (5 per user and app)
+  // would otherwise revoke the oldest seeded grants.
+  const grant = salesforce.seedGrant({ userId });
   const handle = newSessionHandle();
   const sessionKey = sessionKeyOf(handle);
   const now = Date.now();
@@ -132,11 +155,28 @@ export async function startBrokerHarness(
     },
     { log: options.log ?? log, metrics, ...options.overrides },
   );
+  const service = {
+    credentials: generateLocalCredentials(),
+    region: 'us-east-1',
+    invocations: 0,
+  };
+  const serviceHandler = createServiceHandler(runtime);
+  const countedService: HttpHandler = (event, context) => {
+    service.invocations++;
+    return serviceHandler(event, context);
+  };
+  const verifier = new SigV4Verifier(service);
   const server = await startLocalServer({
     routes: {
       '/refresh': createRefreshHandler(runtime),
       '/session': createSessionHandler(runtime),
     },
+    keyedRoutes: SERVICE_ROUTE_KEYS.map((routeKey) => ({
+      routeKey,
+      handler: countedService,
+      iam: true,
+    })),
+    iamAuthorizer: (request) => verifier.verify(request),
   });
   const salesforce = stack.salesforce;
   if (!salesforce) throw new Error('the harness needs the fake Salesforce');
@@ -149,6 +189,14 @@ export async function startBrokerHarness(
     server,
     log,
     metrics,
+    service: Object.assign(service, {
+      fetch: (path: string, options: Partial<SignedFetchOptions> = {}) =>
+        signedFetch(`${server.url}${path}`, {
+          credentials: service.credentials,
+          region: service.region,
+          ...options,
+        }),
+    }),
     seedSession(options) {
       return seedSession(runtime, salesforce, options);
     },

@@ -23,6 +23,11 @@ import {
   synthesizeApp,
 } from '../../local/bundle-runtime.ts';
 import type { FakeSalesforce, FakeSalesforceOptions } from '../../local/fake-salesforce.ts';
+import {
+  generateLocalCredentials,
+  type ServiceCredentials,
+  SigV4Verifier,
+} from '../../local/sigv4-verifier.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { type SeededSession, seedSession } from './broker-harness.ts';
 
@@ -47,6 +52,8 @@ export interface DeployedBroker {
   /** Adapters in the test process, on the emulators directly: setup and inspection only. */
   setup: { store: SessionStore; vault: TokenVault };
   seedSession(options?: { committedAgoMs?: number }): Promise<SeededSession>;
+  /** The one credential pair the service API's `AWS_IAM` routes accept here. */
+  service: { credentials: ServiceCredentials; region: string };
   /** `POST /refresh` with the bearer handle, over HTTP, to the shipped bundle. */
   refresh(handle: string, body?: unknown): Promise<Response>;
   /** The raw session item, read from dynalite directly (not through a fault proxy). */
@@ -72,10 +79,12 @@ export async function startDeployedBroker(options: {
   const overrides = Object.fromEntries(
     LOCAL_OVERRIDES.map((name) => [name, stack.env[name]]),
   ) as Record<LocalOverride, string>;
+  const service = { credentials: generateLocalCredentials(), region: 'us-east-1' };
   const api = await startBundleApi({
     app: options.app,
     resources: { tableName: stack.tableName, keyId: stack.keyId, secretId: stack.secretId },
     overrides,
+    iamVerifier: new SigV4Verifier(service),
   });
   // Explicit endpoints rather than process.env: several brokers may run in one process.
   const clientConfig = {
@@ -98,6 +107,7 @@ export async function startDeployedBroker(options: {
     fake,
     api,
     setup,
+    service,
     seedSession: (seedOptions) => seedSession(setup, fake, seedOptions),
     refresh(handle, body) {
       return fetch(`${api.url}/refresh`, {

@@ -22,10 +22,12 @@ import { createCallbackHandler } from '../../functions/routes/callback.ts';
 import { createLoginHandler } from '../../functions/routes/login.ts';
 import { createLogoutHandler } from '../../functions/routes/logout.ts';
 import { createRefreshHandler } from '../../functions/routes/refresh.ts';
+import { createServiceHandler } from '../../functions/routes/service.ts';
 import { createSessionHandler } from '../../functions/routes/session.ts';
 import { createTokenHandler } from '../../functions/routes/token.ts';
 import { SalesforceOAuthClient } from '../../functions/salesforce/oauth-client.ts';
 import { findClientApp, isRegisteredRedirectUri } from '../../functions/shared/client-apps.ts';
+import { SERVICE_ROUTE_KEYS } from '../../functions/shared/constants.ts';
 import { CaptureLog, CaptureMetrics } from './capture-log.ts';
 import { httpEvent } from './http-event.ts';
 import { MemoryBrokerCodeStore } from './memory-code-store.ts';
@@ -147,7 +149,15 @@ export interface EntryPoint {
   path: string;
   build(ports: FuzzPorts): HttpHandler;
   template: RequestTemplate;
+  /**
+   * Route keys with a `{connection_id}` (the service API): each event names one, with a
+   * path parameter and the IAM caller API Gateway adds once it verified the signature.
+   */
+  routeKeys?: readonly string[];
 }
+
+/** Stands for the run's seeded connection id in generated path parameters. */
+const CONNECTION_ID = '__CONNECTION_ID__';
 
 const CREDENTIALS: Pick<RequestTemplate, 'headers' | 'cookies'> = {
   headers: [
@@ -216,6 +226,19 @@ export const TEMPLATES = {
     queries: [''],
     bodies: TOKEN_BODIES,
   },
+  service: {
+    method: 'POST',
+    headers: [{}, { 'content-type': 'application/json' }] as Record<string, string>[],
+    cookies: [undefined],
+    queries: [
+      '',
+      'organization_id=00Dxx0000001gPLEAY',
+      'organization_id=00Dxx0000001gPL&user_id=005xx000001Sv6AAAS&limit=1',
+      'organization_id=00Dxx0000001gPLEAY&cursor=1',
+      'organization_id=00Dxx0000001gPLEAY&limit=100&cursor=0',
+    ],
+    bodies: [undefined, '{"version":1}', '{"version":0}', '{}'],
+  },
   callback: {
     method: 'GET',
     headers: [{}],
@@ -274,6 +297,13 @@ export const ENTRY_POINTS: readonly EntryPoint[] = [
     template: TEMPLATES.callback,
   },
   { name: 'token', path: '/token', build: (p) => createTokenHandler(p), template: TEMPLATES.token },
+  {
+    name: 'service',
+    path: '/connections',
+    build: (p) => createServiceHandler(p),
+    template: TEMPLATES.service,
+    routeKeys: SERVICE_ROUTE_KEYS,
+  },
 ];
 
 export function buildPorts(log: Log = new CaptureLog()): FuzzPorts {
@@ -314,6 +344,8 @@ export interface RunSecrets {
   verifier: string;
   challenge: string;
   appState: string;
+  /** The seeded session's connection (not a secret: service API calls name it). */
+  connectionId: string;
   /** Every value that must never be logged. */
   canaries: string[];
 }
@@ -346,6 +378,7 @@ export async function prepareRun(ports: FuzzPorts): Promise<RunSecrets> {
     scope: tokens.scope,
   };
   await ports.store.create(record);
+  const connectionId = record.connectionId ?? '';
 
   // A real /login, so /callback can meet a live transaction.
   const login = createLoginHandler(ports);
@@ -382,6 +415,7 @@ export async function prepareRun(ports: FuzzPorts): Promise<RunSecrets> {
     verifier,
     challenge,
     appState,
+    connectionId,
     canaries: [
       handle,
       state,
@@ -597,6 +631,25 @@ export interface GeneratedEvent {
   requestId: string;
   /** `partial`: no `requestContext.http`; `bare`: no `requestContext` at all. */
   context: 'full' | 'partial' | 'bare';
+  /** For entry points with `routeKeys`: the route key and `{connection_id}` of the event. */
+  keyed?: { routeKey: string; connectionId: string } | undefined;
+}
+
+function keyedArbitrary(
+  entry: EntryPoint,
+): fc.Arbitrary<{ routeKey: string; connectionId: string } | undefined> {
+  if (!entry.routeKeys) return fc.constant(undefined);
+  return fc.record({
+    routeKey: fc.oneof(
+      { weight: 8, arbitrary: fc.constantFrom(...entry.routeKeys) },
+      { weight: 1, arbitrary: fc.constantFrom('$default', 'ANY /connections', '') },
+    ),
+    connectionId: fc.oneof(
+      { weight: 4, arbitrary: fc.constant(CONNECTION_ID) },
+      { weight: 1, arbitrary: fc.constant('con_AAAAAAAAAAAAAAAAAAAAAA') },
+      { weight: 1, arbitrary: hostileText },
+    ),
+  });
 }
 
 export function eventArbitrary(entry: EntryPoint): fc.Arbitrary<GeneratedEvent> {
@@ -629,6 +682,7 @@ function nearlyValidEvent(entry: EntryPoint): fc.Arbitrary<GeneratedEvent> {
     isBase64Encoded: keep([false], fc.boolean()),
     requestId: fc.uuid(),
     context: fc.constant<GeneratedEvent['context']>('full'),
+    keyed: keyedArbitrary(entry),
   });
 }
 
@@ -654,6 +708,7 @@ function anyEvent(entry: EntryPoint): fc.Arbitrary<GeneratedEvent> {
       'partial',
       'bare',
     ),
+    keyed: keyedArbitrary(entry),
   });
 }
 
@@ -688,6 +743,27 @@ export function materialise(
     isBase64Encoded: generated.isBase64Encoded,
   });
   built.requestContext.requestId = generated.requestId;
+  if (generated.keyed) {
+    // What API Gateway adds on an AWS_IAM route once the SigV4 signature holds.
+    const { routeKey, connectionId } = generated.keyed;
+    built.routeKey = routeKey;
+    built.requestContext.routeKey = routeKey;
+    built.pathParameters = {
+      connection_id: connectionId === CONNECTION_ID ? secrets.connectionId : connectionId,
+    };
+    Object.assign(built.requestContext, {
+      authorizer: {
+        iam: {
+          accessKey: 'ASIAFUZZFUZZFUZZFUZZ',
+          accountId: '123456789012',
+          callerId: 'AROAFUZZ:job',
+          userArn: 'arn:aws:sts::123456789012:assumed-role/fuzz-job/job',
+          principalOrgId: null,
+          cognitoIdentity: null,
+        },
+      },
+    });
+  }
   if (generated.path === undefined) Reflect.deleteProperty(built, 'rawPath');
   if (generated.context === 'partial') Reflect.deleteProperty(built.requestContext, 'http');
   if (generated.context === 'bare') Reflect.deleteProperty(built, 'requestContext');
@@ -808,6 +884,16 @@ export async function checkOneEvent(
     if (calls.revoke > 0) {
       check(mentions(input, secrets.brokerCode), `/token revoked without the code: ${described}`);
     }
+  } else if (entry.name === 'service') {
+    // IAM is the credential (API Gateway verified it); a token or revocation needs the id.
+    if (calls.refresh + calls.revoke > 0) {
+      check(
+        input.pathParameters?.connection_id === secrets.connectionId ||
+          input.rawQueryString?.includes('organization_id') === true,
+        `the service API called Salesforce for no connection: ${described}`,
+      );
+    }
+    check(calls.code === 0, `the service API exchanged a code: ${described}`);
   } else if (entry.name === 'callback' && calls.revoke > 0) {
     // A completed login ends the session the browser held before: only after the login.
     check(calls.code > 0, `/callback revoked a session without a login for ${described}`);

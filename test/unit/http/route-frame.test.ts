@@ -60,6 +60,9 @@ describe('The route frame (defineRoute)', () => {
         rawQueryString: '',
         body: '{"version":1}',
         requestId: 'unit-request',
+        routeKey: '$default',
+        pathParameters: {},
+        iamCaller: undefined,
       },
     ]);
   });

@@ -41,6 +41,7 @@ function fn(environment: DeployedFunction['environment']): DeployedFunction {
     logicalId: 'RefreshFunctionABC',
     name: 'RefreshFunction',
     routeKey: 'ANY /refresh',
+    authorizationType: 'NONE',
     assetDir: '/assets/refresh',
     handler: 'index.handler',
     runtime: 'nodejs24.x',

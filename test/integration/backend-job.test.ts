@@ -1,0 +1,108 @@
+/**
+ * `examples/backend-job.ts` as documented (README "Backend jobs: the service API"): a
+ * child process against the broker of `npm start` (`startBrokerLocally`), after a login,
+ * with the local credential pair in its environment for the default AWS credential chain.
+ */
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
+import { type FakeSalesforce, startFakeSalesforce } from '../../local/fake-salesforce.ts';
+import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function run(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'examples/backend-job.ts'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let output = '';
+    child.stdout.on('data', (chunk) => {
+      output += String(chunk);
+    });
+    child.stderr.on('data', (chunk) => {
+      output += String(chunk);
+    });
+    child.once('exit', (code) => resolve({ code, output }));
+  });
+}
+
+describe('examples/backend-job.ts', () => {
+  let org: FakeSalesforce | undefined;
+  let broker: RunningBroker | undefined;
+
+  afterAll(async () => {
+    await broker?.close();
+    await org?.close();
+  });
+
+  it("lists the user's connections, gets a token through the service API and runs a query", async () => {
+    // Prepare: the broker of `npm start` with no AWS credentials (a generated pair), a login
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    org = await startFakeSalesforce({
+      clientId: 'job-client',
+      clientSecret: 'job-secret',
+      redirectUris: [`${base}/callback`],
+      autoApprove: true,
+    });
+    broker = await startBrokerLocally({
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      PUBLIC_URL: base,
+      SALESFORCE_LOGIN_URL: org.url,
+      SALESFORCE_CLIENT_ID: 'job-client',
+      SALESFORCE_CLIENT_SECRET: 'job-secret',
+    });
+    const login = await fetch(`${base}/login`, { redirect: 'manual' });
+    const loginCookie = (login.headers.getSetCookie()[0] ?? '').split(';')[0] ?? '';
+    const authorize = await fetch(login.headers.get('location') ?? '', { redirect: 'manual' });
+    const callbackUrl = new URL(authorize.headers.get('location') ?? '');
+    const callback = await fetch(`${base}${callbackUrl.pathname}${callbackUrl.search}`, {
+      redirect: 'manual',
+      headers: { cookie: loginCookie },
+    });
+    const handle =
+      callback.headers
+        .getSetCookie()
+        .find((cookie) => cookie.startsWith('__Host-tb-session='))
+        ?.split(';')[0]
+        ?.split('=')[1] ?? '';
+    const session = (await (
+      await fetch(`${base}/session`, { headers: { authorization: `Bearer ${handle}` } })
+    ).json()) as { connection_id: string; organization_id: string; user_id: string };
+    org.resetCalls();
+
+    // Act: only what the README tells a user to set, nothing of this process's AWS setup
+    const job = await run({
+      PATH: process.env.PATH ?? '',
+      HOME: process.env.HOME ?? '',
+      BROKER_URL: broker.url,
+      ORGANIZATION_ID: session.organization_id,
+      USER_ID: session.user_id,
+      AWS_REGION: broker.service.region,
+      AWS_ACCESS_KEY_ID: broker.service.credentials.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: broker.service.credentials.secretAccessKey,
+      AWS_CONFIG_FILE: '/dev/null',
+      AWS_SHARED_CREDENTIALS_FILE: '/dev/null',
+    });
+
+    // Assert
+    expect(broker.service.generated).toBe(true);
+    expect(job.code, job.output).toBe(0);
+    expect(job.output).toContain('connections: 1');
+    expect(job.output).toContain(`connection ${session.connection_id}`);
+    expect(job.output).toMatch(/account: \S+/);
+    expect(org.calls.rest).toBeGreaterThanOrEqual(1);
+  }, 60_000);
+});
