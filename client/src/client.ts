@@ -157,6 +157,11 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
       response = await send(hint, AbortSignal.timeout(timeoutMs));
     } catch (error) {
       if (error instanceof BrokerError) throw error;
+      if ((error as Error | undefined)?.name === 'SigningError') {
+        throw new BrokerError('credentials_unavailable', 0, (error as Error).message, {
+          cause: error,
+        });
+      }
       throw new TemporarilyUnavailableError(
         'network_error',
         0,
@@ -300,11 +305,22 @@ function tokenRequest(
   const url = `${baseUrl}/connections/${encodeURIComponent(iam.connectionId)}/token`;
   // Loaded on first use: browsers and bearer callers never load the signer or the AWS chain.
   let signed: Promise<TokenRequest> | undefined;
-  return (hint, signal) => {
+  return async (hint, signal) => {
     signed ??= import(/* @vite-ignore */ /* webpackIgnore: true */ iamModule()).then(
       (module: typeof import('./iam.js')) => module.signedTokenRequest(url, iam, fetchFn),
     );
-    return signed.then((request) => request(hint, signal));
+    let request: TokenRequest;
+    try {
+      request = await signed;
+    } catch (error) {
+      throw new BrokerError(
+        'iam_unavailable',
+        0,
+        'The IAM mode needs @smithy/signature-v4, @smithy/hash-node and @aws-sdk/credential-provider-node, and a region.',
+        { cause: error },
+      );
+    }
+    return request(hint, signal);
   };
 }
 
@@ -312,7 +328,9 @@ declare const __IAM_MODULE__: string | undefined;
 
 /** The IAM module beside this one: `iam.js` in the package (set by its build), else the source. */
 function iamModule(): string {
-  return typeof __IAM_MODULE__ === 'string' ? __IAM_MODULE__ : './iam.ts';
+  return typeof __IAM_MODULE__ === 'string'
+    ? new URL(__IAM_MODULE__, import.meta.url).href
+    : './iam.ts';
 }
 
 /** `401` with Salesforce's `INVALID_SESSION_ID` for an expired or revoked access token. */

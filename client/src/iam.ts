@@ -9,6 +9,18 @@ import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentials, IamCredentialOptions, TokenRequest } from './client.js';
 
+/** No credentials to sign with (the chain found none, or a provider failed). */
+class SigningError extends Error {
+  override name = 'SigningError';
+
+  constructor(cause: unknown) {
+    super(
+      `Could not sign the request with AWS credentials: ${(cause as Error | undefined)?.message ?? String(cause)}`,
+      { cause },
+    );
+  }
+}
+
 type CredentialProvider = () => Promise<AwsCredentials>;
 
 /** The region: given, else the standard variables the AWS SDKs read. */
@@ -61,7 +73,7 @@ export function createSignedFetch(options: {
       const values = target.searchParams.getAll(key);
       query[key] = values.length === 1 ? (values[0] ?? '') : values;
     }
-    const signed = await signer.sign({
+    const unsigned = {
       method: init.method,
       protocol: target.protocol,
       hostname: target.hostname,
@@ -71,6 +83,9 @@ export function createSignedFetch(options: {
       // `host` is signed as fetch will send it: the URL's host, with a non-default port.
       headers: { ...init.headers, host: target.host },
       body: init.body,
+    };
+    const signed = await signer.sign(unsigned).catch((error: unknown) => {
+      throw new SigningError(error);
     });
     const { host: _host, ...headers } = signed.headers;
     return fetchFn(target, {
