@@ -30,7 +30,7 @@ function brokerError(status: number, error: string, headers: Record<string, stri
 function scriptedFetch(answers: Array<Response | Error | ((request: Request) => Response)>) {
   const requests: Request[] = [];
   const bodies: string[] = [];
-  const fetchFn = async (input: RequestInfo | URL, init?: RequestInit) => {
+  const fetchFn = async (input: string | URL | Request, init?: RequestInit) => {
     const request = new Request(input, init);
     requests.push(request);
     bodies.push(await request.clone().text());
@@ -94,7 +94,7 @@ describe('Client: createBrokerClient', () => {
       const client = createBrokerClient({
         baseUrl: BASE,
         credential: 'cookie',
-        fetch: (async (_input: RequestInfo | URL, init?: RequestInit) => {
+        fetch: (async (_input: string | URL | Request, init?: RequestInit) => {
           seen.push(init ?? {});
           return tokenAnswer(1);
         }) as typeof fetch,
@@ -159,7 +159,7 @@ describe('Client: createBrokerClient', () => {
       const client = createBrokerClient({
         baseUrl: BASE,
         credential: { bearer: HANDLE },
-        fetch: (async (_input: RequestInfo | URL, init?: RequestInit) => {
+        fetch: (async (_input: string | URL | Request, init?: RequestInit) => {
           bodies.push(String(init?.body ?? ''));
           if (bodies.length === 1) await gate;
           return answers.shift() as Response;
@@ -534,7 +534,7 @@ describe('Client: createBrokerClient', () => {
       const client = createBrokerClient({
         baseUrl: BASE,
         credential: { bearer: HANDLE },
-        fetch: (async (input: RequestInfo | URL, init?: RequestInit) => {
+        fetch: (async (input: string | URL | Request, init?: RequestInit) => {
           const request = new Request(input, init);
           if (request.url === `${BASE}/refresh`) {
             refreshes++;
