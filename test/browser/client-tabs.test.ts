@@ -60,14 +60,11 @@ describe.skipIf(!executablePath)('Client in Chromium, two tabs', () => {
   });
 
   const status = (page: Page) => page.locator('#status').textContent();
-  const token = (page: Page) =>
-    page.evaluate(async () => {
-      const client = (
-        window as unknown as { brokerClient: { getAccessToken(): Promise<TokenInPage> } }
-      ).brokerClient;
-      const { accessToken, version } = await client.getAccessToken();
-      return { accessToken, version };
-    });
+  /** The page's client (`window.brokerClient` of the demo's example): its current token. */
+  const token = (page: Page): Promise<TokenInPage> =>
+    page.evaluate(
+      `brokerClient.getAccessToken().then(({ accessToken, version }) => ({ accessToken, version }))`,
+    );
 
   it('shares the token between tabs, and one /refresh after an expiry serves both', async () => {
     // Prepare: log in in the first tab, open the second; both hold the session cookie
