@@ -33,6 +33,18 @@ export async function buildClient(): Promise<void> {
     target: 'node20',
     // Optional peer dependencies: resolved from the user's node_modules.
     external: ['@smithy/*', '@aws-sdk/*'],
+    plugins: [
+      {
+        // The errors are index.js's own classes, not a second copy (`instanceof` holds).
+        name: 'errors-from-index',
+        setup(iamBuild) {
+          iamBuild.onResolve({ filter: /^\.\/errors\.js$/ }, () => ({
+            path: './index.js',
+            external: true,
+          }));
+        },
+      },
+    ],
     outfile: `${CLIENT_DIR}dist/iam.js`,
     logLevel: 'warning',
   });

@@ -119,8 +119,8 @@ const realClock = {
  * errors, and makes concurrent callers share one request.
  */
 export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
-  const baseUrl = options.baseUrl.replace(/\/+$/, '');
-  if (!URL.canParse(baseUrl)) throw new TypeError(`baseUrl must be an absolute URL: ${baseUrl}`);
+  // `new URL` refuses a relative or malformed base URL (TypeError).
+  const baseUrl = new URL(options.baseUrl).href.replace(/\/+$/, '');
   const loginUrl = options.loginUrl ?? `${baseUrl}/login`;
   const clock = options.clock ?? realClock;
   const budgetMs = options.retryBudgetMs ?? DEFAULT_RETRY_BUDGET_MS;
@@ -144,7 +144,7 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
 
   const share = options.shareAcrossTabs ?? options.credential === 'cookie';
   const tabs: TabShare | undefined = share
-    ? createTabShare(`salesforce-token-broker ${baseUrl}`, {
+    ? createTabShare(`token-broker ${baseUrl}`, {
         usable: () => (usable(current) ? current : undefined),
         dead: () => dead,
         adopt,
@@ -157,18 +157,10 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
       response = await send(hint, AbortSignal.timeout(timeoutMs));
     } catch (error) {
       if (error instanceof BrokerError) throw error;
-      if ((error as Error | undefined)?.name === 'SigningError') {
-        throw new BrokerError('credentials_unavailable', 0, (error as Error).message, {
-          cause: error,
-        });
-      }
-      throw new TemporarilyUnavailableError(
-        'network_error',
-        0,
-        'The broker did not answer (network failure or timeout).',
-        undefined,
-        { cause: error },
-      );
+      throw new TemporarilyUnavailableError('network_error', 0, 'No answer from the broker.', {
+        cause: error,
+        retryAfterSeconds: undefined,
+      });
     }
     const body: unknown = await response.json().catch(() => undefined);
     if (!response.ok) throw answerError(response, body, loginUrl);
@@ -177,7 +169,7 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
       throw new BrokerError(
         'invalid_response',
         response.status,
-        `The broker answered version ${token.version} for the dead version ${hint}.`,
+        `Version ${token.version} answered for dead version ${hint}.`,
       );
     }
     return token;
@@ -225,7 +217,7 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
       // An invalidation that came while the request ran can make its answer dead already.
       if (usable(token)) return token;
     }
-    throw new BrokerError('invalid_response', 0, 'Every token the broker answered was dead.');
+    throw new BrokerError('invalid_response', 0, 'Only dead tokens answered.');
   }
 
   function invalidate(version: number): void {
@@ -267,58 +259,45 @@ function tokenRequest(
   credential: BrokerCredential,
   fetchFn: typeof fetch,
 ): TokenRequest {
-  const jsonBody = (hint: number | undefined) =>
-    hint === undefined ? undefined : JSON.stringify({ version: hint });
-  if (credential === 'cookie') {
-    return (hint, signal) =>
-      fetchFn(`${baseUrl}/refresh`, {
-        method: 'POST',
-        credentials: 'include',
-        headers:
-          hint === undefined
-            ? { 'x-csrf': '1' }
-            : { 'x-csrf': '1', 'content-type': 'application/json' },
-        body: jsonBody(hint),
-        signal,
-      });
+  if (typeof credential === 'object' && 'iam' in credential) {
+    return iamTokenRequest(baseUrl, credential.iam, fetchFn);
   }
-  if ('bearer' in credential) {
-    if (typeof credential.bearer !== 'string' || credential.bearer === '') {
-      throw new TypeError('credential.bearer must be the session handle');
-    }
-    const authorization = `Bearer ${credential.bearer}`;
-    return (hint, signal) =>
-      fetchFn(`${baseUrl}/refresh`, {
-        method: 'POST',
-        headers:
-          hint === undefined
-            ? { authorization }
-            : { authorization, 'content-type': 'application/json' },
-        body: jsonBody(hint),
-        signal,
-      });
+  const cookie = credential === 'cookie';
+  if (!cookie && (typeof credential?.bearer !== 'string' || credential.bearer === '')) {
+    throw new TypeError('credential: "cookie", { bearer } or { iam }');
   }
-  const iam = credential.iam;
-  if (typeof iam?.connectionId !== 'string' || iam.connectionId === '') {
-    throw new TypeError('credential.iam.connectionId must be the connection id');
-  }
-  const url = `${baseUrl}/connections/${encodeURIComponent(iam.connectionId)}/token`;
-  // Loaded on first use: browsers and bearer callers never load the signer or the AWS chain.
+  const headers: Record<string, string> = cookie
+    ? { 'x-csrf': '1' }
+    : { authorization: `Bearer ${credential.bearer}` };
+  return (hint, signal) =>
+    fetchFn(`${baseUrl}/refresh`, {
+      method: 'POST',
+      // The cookie is the broker's: sent on cross-origin calls too (allowed origins only).
+      ...(cookie ? { credentials: 'include' } : {}),
+      headers: hint === undefined ? headers : { ...headers, 'content-type': 'application/json' },
+      body: hint === undefined ? undefined : JSON.stringify({ version: hint }),
+      signal,
+    });
+}
+
+/** The IAM module, loaded on first use: browsers and bearer callers never load the signer. */
+function iamTokenRequest(
+  baseUrl: string,
+  iam: IamCredentialOptions,
+  fetchFn: typeof fetch,
+): TokenRequest {
   let signed: Promise<TokenRequest> | undefined;
   return async (hint, signal) => {
     signed ??= import(/* @vite-ignore */ /* webpackIgnore: true */ iamModule()).then(
-      (module: typeof import('./iam.js')) => module.signedTokenRequest(url, iam, fetchFn),
+      (module: typeof import('./iam.js')) => module.signedTokenRequest(baseUrl, iam, fetchFn),
     );
     let request: TokenRequest;
     try {
       request = await signed;
     } catch (error) {
-      throw new BrokerError(
-        'iam_unavailable',
-        0,
-        'The IAM mode needs @smithy/signature-v4, @smithy/hash-node and @aws-sdk/credential-provider-node, and a region.',
-        { cause: error },
-      );
+      throw new BrokerError('iam_unavailable', 0, `IAM mode: ${(error as Error).message}`, {
+        cause: error,
+      });
     }
     return request(hint, signal);
   };
@@ -348,13 +327,10 @@ async function isExpiredSession(response: Response): Promise<boolean> {
   );
 }
 
-/** Seconds in `Retry-After` (RFC 9110 s10.2.3: delay-seconds or an HTTP date). */
+/** `Retry-After` in seconds, as the broker sends it (RFC 9110 s10.2.3 delay-seconds). */
 function retryAfterSeconds(response: Response): number | undefined {
-  const value = response.headers.get('retry-after')?.trim();
-  if (!value) return undefined;
-  if (/^\d{1,6}$/.test(value)) return Number(value);
-  const date = Date.parse(value);
-  return Number.isNaN(date) ? undefined : Math.max(0, Math.ceil((date - Date.now()) / 1000));
+  const value = response.headers.get('retry-after')?.trim() ?? '';
+  return /^\d{1,6}$/.test(value) ? Number(value) : undefined;
 }
 
 function retryDelayMs(error: BrokerError, failures: number): number {
@@ -377,23 +353,23 @@ export function answerError(response: Response, body: unknown, loginUrl: string)
     typeof fields.error_description === 'string'
       ? fields.error_description
       : typeof fields.message === 'string'
-        ? `API Gateway answered ${status} ${fields.message}`
-        : `The broker answered ${status}.`;
+        ? `API Gateway: ${fields.message}`
+        : `HTTP ${status}`;
   if (code === 'reauthentication_required') {
-    return new ReauthenticationRequiredError(status, description, loginUrl);
+    return new ReauthenticationRequiredError(code, status, description, { loginUrl });
   }
-  if (code === 'invalid_session') return new SessionEndedError(status, description, loginUrl);
+  if (code === 'invalid_session') {
+    return new SessionEndedError(code, status, description, { loginUrl });
+  }
   if (status === 403) return new ForbiddenError(code ?? 'forbidden', status, description);
   if (
     code === 'temporarily_unavailable' ||
     (code === undefined && (status === 429 || status === 503))
   ) {
-    return new TemporarilyUnavailableError(
-      code ?? (status === 429 ? 'too_many_requests' : 'service_unavailable'),
-      status,
-      description,
-      retryAfterSeconds(response),
-    );
+    // API Gateway's own 429 and 503 too: the status tells them apart.
+    return new TemporarilyUnavailableError('temporarily_unavailable', status, description, {
+      retryAfterSeconds: retryAfterSeconds(response),
+    });
   }
   // API Gateway's 500 (the function crashed or timed out): /refresh is safe to repeat once.
   if (code === undefined && status === 500)
@@ -404,26 +380,28 @@ export function answerError(response: Response, body: unknown, loginUrl: string)
 /** The `/refresh` answer, field by field (README "HTTP contract (v1)"). */
 export function parseToken(body: unknown): AccessToken {
   const fields = typeof body === 'object' && body !== null ? (body as Record<string, unknown>) : {};
-  const fail = (what: string) =>
-    new BrokerError('invalid_response', 200, `The broker's answer has ${what}.`);
   const { access_token, instance_url, version, issued_at, token_type, expires_at } = fields;
-  if (typeof access_token !== 'string' || access_token === '') throw fail('no "access_token"');
-  if (typeof instance_url !== 'string' || !/^https?:\/\/[^/]/i.test(instance_url)) {
-    throw fail('no http(s) "instance_url"');
+  const invalid =
+    typeof access_token !== 'string' || access_token === ''
+      ? 'access_token'
+      : typeof instance_url !== 'string' || !/^https?:\/\/[^/]/i.test(instance_url)
+        ? 'instance_url'
+        : !Number.isSafeInteger(version) || (version as number) < 0
+          ? 'version'
+          : typeof issued_at !== 'string'
+            ? 'issued_at'
+            : token_type !== undefined && String(token_type).toLowerCase() !== 'bearer'
+              ? 'token_type'
+              : undefined;
+  if (invalid) {
+    throw new BrokerError('invalid_response', 200, `No valid "${invalid}" in the answer.`);
   }
-  if (typeof version !== 'number' || !Number.isSafeInteger(version) || version < 0) {
-    throw fail('no integer "version"');
-  }
-  if (typeof issued_at !== 'string') throw fail('no "issued_at"');
-  if (token_type !== undefined && String(token_type).toLowerCase() !== 'bearer') {
-    throw fail('a "token_type" other than Bearer');
-  }
-  const expiresAt = typeof expires_at === 'string' ? Date.parse(expires_at) : Number.NaN;
+  const expiresAt = typeof expires_at === 'string' ? Date.parse(expires_at) : -1;
   return {
-    accessToken: access_token,
-    instanceUrl: instance_url,
-    version,
-    issuedAt: issued_at,
-    ...(Number.isNaN(expiresAt) ? {} : { expiresAt }),
+    accessToken: access_token as string,
+    instanceUrl: instance_url as string,
+    version: version as number,
+    issuedAt: issued_at as string,
+    ...(expiresAt >= 0 ? { expiresAt } : {}),
   };
 }

@@ -10,10 +10,17 @@ export class BrokerError extends Error {
   /** HTTP status of the answer; 0 when there was none (network failure, timeout). */
   readonly status: number;
 
-  constructor(code: string, status: number, description: string, options?: { cause?: unknown }) {
+  constructor(
+    code: string,
+    status: number,
+    description: string,
+    options?: { cause?: unknown; loginUrl?: string; retryAfterSeconds?: number | undefined },
+  ) {
     super(description, options);
     this.code = code;
     this.status = status;
+    // The subclasses' own fields (`loginUrl`, `retryAfterSeconds`): one constructor for all.
+    Object.assign(this, options);
   }
 }
 
@@ -24,12 +31,7 @@ export class BrokerError extends Error {
 export class ReauthenticationRequiredError extends BrokerError {
   override name = 'ReauthenticationRequiredError';
   /** The broker's `/login`, where to send the user. */
-  readonly loginUrl: string;
-
-  constructor(status: number, description: string, loginUrl: string) {
-    super('reauthentication_required', status, description);
-    this.loginUrl = loginUrl;
-  }
+  declare readonly loginUrl: string;
 }
 
 /**
@@ -38,12 +40,8 @@ export class ReauthenticationRequiredError extends BrokerError {
  */
 export class SessionEndedError extends BrokerError {
   override name = 'SessionEndedError';
-  readonly loginUrl: string;
-
-  constructor(status: number, description: string, loginUrl: string) {
-    super('invalid_session', status, description);
-    this.loginUrl = loginUrl;
-  }
+  /** The broker's `/login`, where to send the user. */
+  declare readonly loginUrl: string;
 }
 
 /**
@@ -54,18 +52,7 @@ export class SessionEndedError extends BrokerError {
 export class TemporarilyUnavailableError extends BrokerError {
   override name = 'TemporarilyUnavailableError';
   /** The broker's `Retry-After` in seconds; undefined when the answer had none. */
-  readonly retryAfterSeconds: number | undefined;
-
-  constructor(
-    code: string,
-    status: number,
-    description: string,
-    retryAfterSeconds: number | undefined,
-    options?: { cause?: unknown },
-  ) {
-    super(code, status, description, options);
-    this.retryAfterSeconds = retryAfterSeconds;
-  }
+  declare readonly retryAfterSeconds: number | undefined;
 }
 
 /**

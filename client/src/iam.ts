@@ -8,18 +8,8 @@
 import { Hash } from '@smithy/hash-node';
 import { SignatureV4 } from '@smithy/signature-v4';
 import type { AwsCredentials, IamCredentialOptions, TokenRequest } from './client.js';
-
-/** No credentials to sign with (the chain found none, or a provider failed). */
-class SigningError extends Error {
-  override name = 'SigningError';
-
-  constructor(cause: unknown) {
-    super(
-      `Could not sign the request with AWS credentials: ${(cause as Error | undefined)?.message ?? String(cause)}`,
-      { cause },
-    );
-  }
-}
+// The package's iam.js takes this from index.js: one BrokerError class for `instanceof`.
+import { BrokerError } from './errors.js';
 
 type CredentialProvider = () => Promise<AwsCredentials>;
 
@@ -85,7 +75,14 @@ export function createSignedFetch(options: {
       body: init.body,
     };
     const signed = await signer.sign(unsigned).catch((error: unknown) => {
-      throw new SigningError(error);
+      // No credentials to sign with (the chain found none, or a provider failed): not
+      // something a retry fixes.
+      throw new BrokerError(
+        'credentials_unavailable',
+        0,
+        `Could not sign the request with AWS credentials: ${(error as Error | undefined)?.message}`,
+        { cause: error },
+      );
     });
     const { host: _host, ...headers } = signed.headers;
     return fetchFn(target, {
@@ -97,12 +94,19 @@ export function createSignedFetch(options: {
   };
 }
 
-/** The client's transport for `{ iam }`: `POST <url>` with the optional version hint. */
+/**
+ * The client's transport for `{ iam }`: `POST <baseUrl>/connections/{id}/token` with the
+ * optional `{"version": n}` hint, answered as `/refresh` is.
+ */
 export function signedTokenRequest(
-  url: string,
+  baseUrl: string,
   options: IamCredentialOptions,
   fetchFn: typeof fetch,
 ): TokenRequest {
+  if (typeof options?.connectionId !== 'string' || options.connectionId === '') {
+    throw new TypeError('credential.iam.connectionId must be the connection id');
+  }
+  const url = `${baseUrl}/connections/${encodeURIComponent(options.connectionId)}/token`;
   const signedFetch = createSignedFetch({
     ...(options.region ? { region: options.region } : {}),
     credentials: options.credentials,

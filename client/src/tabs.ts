@@ -2,11 +2,8 @@ import type { AccessToken } from './client.js';
 
 /** The parts of the Web Locks API used here (lib.dom's `LockManager`). */
 interface Locks {
-  request<T>(
-    name: string,
-    options: { mode: 'exclusive' | 'shared' },
-    callback: () => Promise<T>,
-  ): Promise<T>;
+  request<T>(name: string, callback: () => Promise<T>): Promise<T>;
+  request<T>(name: string, options: { mode: 'shared' }, callback: () => Promise<T>): Promise<T>;
   query(): Promise<{ held?: Array<{ name?: string }> }>;
 }
 
@@ -106,7 +103,7 @@ export function createTabShare(name: string, hooks: Hooks): TabShare | undefined
 
   return {
     run(refresh) {
-      return locks.request(name, { mode: 'exclusive' }, async () => {
+      return locks.request(name, async () => {
         const ready = hooks.usable();
         if (ready) return ready;
         const dead = hooks.dead();
@@ -141,18 +138,12 @@ export function createTabShare(name: string, hooks: Hooks): TabShare | undefined
   };
 }
 
-/** A token posted by another tab of this origin, checked as carefully as a broker answer. */
+/** A token posted by another tab of this origin (same origin only, yet checked). */
 function sharedToken(value: unknown): AccessToken | undefined {
   const token = value as Partial<AccessToken> | null;
-  if (
-    typeof token?.accessToken !== 'string' ||
-    typeof token.instanceUrl !== 'string' ||
-    typeof token.issuedAt !== 'string' ||
-    typeof token.version !== 'number' ||
-    !Number.isSafeInteger(token.version) ||
-    (token.expiresAt !== undefined && typeof token.expiresAt !== 'number')
-  ) {
-    return undefined;
-  }
-  return token as AccessToken;
+  return typeof token?.accessToken === 'string' &&
+    typeof token.instanceUrl === 'string' &&
+    Number.isSafeInteger(token.version)
+    ? (token as AccessToken)
+    : undefined;
 }
