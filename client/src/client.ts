@@ -197,7 +197,9 @@ export function createBrokerClient(options: BrokerClientOptions): BrokerClient {
   }
 
   function startFlight(): Promise<AccessToken> {
-    const hint = dead >= 0 ? dead : current?.version;
+    // Called only when `current` is unusable: dead, or about to expire, so its version is dead too.
+    const known = Math.max(dead, current?.version ?? -1);
+    const hint = known >= 0 ? known : undefined;
     const run = async () => {
       const token = await requestWithRetries(hint);
       adopt(token);

@@ -177,6 +177,35 @@ describe('Client: createBrokerClient', () => {
       expect(bodies).toEqual(['', '{"version":1}']);
     });
 
+    it('asks again, with its version as the hint, once the token is within 30 s of expires_at', async () => {
+      // Prepare: the clock at 1,000,000 ms; the first token expires 40 s later
+      const { clock } = fakeClock();
+      const expiry = new Date(1_000_000 + 40_000).toISOString();
+      const later = new Date(1_000_000 + 3_600_000).toISOString();
+      const broker = scriptedFetch([
+        tokenAnswer(1, { expires_at: expiry }),
+        tokenAnswer(2, { expires_at: later }),
+      ]);
+      const client = createBrokerClient({
+        baseUrl: BASE,
+        credential: { bearer: HANDLE },
+        fetch: broker.fetchFn,
+        clock,
+      });
+
+      // Act
+      const first = await client.getAccessToken();
+      const stillFirst = await client.getAccessToken();
+      await clock.sleep(15_000);
+      const second = await client.getAccessToken();
+
+      // Assert
+      expect(first.expiresAt).toBe(Date.parse(expiry));
+      expect(stillFirst).toBe(first);
+      expect(second.version).toBe(2);
+      expect(broker.bodies).toEqual(['', '{"version":1}']);
+    });
+
     it.each([
       [401, 'reauthentication_required', ReauthenticationRequiredError],
       [401, 'invalid_session', SessionEndedError],
