@@ -1,10 +1,12 @@
 /** `npm run bench`: every benchmark, side by side in one run, printed as Markdown tables. */
 import { benchBundles } from './bundles.ts';
+import { benchClientBundle } from './client-bundle.ts';
 import { benchRefresh } from './refresh.ts';
 
 const sections: Array<[string, () => Promise<string>]> = [
   ['Refresh path', benchRefresh],
   ['Bundles and cold start', benchBundles],
+  ['Client bundle', benchClientBundle],
 ];
 
 console.log(`# Benchmarks (node ${process.version}, ${new Date().toISOString()})\n`);

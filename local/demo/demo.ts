@@ -1,5 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import { build } from 'esbuild';
+import { INDEX_BUILD } from '../../client/scripts/build.ts';
 import type { HttpHandler } from '../../functions/http/route.ts';
 import { isTrustedSalesforceUrl } from '../../functions/salesforce/oauth-client.ts';
 import { SERVICE_ROUTE_KEYS } from '../../functions/shared/constants.ts';
@@ -8,6 +10,19 @@ import type { SigV4Verifier } from '../sigv4-verifier.ts';
 import type { LocalStack } from '../stack.ts';
 
 const DEMO_PAGE = new URL('./index.html', import.meta.url);
+
+/**
+ * The client package's `index.js`, built with the options `npm run build:client` ships it
+ * with, for the demo page's client example (`/_demo/client.js`). Built on first request, so
+ * `npm start` needs no build step and always serves the current source.
+ */
+let clientModule: Promise<string> | undefined;
+function builtClient(): Promise<string> {
+  clientModule ??= build({ ...INDEX_BUILD, write: false, logLevel: 'silent' }).then(
+    (result) => result.outputFiles?.[0]?.text ?? '',
+  );
+  return clientModule;
+}
 
 /**
  * The local server: the four Lambda entry files (imported after the environment is set,
@@ -54,8 +69,12 @@ export async function startDemo(options: {
       if (url.pathname === '/' && request.method === 'GET') {
         send(response, 200, 'text/html; charset=utf-8', page, {
           'content-security-policy':
-            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; base-uri 'none'",
+            "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'; base-uri 'none'",
         });
+        return true;
+      }
+      if (url.pathname === '/_demo/client.js' && request.method === 'GET') {
+        send(response, 200, 'text/javascript; charset=utf-8', await builtClient());
         return true;
       }
       if (url.pathname === '/_demo/salesforce' && request.method === 'GET') {

@@ -5,7 +5,7 @@ import { type BrokerHarness, readJson, startBrokerHarness } from '../support/bro
 /**
  * A real Salesforce client: jsforce calls its `refreshFn` when the REST API answers
  * `401 INVALID_SESSION_ID`, then retries. Here `refreshFn` asks the broker, so the client
- * never holds a refresh token (the snippet in the README).
+ * never holds a refresh token (the raw HTTP the README describes for other languages).
  */
 function brokerConnection(brokerUrl: string, handle: string, start: Record<string, unknown>) {
   let version = Number(start.version);
