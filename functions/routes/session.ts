@@ -8,7 +8,7 @@ import { json } from '../http/responses.ts';
 import { defineRoute, type FlushableMetrics, type HttpHandler } from '../http/route.ts';
 
 export interface SessionRouteDependencies {
-  config: { allowedOrigins: readonly string[] };
+  config: { allowedOrigins: readonly string[]; invocationDeadlineMs: number };
   store: Pick<SessionStore, 'get'>;
   clock: Clock;
   log: Log;
@@ -18,7 +18,8 @@ export interface SessionRouteDependencies {
 /**
  * `GET /session` (README "Connections"): the metadata of the connection the caller's
  * handle (cookie with `X-CSRF: 1`, or bearer) is the credential for, never a token. One
- * consistent read, no upstream call; the same `401`s as `/refresh`.
+ * consistent read under the invocation deadline, no upstream call; the same `401`s as
+ * `/refresh`.
  */
 export function createSessionHandler(deps: SessionRouteDependencies): HttpHandler {
   return defineRoute(deps, {
@@ -28,7 +29,9 @@ export function createSessionHandler(deps: SessionRouteDependencies): HttpHandle
     handle: async (request, log) => {
       const handle = callerHandle(request, deps.config.allowedOrigins);
       const sessionKey = sessionKeyOf(handle);
-      const record = await deps.store.get(sessionKey);
+      const record = await deps.store.get(sessionKey, {
+        timeoutMs: deps.config.invocationDeadlineMs,
+      });
       if (record === undefined || !isLiveSession(record, deps.clock.now())) {
         throw new InvalidSessionError('The session does not exist or has ended.');
       }

@@ -1,10 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import {
-  FUNCTION_ERROR_RESULT,
-  LAMBDA_RUNTIME_VARIABLES,
-  LOCAL_OVERRIDES,
-} from '../../local/bundle-runtime.ts';
+import { LAMBDA_RUNTIME_VARIABLES, LOCAL_OVERRIDES } from '../../local/bundle-runtime.ts';
 import type { FakeSalesforceOptions } from '../../local/fake-salesforce.ts';
 import { type Json, readJson } from '../support/broker-harness.ts';
 import {
@@ -347,58 +343,40 @@ describe.concurrent(`the function timeout (re-synthesized: functionTimeoutSecond
       expect(lastRefreshInvocation(broker)).toMatchObject({ timedOut: false, failed: false });
     }));
 
-  it('an invocation stalled on an answer that trickles in is killed at the function timeout, and API Gateway answers 500', ({
-    expect,
-  }) =>
-    withBroker(async (broker) => {
-      // Prepare: /session's GetItem answer trickles in over longer than the function
-      // timeout. The SDK's request timeout is an idle timeout, so it never fires, and
-      // /session's read passes no deadline of its own: nothing but the kill ends it.
-      const session = await broker.seedSession();
-      const route = short.route('ANY /session');
-      broker.stack.dynamodbFaults?.inject({
-        operation: 'GetItem',
-        kind: 'trickle',
-        ms: route.timeoutSeconds * 1000 + 3000,
-      });
+  it.each([
+    { route: 'ANY /login', operation: 'PutItem', functionName: 'LoginFunction' },
+    { route: 'ANY /session', operation: 'GetItem', functionName: 'SessionFunction' },
+  ] as const)(
+    '$route: a DynamoDB answer that trickles in past the function timeout is cut off by the invocation deadline: 503, no kill',
+    ({ route, operation, functionName }) =>
+      withBroker(async (broker) => {
+        // Prepare: the item is read or written, but the answer's body trickles in over longer
+        // than the function timeout. The SDK's request timeout is an idle timeout and never
+        // fires: only the deadline the route passes ends the call before Lambda's kill.
+        const session = await broker.seedSession();
+        broker.stack.dynamodbFaults?.inject({
+          operation,
+          kind: 'trickle',
+          ms: short.route(route).timeoutSeconds * 1000 + 3000,
+        });
 
-      // Act
-      const response = await fetch(`${broker.api.url}/session`, {
-        headers: { authorization: `Bearer ${session.handle}` },
-      });
+        // Act
+        const response =
+          route === 'ANY /login'
+            ? await fetch(`${broker.api.url}/login?return_to=/`, { redirect: 'manual' })
+            : await fetch(`${broker.api.url}/session`, {
+                headers: { authorization: `Bearer ${session.handle}` },
+              });
 
-      // Assert
-      expect(response.status).toBe(500);
-      expect(await response.text()).toBe(FUNCTION_ERROR_RESULT.body);
-      const invocations = broker.api.invocations.filter(
-        (call) => call.functionName === 'SessionFunction',
-      );
-      expect(invocations).toMatchObject([{ timedOut: true, statusCode: 500 }]);
-    }));
-
-  it("/login's transaction put that trickles in is cut off by its invocation deadline: 503, no kill", ({
-    expect,
-  }) =>
-    withBroker(async (broker) => {
-      // Prepare: the same stall on /login's PutItem, which runs under the deadline
-      const login = short.route('ANY /login');
-      broker.stack.dynamodbFaults?.inject({
-        operation: 'PutItem',
-        kind: 'trickle',
-        ms: login.timeoutSeconds * 1000 + 3000,
-      });
-
-      // Act
-      const response = await fetch(`${broker.api.url}/login?return_to=/`, { redirect: 'manual' });
-
-      // Assert
-      expect(response.status).toBe(503);
-      expect(await readJson(response)).toMatchObject({ error: 'temporarily_unavailable' });
-      const invocations = broker.api.invocations.filter(
-        (call) => call.functionName === 'LoginFunction',
-      );
-      expect(invocations).toMatchObject([{ timedOut: false }]);
-    }));
+        // Assert
+        expect(response.status).toBe(503);
+        expect(await readJson(response)).toMatchObject({ error: 'temporarily_unavailable' });
+        const invocations = broker.api.invocations.filter(
+          (call) => call.functionName === functionName,
+        );
+        expect(invocations).toMatchObject([{ timedOut: false }]);
+      }),
+  );
 
   it('a /callback whose two code exchanges would outlast the function timeout answers by its own deadline, before the kill', ({
     expect,

@@ -13,7 +13,7 @@ function setup() {
   const store = new MemorySessionStore();
   const log = new CaptureLog();
   const handler = createSessionHandler({
-    config: { allowedOrigins: [ORIGIN] },
+    config: { allowedOrigins: [ORIGIN], invocationDeadlineMs: 5_000 },
     store,
     clock: { now: () => NOW },
     log,
