@@ -1,6 +1,7 @@
 import { InvalidRequestError } from '../broker/errors.ts';
 import { type RefreshDependencies, refreshSession } from '../broker/refresh.ts';
 import { logSafeId, sessionKeyOf } from '../broker/session-handle.ts';
+import { accessTokenJson } from '../http/access-token.ts';
 import { callerHandle } from '../http/caller.ts';
 import { json } from '../http/responses.ts';
 import { defineRoute, type FlushableMetrics, type HttpHandler } from '../http/route.ts';
@@ -28,14 +29,7 @@ export function createRefreshHandler(deps: RefreshRouteDependencies): HttpHandle
         outcome: result.outcome,
         version: result.version,
       });
-      return json(200, {
-        access_token: result.accessToken,
-        instance_url: result.instanceUrl,
-        token_type: 'Bearer',
-        issued_at: result.issuedAt,
-        version: result.version,
-        ...(result.siteUrl === undefined ? {} : { site_url: result.siteUrl }),
-      });
+      return json(200, accessTokenJson(result));
     },
   });
 }

@@ -10,6 +10,7 @@ import {
   type ServiceDependencies,
 } from '../broker/service.ts';
 import { logSafeId } from '../broker/session-handle.ts';
+import { accessTokenJson } from '../http/access-token.ts';
 import { connectionJson } from '../http/connections.ts';
 import { parseQuery, singleParameter } from '../http/query.ts';
 import type { HttpRequest } from '../http/request.ts';
@@ -84,13 +85,7 @@ async function serve(
         outcome: result.outcome,
         version: result.version,
       });
-      return json(200, {
-        access_token: result.accessToken,
-        instance_url: result.instanceUrl,
-        token_type: 'Bearer',
-        issued_at: result.issuedAt,
-        version: result.version,
-      });
+      return json(200, accessTokenJson(result));
     }
     case 'GET /connections/{connection_id}': {
       audit({ connection: connectionId, action: 'describe' });
