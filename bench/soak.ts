@@ -270,8 +270,11 @@ async function main(): Promise<number> {
       return outcome;
     },
     releaseLease: (input) => store.releaseLease(input),
-    deleteAsLeaseHolder: (key, owner) => store.deleteAsLeaseHolder(key, owner),
-    deleteVersion: (key, version) => store.deleteVersion(key, version),
+    deleteAsLeaseHolder: (key, owner, ended) => store.deleteAsLeaseHolder(key, owner, ended),
+    deleteVersion: (key, version, options, ended) =>
+      store.deleteVersion(key, version, options, ended),
+    findEnded: (key) => store.findEnded(key),
+    findEndedConnection: (id) => store.findEndedConnection(id),
   };
   const routes = {
     '/refresh': createRefreshHandler({ ...runtime, store: countingStore }),

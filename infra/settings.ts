@@ -38,6 +38,8 @@ export interface TokenBrokerSettings {
   readonly sessionIdleTtlSeconds?: number;
   /** A token committed less than this long ago is returned as is (default 5). */
   readonly reuseWindowSeconds?: number;
+  /** Days an ended connection keeps its tombstone (default 30). */
+  readonly endedConnectionRetentionDays?: number;
   /** How long the functions cache the client credentials (default 300). */
   readonly secretCacheTtlSeconds?: number;
   /** Timeout of the functions that call Salesforce; also the lease (default 12). */
@@ -163,6 +165,7 @@ export interface ResolvedSettings {
   sessionAbsoluteTtlSeconds: number;
   sessionIdleTtlSeconds: number;
   reuseWindowSeconds: number;
+  endedConnectionRetentionDays: number;
   secretCacheTtlSeconds: number;
   budget: TimeoutBudget;
   throttling: Record<BrokerRoute | 'default', RouteThrottle>;
@@ -399,6 +402,7 @@ export function resolveSettings(
     scopes: shared('scopes'),
     ...sessions,
     reuseWindowSeconds: shared('reuseWindowSeconds'),
+    endedConnectionRetentionDays: shared('endedConnectionRetentionDays'),
     secretCacheTtlSeconds: shared('secretCacheTtlSeconds'),
     budget: resolveBudget(settings.functionTimeoutSeconds, shared('upstreamTimeoutMs')),
     clientApps: resolveClientApps(settings.clientApps),

@@ -96,8 +96,11 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
         kind: 'session',
         actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
       },
-      // A session Salesforce ended (`invalid_grant`) takes its connection pointer with it.
-      { kind: 'connection', actions: ['dynamodb:DeleteItem'] },
+      // A session Salesforce ended (`invalid_grant`) turns its connection pointer into a
+      // tombstone and leaves an `ended#` one under its session key, read when its handle
+      // comes back (README "Ended connections").
+      { kind: 'connection', actions: ['dynamodb:UpdateItem'] },
+      { kind: 'ended', actions: ['dynamodb:PutItem', 'dynamodb:GetItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -176,7 +179,15 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
         kind: 'session',
         actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
       },
-      { kind: 'connection', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] },
+      // GetItem also reads an ended connection's tombstone; UpdateItem turns a pointer into
+      // one (a grant Salesforce ended, a connection ended here), PutItem writes its `ended#`
+      // twin. A tombstone read by a refresh racing the end is not granted: it only explains,
+      // and without it the call answers 404 all the same.
+      {
+        kind: 'connection',
+        actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
+      },
+      { kind: 'ended', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -857,6 +868,7 @@ const ITEM_STATEMENT_IDS: Record<keyof typeof ITEM_PREFIX, string> = {
   login: 'LoginTransactionItems',
   connection: 'ConnectionPointerItems',
   code: 'BrokerCodeItems',
+  ended: 'EndedSessionTombstones',
 };
 
 function encryptionContextConditions(): Record<string, Record<string, string | string[]>> {

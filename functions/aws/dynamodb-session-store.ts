@@ -17,11 +17,14 @@ import type {
   CommitInput,
   ConnectionPage,
   ConnectionSummary,
+  EndedMark,
+  EndedReason,
   ListConnectionsInput,
   RefreshFailureKind,
   ReleaseLeaseInput,
   SessionRecord,
   SessionStore,
+  Tombstone,
 } from '../broker/ports.ts';
 import { CONNECTIONS_BY_ORG_INDEX, ITEM_PREFIX } from '../shared/constants.ts';
 import { sendDynamoDb } from './dynamodb-send.ts';
@@ -32,6 +35,8 @@ type Item = Record<string, AttributeValue>;
 const SESSION_PREFIX = ITEM_PREFIX.session;
 /** Partition key prefix of the items that point from a connection id to its session. */
 const CONNECTION_PREFIX = ITEM_PREFIX.connection;
+/** Partition key prefix of the tombstones of ended sessions, by session key. */
+const ENDED_PREFIX = ITEM_PREFIX.ended;
 /** Queries one listing page may take when expired connections are filtered out. */
 const MAX_LIST_QUERIES = 5;
 /** Items linger this long past their expiry before DynamoDB TTL may delete them. */
@@ -277,7 +282,12 @@ export class DynamoDbSessionStore implements SessionStore {
     }
   }
 
-  async deleteAsLeaseHolder(sessionKey: string, owner: string): Promise<boolean> {
+  async deleteAsLeaseHolder(
+    sessionKey: string,
+    owner: string,
+    ended?: EndedMark,
+  ): Promise<boolean> {
+    if (ended) await this.#putTombstone(sessionKey, ended);
     try {
       const result = await this.#send(
         new DeleteItemCommand({
@@ -288,7 +298,7 @@ export class DynamoDbSessionStore implements SessionStore {
           ReturnValues: 'ALL_OLD',
         }),
       );
-      await this.#deletePointer(result.Attributes as Item | undefined);
+      await this.#endPointer(result.Attributes as Item | undefined, ended);
       return true;
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return false;
@@ -300,10 +310,12 @@ export class DynamoDbSessionStore implements SessionStore {
     sessionKey: string,
     version: number,
     options?: CallOptions,
+    ended?: EndedMark,
   ): Promise<'deleted' | 'changed'> {
     // Conditional on the version the caller read, so whoever deletes knows which token set
     // it ended. When the answer of an applied delete is lost, the SDK's retry fails this
     // condition: the caller re-reads, finds nothing, and still holds the tokens to revoke.
+    if (ended) await this.#putTombstone(sessionKey, ended, options);
     try {
       const result = await this.#send(
         new DeleteItemCommand({
@@ -315,11 +327,113 @@ export class DynamoDbSessionStore implements SessionStore {
         }),
         options,
       );
-      await this.#deletePointer(result.Attributes as Item | undefined, options);
+      await this.#endPointer(result.Attributes as Item | undefined, ended, options);
       return 'deleted';
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return 'changed';
       throw error;
+    }
+  }
+
+  async findEnded(sessionKey: string, options?: CallOptions): Promise<Tombstone | undefined> {
+    const result = await this.#send(
+      new GetItemCommand({
+        TableName: this.#tableName,
+        Key: endedKey(sessionKey),
+        ConsistentRead: true,
+      }),
+      options,
+    );
+    return tombstoneFromItem(result.Item as Item | undefined);
+  }
+
+  async findEndedConnection(
+    connectionId: string,
+    options?: CallOptions,
+  ): Promise<Tombstone | undefined> {
+    const result = await this.#send(
+      new GetItemCommand({
+        TableName: this.#tableName,
+        Key: connectionKey(connectionId),
+        ConsistentRead: true,
+      }),
+      options,
+    );
+    return tombstoneFromItem(result.Item as Item | undefined);
+  }
+
+  /**
+   * Writes the tombstone of a session about to be deleted, before the delete: a delete
+   * whose answer is lost must not lose the explanation with it. Unconditional, so the SDK's
+   * retry of a put that landed writes the same item again. When the delete then does not
+   * happen (fenced, version moved), the tombstone is harmless: it is read only for a
+   * session key whose session is gone, and the session ends by another path or the same.
+   */
+  async #putTombstone(sessionKey: string, ended: EndedMark, options?: CallOptions) {
+    try {
+      await this.#writeTombstone(sessionKey, ended, options);
+    } catch {
+      // Best effort: the session must end all the same; without its tombstone the handle
+      // answers `invalid_session`, as before tombstones existed.
+    }
+  }
+
+  async #writeTombstone(sessionKey: string, ended: EndedMark, options?: CallOptions) {
+    const record = await this.get(sessionKey, options);
+    if (record === undefined) return;
+    await this.#send(
+      new PutItemCommand({
+        TableName: this.#tableName,
+        Item: {
+          ...endedKey(sessionKey),
+          ...tombstoneAttributes(record, ended),
+          ...(record.connectionId === undefined
+            ? {}
+            : { connectionId: { S: record.connectionId } }),
+        },
+      }),
+      options,
+    );
+  }
+
+  /** Removes the pointer of a deleted session, or with `ended` turns it into the tombstone. */
+  async #endPointer(
+    deleted: Item | undefined,
+    ended: EndedMark | undefined,
+    options?: CallOptions,
+  ) {
+    if (ended === undefined) return this.#deletePointer(deleted, options);
+    const connectionId = deleted?.connectionId?.S;
+    const sessionKey = deleted?.pk?.S?.slice(SESSION_PREFIX.length);
+    if (connectionId === undefined || sessionKey === undefined || deleted === undefined) return;
+    const attributes = tombstoneAttributes(fromItem(deleted), ended);
+    try {
+      // Conditional on the session it pointed to, so it is idempotent under the SDK's
+      // retry and never marks a pointer that names another session.
+      await this.#send(
+        new UpdateItemCommand({
+          TableName: this.#tableName,
+          Key: connectionKey(connectionId),
+          UpdateExpression:
+            'SET #kind = :kind, endedReason = :reason, endedAt = :endedAt, ' +
+            'orgId = :orgId, userId = :userId, #ttl = :ttl',
+          ConditionExpression: 'sessionKey = :sessionKey',
+          ExpressionAttributeNames: { '#kind': 'kind', '#ttl': 'ttl' },
+          ExpressionAttributeValues: {
+            ':sessionKey': { S: sessionKey },
+            ':kind': attributes.kind,
+            ':reason': attributes.endedReason,
+            ':endedAt': attributes.endedAt,
+            ':orgId': attributes.orgId,
+            ':userId': attributes.userId,
+            ':ttl': attributes.ttl,
+          },
+        }),
+        options,
+      );
+    } catch {
+      // Best effort, as the pointer's delete: the session is already gone and its
+      // `ended#` tombstone written; a pointer left unmarked answers `404`.
     }
   }
 
@@ -390,6 +504,54 @@ export class DynamoDbSessionStore implements SessionStore {
 
 function key(sessionKey: string): Item {
   return { pk: { S: SESSION_PREFIX + sessionKey } };
+}
+
+function endedKey(sessionKey: string): Item {
+  return { pk: { S: ENDED_PREFIX + sessionKey } };
+}
+
+/** The token-free attributes of a tombstone; DynamoDB's TTL removes it after retention. */
+function tombstoneAttributes(record: SessionRecord, ended: EndedMark) {
+  return {
+    kind: { S: 'tombstone' },
+    endedReason: { S: ended.reason },
+    endedAt: number(ended.endedAt),
+    orgId: { S: record.orgId },
+    userId: { S: record.userId },
+    ttl: number(Math.ceil(ended.retainUntil / 1000)),
+  } satisfies Item;
+}
+
+const ENDED_REASONS: readonly string[] = [
+  'reauthentication_required',
+  'service_api',
+] satisfies EndedReason[];
+
+/**
+ * A tombstone from an `ended#` item or a marked pointer; `undefined` for anything else
+ * (a live pointer, a malformed item). Expired ones are dropped: DynamoDB's TTL deletes late.
+ */
+export function tombstoneFromItem(item: Item | undefined, now = Date.now()): Tombstone | undefined {
+  const reason = item?.endedReason?.S;
+  const endedAt = item?.endedAt?.N;
+  const ttl = item?.ttl?.N;
+  if (item === undefined || reason === undefined || !ENDED_REASONS.includes(reason)) {
+    return undefined;
+  }
+  if (endedAt === undefined || !Number.isFinite(Number(endedAt))) return undefined;
+  if (ttl !== undefined && Number(ttl) * 1000 <= now) return undefined;
+  return {
+    connectionId: item.connectionId?.S ?? connectionIdOfPointer(item),
+    orgId: item.orgId?.S ?? '',
+    userId: item.userId?.S ?? '',
+    reason: reason as EndedReason,
+    endedAt: Number(endedAt),
+  };
+}
+
+function connectionIdOfPointer(item: Item): string | undefined {
+  const pk = item.pk?.S;
+  return pk?.startsWith(CONNECTION_PREFIX) ? pk.slice(CONNECTION_PREFIX.length) : undefined;
 }
 
 function connectionKey(connectionId: string): Item {

@@ -80,6 +80,11 @@ export interface BrokerConfig {
    * `SALESFORCE_SCOPES`.
    */
   salesforceApps: readonly SalesforceAppSettings[];
+  /**
+   * How long an ended connection's tombstone is kept (`ENDED_CONNECTION_RETENTION_DAYS`,
+   * default 30 days), in ms.
+   */
+  endedConnectionRetentionMs: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -108,6 +113,7 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
     sessionIdleTtlMs: read(SETTINGS.sessionIdleTtlSeconds) * 1000,
     loginHosts: read(SETTINGS.loginHosts),
     salesforceApps: [],
+    endedConnectionRetentionMs: read(SETTINGS.endedConnectionRetentionDays) * 86_400_000,
   };
   config.salesforceApps = salesforceApps(env, config);
   checkCrossRules(config);

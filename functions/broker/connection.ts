@@ -1,5 +1,21 @@
 import { randomBytes } from 'node:crypto';
-import type { ConnectionSummary, SessionRecord } from './ports.ts';
+import type { ConnectionSummary, EndedMark, EndedReason, SessionRecord } from './ports.ts';
+
+/** `endedConnectionRetentionDays`' default (functions/shared/settings-table.ts), in ms. */
+export const DEFAULT_ENDED_RETENTION_MS = 30 * 86_400_000;
+
+/**
+ * The tombstone a connection ended by Salesforce (`invalid_grant`) or the service API
+ * keeps for `endedConnectionRetentionDays` (README "Ended connections").
+ */
+export function endedMark(
+  config: { endedConnectionRetentionMs?: number | undefined },
+  reason: EndedReason,
+  now: number,
+): EndedMark {
+  const retentionMs = config.endedConnectionRetentionMs ?? DEFAULT_ENDED_RETENTION_MS;
+  return { reason, endedAt: now, retainUntil: now + retentionMs };
+}
 
 /** `con_` and 128 random bits, base64url without padding (22 characters). */
 const CONNECTION_ID_PATTERN = /^con_[A-Za-z0-9_-]{22}$/;

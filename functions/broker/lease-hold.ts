@@ -2,6 +2,7 @@ import { describeError } from '../shared/describe-error.ts';
 import { TemporarilyUnavailableError } from './errors.ts';
 import type {
   Clock,
+  EndedMark,
   Log,
   RefreshFailureKind,
   SealedTokenSet,
@@ -94,9 +95,12 @@ export class LeaseHold {
       );
   }
 
-  /** Deletes the session only while this lease is held (a lapsed holder deletes nothing). */
-  deleteSession(): Promise<boolean> {
-    return this.#deps.store.deleteAsLeaseHolder(this.sessionKey, this.owner);
+  /**
+   * Deletes the session only while this lease is held (a lapsed holder deletes nothing),
+   * keeping a tombstone when `ended` says why.
+   */
+  deleteSession(ended?: EndedMark): Promise<boolean> {
+    return this.#deps.store.deleteAsLeaseHolder(this.sessionKey, this.owner, ended);
   }
 
   /**

@@ -4,6 +4,7 @@ import type { TokenVault } from './envelope.ts';
 import { SessionIntegrityError, TemporarilyUnavailableError } from './errors.ts';
 import type {
   CallOptions,
+  EndedMark,
   Log,
   MetricSink,
   SalesforceApp,
@@ -78,11 +79,12 @@ export async function endSession(
   sessionKey: string,
   reason: EndSessionReason,
   deadline?: { at: number; now: () => number },
+  ended?: EndedMark,
 ): Promise<EndSessionOutcome> {
   const session = logSafeId(sessionKey);
   const left = (): CallOptions =>
     deadline === undefined ? {} : { timeoutMs: deadline.at - deadline.now() };
-  const record = await deleteCurrentVersion(deps, sessionKey, left);
+  const record = await deleteCurrentVersion(deps, sessionKey, left, ended);
   if (!record) {
     deps.log.info('no session to end', { event: 'session_absent', session, reason });
     return 'absent';
@@ -134,6 +136,7 @@ async function deleteCurrentVersion(
   deps: Pick<EndSessionDependencies, 'store'>,
   sessionKey: string,
   left: () => CallOptions,
+  ended: EndedMark | undefined,
 ): Promise<SessionRecord | undefined> {
   let last: SessionRecord | undefined;
   for (let attempt = 0; attempt < MAX_DELETE_ATTEMPTS; attempt++) {
@@ -142,7 +145,7 @@ async function deleteCurrentVersion(
     last = record;
     let outcome: 'deleted' | 'changed';
     try {
-      outcome = await deps.store.deleteVersion(sessionKey, record.version, left());
+      outcome = await deps.store.deleteVersion(sessionKey, record.version, left(), ended);
     } catch (error) {
       // Every attempt failed, yet one may have landed with its answer lost: look again, or
       // a retried logout would find nothing and leave the grant alive at Salesforce.

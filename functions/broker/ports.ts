@@ -243,8 +243,11 @@ export interface SessionStore {
   commit(input: CommitInput, options?: CallOptions): Promise<'committed' | 'fenced'>;
   /** Gives the lease up (or keeps it, see `keepLease`) recording why; no-op when fenced. */
   releaseLease(input: ReleaseLeaseInput): Promise<void>;
-  /** Deletes the session only while `owner` holds its lease; false when fenced. */
-  deleteAsLeaseHolder(sessionKey: string, owner: string): Promise<boolean>;
+  /**
+   * Deletes the session only while `owner` holds its lease; false when fenced. With
+   * `ended`, a tombstone is kept (see {@link EndedMark}).
+   */
+  deleteAsLeaseHolder(sessionKey: string, owner: string, ended?: EndedMark): Promise<boolean>;
   /**
    * Deletes the session only while its stored version is `version`, so the caller knows
    * exactly which token set it ended: `'changed'` when the version moved or the item is
@@ -254,7 +257,37 @@ export interface SessionStore {
     sessionKey: string,
     version: number,
     options?: CallOptions,
+    ended?: EndedMark,
   ): Promise<'deleted' | 'changed'>;
+  /** The tombstone of an ended session, by its key; `undefined` if none (or unreadable). */
+  findEnded(sessionKey: string, options?: CallOptions): Promise<Tombstone | undefined>;
+  /** The tombstone of an ended connection, by its id; `undefined` if none. */
+  findEndedConnection(connectionId: string, options?: CallOptions): Promise<Tombstone | undefined>;
+}
+
+/** Why a connection ended, as `GET /connections/{id}` answers it (`ended_reason`). */
+export type EndedReason = 'reauthentication_required' | 'service_api';
+
+/**
+ * Asks a delete to keep a token-free tombstone until `retainUntil` (epoch ms), so the
+ * connection id and the session handle explain why they no longer work.
+ */
+export interface EndedMark {
+  reason: EndedReason;
+  /** Epoch ms. */
+  endedAt: number;
+  /** Epoch ms (`endedConnectionRetentionDays` after `endedAt`). */
+  retainUntil: number;
+}
+
+/** What is left of an ended connection: ids and why, never a token. */
+export interface Tombstone {
+  connectionId: string | undefined;
+  orgId: string;
+  userId: string;
+  reason: EndedReason;
+  /** Epoch ms. */
+  endedAt: number;
 }
 
 /**

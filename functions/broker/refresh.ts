@@ -1,10 +1,11 @@
 import { describeError } from '../shared/describe-error.ts';
 import type { BrokerConfig } from './config.ts';
-import { isLiveSession } from './connection.ts';
+import { endedMark, isLiveSession } from './connection.ts';
 import type { TokenVault } from './envelope.ts';
 import {
   InvalidRequestError,
   InvalidSessionError,
+  ReauthenticationRequiredError,
   SessionIntegrityError,
   TemporarilyUnavailableError,
   UPSTREAM_FORBIDDEN_DESCRIPTION,
@@ -54,7 +55,8 @@ export interface RefreshDependencies extends AppDependencies {
   clock: Clock;
   log: Log;
   metrics: MetricSink;
-  config: Pick<BrokerConfig, 'reuseWindowMs' | 'leaseMs' | 'waitBudgetMs' | 'sessionIdleTtlMs'>;
+  config: Pick<BrokerConfig, 'reuseWindowMs' | 'leaseMs' | 'waitBudgetMs' | 'sessionIdleTtlMs'> &
+    Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs'>>;
   /** Replaced in tests; defaults to a timer. */
   sleep?: (milliseconds: number) => Promise<void>;
   random?: () => number;
@@ -106,6 +108,29 @@ export async function refreshSession(
 }
 
 /**
+ * The answer for a session that is gone: `reauthentication_required` when its tombstone
+ * says Salesforce or the service API ended it (no upstream call: the grant is dead),
+ * otherwise `invalid_session`. The tombstone only explains: a failed read answers as if
+ * there were none.
+ */
+async function endedSessionError(
+  deps: Pick<RefreshDependencies, 'store' | 'log'>,
+  sessionKey: string,
+): Promise<Error> {
+  const tombstone = await deps.store.findEnded(sessionKey).catch((error: unknown) => {
+    deps.log.warn('tombstone read failed', {
+      session: logSafeId(sessionKey),
+      error: describeError(error),
+    });
+    return undefined;
+  });
+  if (tombstone !== undefined) {
+    return new ReauthenticationRequiredError('This connection has ended; log in again.');
+  }
+  return new InvalidSessionError('The session does not exist or has ended.');
+}
+
+/**
  * {@link refreshSession} for a session found another way (the service API finds it by
  * connection id): the same loop on the same item, so callers with a handle and callers
  * with a connection id share one lease and one upstream call.
@@ -127,7 +152,7 @@ export async function refreshStoredSession(
     const step = await call.readAndDecide();
     switch (step.kind) {
       case 'ended':
-        throw new InvalidSessionError('The session does not exist or has ended.');
+        throw await endedSessionError(deps, sessionKey);
       case 'hint_too_new':
         throw new InvalidRequestError(
           '"version" is newer than the session; send the version you hold.',
@@ -400,7 +425,8 @@ async function refreshAsLeaseHolder(
     return refreshFailure(deps, error, {
       session,
       release: (kind, keepLease) => hold.release(kind, keepLease),
-      deleteSession: () => hold.deleteSession(),
+      deleteSession: () =>
+        hold.deleteSession(endedMark(deps.config, 'reauthentication_required', clock.now())),
       newerVersion: async () => {
         const latest = await deps.store.get(hold.sessionKey);
         if (latest && latest.version > record.version && isLiveSession(latest, clock.now())) {

@@ -1,7 +1,18 @@
-import { isLiveSession, isWellFormedConnectionId, summarizeConnection } from './connection.ts';
+import {
+  endedMark,
+  isLiveSession,
+  isWellFormedConnectionId,
+  summarizeConnection,
+} from './connection.ts';
 import { InvalidSessionError, NotFoundError, SessionIntegrityError } from './errors.ts';
 import { type EndSessionOutcome, endSession, type RevocationClient } from './logout.ts';
-import type { CallOptions, ConnectionPage, ConnectionSummary, SessionRecord } from './ports.ts';
+import type {
+  CallOptions,
+  ConnectionPage,
+  ConnectionSummary,
+  SessionRecord,
+  Tombstone,
+} from './ports.ts';
 import {
   type FreshAccessToken,
   type RefreshDependencies,
@@ -54,16 +65,33 @@ export async function connectionToken(
   }
 }
 
-/** `GET /connections/{connection_id}`: the metadata, never a token; `404` when unknown. */
+/** What `GET /connections/{connection_id}` finds: a live connection or a tombstone. */
+export type DescribedConnection =
+  | { status: 'active'; summary: ConnectionSummary }
+  | { status: 'ended'; tombstone: Tombstone };
+
+/**
+ * `GET /connections/{connection_id}`: the metadata, never a token; for a connection that
+ * Salesforce or the service API ended within `endedConnectionRetentionDays`, its
+ * tombstone (why and when); `404` when unknown. The tombstone is read only when no live
+ * session was found, so a live connection costs no extra read.
+ */
 export async function describeConnection(
   deps: Pick<ServiceDependencies, 'store' | 'clock'>,
   connectionId: string,
   options?: CallOptions,
-): Promise<ConnectionSummary> {
-  const record = await findLiveConnection(deps, connectionId, options);
-  const summary = summarizeConnection(record);
-  if (summary === undefined) throw new NotFoundError(NOT_FOUND);
-  return summary;
+): Promise<DescribedConnection> {
+  try {
+    const record = await findLiveConnection(deps, connectionId, options);
+    const summary = summarizeConnection(record);
+    if (summary === undefined) throw new NotFoundError(NOT_FOUND);
+    return { status: 'active', summary };
+  } catch (error) {
+    if (!(error instanceof NotFoundError) || !isWellFormedConnectionId(connectionId)) throw error;
+    const tombstone = await deps.store.findEndedConnection(connectionId, options);
+    if (tombstone === undefined) throw error;
+    return { status: 'ended', tombstone };
+  }
 }
 
 /** `GET /connections?organization_id&user_id&limit&cursor`: one page, from the index. */
@@ -91,7 +119,13 @@ export async function endConnection(
   if (!isWellFormedConnectionId(connectionId)) return 'absent';
   const record = await deps.store.findConnection(connectionId, left(deadline));
   if (record === undefined) return 'absent';
-  return endSession(deps, record.sessionKey, 'service', deadline);
+  return endSession(
+    deps,
+    record.sessionKey,
+    'service',
+    deadline,
+    endedMark(deps.config, 'service_api', deps.clock.now()),
+  );
 }
 
 /**

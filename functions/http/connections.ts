@@ -1,4 +1,4 @@
-import type { ConnectionSummary } from '../broker/ports.ts';
+import type { ConnectionSummary, Tombstone } from '../broker/ports.ts';
 
 /**
  * The wire form of a connection's metadata (README "Connections"): snake_case, times as
@@ -21,5 +21,23 @@ export function connectionJson(summary: ConnectionSummary): Record<string, unkno
     ...(summary.loginHost === undefined ? {} : { login_host: summary.loginHost }),
     ...(summary.salesforceApp === undefined ? {} : { salesforce_app: summary.salesforceApp }),
     ...(summary.siteUrl === undefined ? {} : { site_url: summary.siteUrl }),
+  };
+}
+
+/**
+ * The wire form of an ended connection's tombstone (README "Ended connections"): `status`
+ * `ended`, why (`ended_reason`) and when (`ended_at`, ISO 8601). Ids only, never a token.
+ */
+export function endedConnectionJson(
+  connectionId: string,
+  tombstone: Tombstone,
+): Record<string, unknown> {
+  return {
+    connection_id: connectionId,
+    organization_id: tombstone.orgId,
+    user_id: tombstone.userId,
+    status: 'ended',
+    ended_reason: tombstone.reason,
+    ended_at: new Date(tombstone.endedAt).toISOString(),
   };
 }

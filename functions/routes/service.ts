@@ -11,7 +11,7 @@ import {
 } from '../broker/service.ts';
 import { logSafeId } from '../broker/session-handle.ts';
 import { accessTokenJson } from '../http/access-token.ts';
-import { connectionJson } from '../http/connections.ts';
+import { connectionJson, endedConnectionJson } from '../http/connections.ts';
 import { parseQuery, singleParameter } from '../http/query.ts';
 import type { HttpRequest } from '../http/request.ts';
 import { type HttpResponse, json, noContent } from '../http/responses.ts';
@@ -89,10 +89,15 @@ async function serve(
     }
     case 'GET /connections/{connection_id}': {
       audit({ connection: connectionId, action: 'describe' });
-      const summary = await describeConnection(deps, connectionId, {
+      const found = await describeConnection(deps, connectionId, {
         timeoutMs: deadline.at - deadline.now(),
       });
-      return json(200, connectionJson(summary));
+      return json(
+        200,
+        found.status === 'ended'
+          ? endedConnectionJson(connectionId, found.tombstone)
+          : connectionJson(found.summary),
+      );
     }
     case 'DELETE /connections/{connection_id}': {
       audit({ connection: connectionId, action: 'end' });

@@ -10,13 +10,16 @@ export const ENCRYPTION_PURPOSE = 'salesforce-token';
 /**
  * Partition-key prefixes of the item kinds in the one table; IAM limits each function to
  * the kinds it touches with `dynamodb:LeadingKeys`. `connection#<id>` points to the session
- * item of a connection; `code#<hash>` is a one-time broker code of the handoff.
+ * item of a connection; `code#<hash>` is a one-time broker code of the handoff;
+ * `ended#<session key>` is the token-free tombstone of a session Salesforce or the service
+ * API ended, so its handle answers `reauthentication_required`.
  */
 export const ITEM_PREFIX = {
   session: 'session#',
   login: 'login#',
   connection: 'connection#',
   code: 'code#',
+  ended: 'ended#',
 } as const;
 
 /**

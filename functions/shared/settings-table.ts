@@ -321,6 +321,11 @@ export const SETTINGS = {
    * connected apps"); each app's own login host is allowed besides.
    */
   loginHosts: list('LOGIN_HOSTS', [...DEFAULT_LOGIN_HOSTS], checkLoginHosts),
+  /**
+   * How long a connection Salesforce (`invalid_grant`) or the service API ended keeps its
+   * token-free tombstone (README "Ended connections"), in days.
+   */
+  endedConnectionRetentionDays: integer('ENDED_CONNECTION_RETENTION_DAYS', 30, 1, 3650),
 };
 
 export type SettingName = keyof typeof SETTINGS;

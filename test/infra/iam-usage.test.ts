@@ -199,6 +199,9 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     });
     const lost = await as('refresh', () => refresh(first, 3));
     expect(lost.statusCode, lost.body).toBe(401);
+    // Its handle comes back: the tombstone answers (GetItem ended#), no upstream call.
+    const again = await as('refresh', () => refresh(first, 3));
+    expect(again.body).toContain('reauthentication_required');
 
     // A connection pointer written with its answer lost is read back (GetItem connection#),
     // and so are the login transaction's put and its consuming update (GetItem login#).
@@ -278,6 +281,10 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     endOne.rawQueryString = '';
     const endedOne = await as('service', () => handlers.service(endOne));
     expect(endedOne.statusCode, endedOne.body).toBe(204);
+    const endedEvent = structuredClone(describedEvent);
+    endedEvent.pathParameters = { connection_id: other.connection_id ?? '' };
+    const tombstone = await as('service', () => handlers.service(endedEvent));
+    expect(JSON.parse(tombstone.body ?? '{}')).toMatchObject({ status: 'ended' });
     await signIn();
     const offboarded = await job('service-end-user', { rawQueryString: orgQuery });
     expect(offboarded.statusCode, offboarded.body).toBe(200);

@@ -163,8 +163,12 @@ describe('POST /refresh: errors from Salesforce', () => {
     expect(response.status).toBe(401);
     expect(await readJson(response)).toMatchObject({ error: 'reauthentication_required' });
     expect(await broker.rawItem(session.handle)).toBeUndefined();
+    // The handle comes back: its tombstone answers, with no second upstream call.
+    const refreshCalls = fake().calls.tokenRefresh;
     const again = await broker.refresh(session.handle);
-    expect(await readJson(again)).toMatchObject({ error: 'invalid_session' });
+    expect(again.status).toBe(401);
+    expect(await readJson(again)).toMatchObject({ error: 'reauthentication_required' });
+    expect(fake().calls.tokenRefresh).toBe(refreshCalls);
   });
 
   it.each([

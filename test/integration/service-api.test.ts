@@ -256,8 +256,10 @@ describe('Service API', () => {
       expect([first.status, second.status]).toEqual([204, 204]);
       expect(fake().calls.revoke).toBe(1);
       expect(fake().isRefreshTokenActive(session.refreshToken)).toBe(false);
-      expect(after.status).toBe(404);
+      expect(after.status).toBe(200);
+      expect(await after.json()).toMatchObject({ status: 'ended', ended_reason: 'service_api' });
       expect(refresh.status).toBe(401);
+      expect(await refresh.json()).toMatchObject({ error: 'reauthentication_required' });
     });
 
     it('answers 204 for an unknown or malformed id, with no upstream call', async () => {

@@ -4,10 +4,12 @@ import type {
   AcquireResult,
   CommitInput,
   ConnectionPage,
+  EndedMark,
   ListConnectionsInput,
   ReleaseLeaseInput,
   SessionRecord,
   SessionStore,
+  Tombstone,
 } from '../../functions/broker/ports.ts';
 
 /**
@@ -16,6 +18,8 @@ import type {
  */
 export class MemorySessionStore implements SessionStore {
   readonly items = new Map<string, SessionRecord>();
+  /** Tombstones by session key (the adapter's `ended#` items and marked pointers). */
+  readonly tombstones = new Map<string, Tombstone>();
   readonly calls = { get: 0, acquire: 0, commit: 0, release: 0, delete: 0 };
 
   async get(sessionKey: string): Promise<SessionRecord | undefined> {
@@ -105,20 +109,53 @@ export class MemorySessionStore implements SessionStore {
     item.lastFailureOwner = input.owner;
   }
 
-  async deleteAsLeaseHolder(sessionKey: string, owner: string): Promise<boolean> {
+  async deleteAsLeaseHolder(
+    sessionKey: string,
+    owner: string,
+    ended?: EndedMark,
+  ): Promise<boolean> {
     this.calls.delete++;
     const item = this.items.get(sessionKey);
     if (!item || item.leaseOwner !== owner) return false;
     this.items.delete(sessionKey);
+    this.#bury(item, ended);
     return true;
   }
 
-  async deleteVersion(sessionKey: string, version: number): Promise<'deleted' | 'changed'> {
+  async deleteVersion(
+    sessionKey: string,
+    version: number,
+    _options?: unknown,
+    ended?: EndedMark,
+  ): Promise<'deleted' | 'changed'> {
     this.calls.delete++;
     const item = this.items.get(sessionKey);
     if (!item || item.version !== version) return 'changed';
     this.items.delete(sessionKey);
+    this.#bury(item, ended);
     return 'deleted';
+  }
+
+  async findEnded(sessionKey: string): Promise<Tombstone | undefined> {
+    return this.tombstones.get(sessionKey);
+  }
+
+  async findEndedConnection(connectionId: string): Promise<Tombstone | undefined> {
+    for (const tombstone of this.tombstones.values()) {
+      if (tombstone.connectionId === connectionId) return tombstone;
+    }
+    return undefined;
+  }
+
+  #bury(item: SessionRecord, ended: EndedMark | undefined): void {
+    if (ended === undefined) return;
+    this.tombstones.set(item.sessionKey, {
+      connectionId: item.connectionId,
+      orgId: item.orgId,
+      userId: item.userId,
+      reason: ended.reason,
+      endedAt: ended.endedAt,
+    });
   }
 
   /** Deletes unconditionally and returns what was there (a test's stand-in for a logout). */

@@ -196,6 +196,8 @@ export class RaceWorld {
     create: (record) => this.#op('create', () => this.inner.create(record)),
     findConnection: (id) => this.#op('get', () => this.inner.findConnection(id)),
     listConnections: (input) => this.inner.listConnections(input),
+    findEnded: (key) => this.#op('get', () => this.inner.findEnded(key)),
+    findEndedConnection: (id) => this.inner.findEndedConnection(id),
     tryAcquireLease: (input: AcquireLeaseInput) =>
       this.#op('acquire', async () => {
         const result = await this.inner.tryAcquireLease(input);
@@ -228,11 +230,11 @@ export class RaceWorld {
       }),
     releaseLease: (input: ReleaseLeaseInput) =>
       this.#op('release', () => this.inner.releaseLease(input)),
-    deleteAsLeaseHolder: (key, owner) =>
-      this.#op('deleteAsHolder', () => this.inner.deleteAsLeaseHolder(key, owner)),
-    deleteVersion: (key, version) =>
+    deleteAsLeaseHolder: (key, owner, ended) =>
+      this.#op('deleteAsHolder', () => this.inner.deleteAsLeaseHolder(key, owner, ended)),
+    deleteVersion: (key, version, options, ended) =>
       this.#op('delete', async () => {
-        const outcome = await this.inner.deleteVersion(key, version);
+        const outcome = await this.inner.deleteVersion(key, version, options, ended);
         if (outcome === 'deleted') this.deletedAt ??= this.clock.t;
         return outcome;
       }),

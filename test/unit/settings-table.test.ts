@@ -133,6 +133,11 @@ const CASES: { [K in ContextSettingName]: Case<K> } = {
     fromConfig: (config) =>
       config.allowedOrigins.filter((origin) => origin !== config.callbackUrl?.origin),
   },
+  endedConnectionRetentionDays: {
+    accepted: [1, 30, 3650],
+    refused: [0, 3651],
+    fromConfig: (config) => config.endedConnectionRetentionMs / 86_400_000,
+  },
   loginHosts: {
     accepted: [
       ['login.salesforce.com', '*.my.salesforce.com'],

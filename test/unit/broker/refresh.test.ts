@@ -362,6 +362,22 @@ describe('Function: refreshSession', () => {
         ReauthenticationRequiredError,
       );
       expect(ctx.store.items.has(ctx.sessionKey)).toBe(false);
+      // Its tombstone answers the handle from then on, without asking Salesforce again.
+      ctx.answerWith(async () => {
+        throw new Error('no upstream call expected');
+      });
+      await expect(refreshSession(ctx.deps, ctx.handle)).rejects.toBeInstanceOf(
+        ReauthenticationRequiredError,
+      );
+      expect(ctx.store.tombstones.get(ctx.sessionKey)).toMatchObject({
+        reason: 'reauthentication_required',
+      });
+    });
+
+    it('answers invalid_session for a session gone without a tombstone', async () => {
+      const ctx = await setup();
+      await ctx.store.delete(ctx.sessionKey);
+
       await expect(refreshSession(ctx.deps, ctx.handle)).rejects.toBeInstanceOf(
         InvalidSessionError,
       );
