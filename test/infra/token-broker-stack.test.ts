@@ -274,6 +274,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         SESSION_ABSOLUTE_TTL_SECONDS: '2592000',
         SESSION_IDLE_TTL_SECONDS: '604800',
         SECRET_CACHE_TTL_SECONDS: '300',
+        ENDED_CONNECTION_RETENTION_DAYS: '30',
         SALESFORCE_LOGIN_URL: 'https://login.salesforce.com',
         SALESFORCE_SCOPES: 'api refresh_token',
         RETURN_TO_PREFIXES: '/',
@@ -366,9 +367,16 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'ConnectionPointerItems',
             Effect: 'Allow',
-            Action: 'dynamodb:DeleteItem',
+            Action: 'dynamodb:UpdateItem',
             Resource: table(),
             Condition: only('connection#'),
+          },
+          {
+            Sid: 'EndedSessionTombstones',
+            Effect: 'Allow',
+            Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+            Resource: table(),
+            Condition: only('ended#'),
           },
           {
             Sid: 'TokenEnvelope',
@@ -508,9 +516,16 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'ConnectionPointerItems',
             Effect: 'Allow',
-            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem'],
+            Action: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
             Resource: table(),
             Condition: only('connection#'),
+          },
+          {
+            Sid: 'EndedSessionTombstones',
+            Effect: 'Allow',
+            Action: 'dynamodb:PutItem',
+            Resource: table(),
+            Condition: only('ended#'),
           },
           {
             Sid: 'ConnectionsByOrganization',

@@ -85,6 +85,9 @@ describe('Production logs', () => {
       description: 'expired access/refresh token',
     });
     await broker.refresh(session.handle, { version: first.version });
+    // The ended grant's tombstone answers the handle.
+    const tombstoned = await broker.refresh(session.handle);
+    expect(await readJson(tombstoned)).toMatchObject({ error: 'reauthentication_required' });
 
     // Assert
     const output = lines.join('');
@@ -220,6 +223,10 @@ describe('Production logs', () => {
     await broker.service.fetch(`/connections?organization_id=${fake.orgId}`, {
       method: 'DELETE',
     });
+    // The tombstones of the connections just ended, by id and by handle.
+    const ended = await broker.service.fetch(`/connections/${other.connectionId}`);
+    expect(await readJson(ended)).toMatchObject({ status: 'ended' });
+    await broker.refresh(other.handle);
 
     // Assert: the audit lines name the caller and connection, and nothing secret
     const output = lines.join('');
