@@ -364,77 +364,84 @@ export class DynamoDbSessionStore implements SessionStore {
 
   /**
    * Writes the tombstone of a session about to be deleted, before the delete: a delete
-   * whose answer is lost must not lose the explanation with it. Unconditional, so the SDK's
-   * retry of a put that landed writes the same item again. When the delete then does not
-   * happen (fenced, version moved), the tombstone is harmless: it is read only for a
-   * session key whose session is gone, and the session ends by another path or the same.
+   * whose answer is lost must not lose the explanation with it. The `ended#` item is put
+   * unconditionally and the pointer marked on the condition that it still names this
+   * session, so the SDK's retry of a write that landed writes the same again. When the
+   * delete then does not happen (fenced, version moved), the tombstone is harmless: it is
+   * read only for a key or id whose session is gone. Best effort: the session must end
+   * all the same; without its tombstone the handle answers `invalid_session` and the id
+   * `404`, as before tombstones existed.
    */
   async #putTombstone(sessionKey: string, ended: EndedMark, options?: CallOptions) {
+    let record: SessionRecord | undefined;
     try {
-      await this.#writeTombstone(sessionKey, ended, options);
+      record = await this.get(sessionKey, options);
     } catch {
-      // Best effort: the session must end all the same; without its tombstone the handle
-      // answers `invalid_session`, as before tombstones existed.
+      return;
     }
+    if (record === undefined) return;
+    const attributes = tombstoneAttributes(record, ended);
+    await Promise.all([
+      this.#send(
+        new PutItemCommand({
+          TableName: this.#tableName,
+          Item: {
+            ...endedKey(sessionKey),
+            ...attributes,
+            ...(record.connectionId === undefined
+              ? {}
+              : { connectionId: { S: record.connectionId } }),
+          },
+        }),
+        options,
+      ).catch(() => {}),
+      record.connectionId === undefined
+        ? undefined
+        : this.#markPointer(record, attributes, options).catch(() => {}),
+    ]);
   }
 
-  async #writeTombstone(sessionKey: string, ended: EndedMark, options?: CallOptions) {
-    const record = await this.get(sessionKey, options);
-    if (record === undefined) return;
+  /**
+   * Turns the connection pointer into the tombstone. It keeps its `sessionKey`, so it still
+   * finds a session whose delete did not happen; its TTL becomes the later of the
+   * session's and the retention's, so it never vanishes under a live session.
+   */
+  async #markPointer(
+    record: SessionRecord,
+    attributes: ReturnType<typeof tombstoneAttributes>,
+    options?: CallOptions,
+  ) {
+    const ttl = Math.max(ttlSeconds(record.absoluteExpiresAt), Number(attributes.ttl.N));
     await this.#send(
-      new PutItemCommand({
+      new UpdateItemCommand({
         TableName: this.#tableName,
-        Item: {
-          ...endedKey(sessionKey),
-          ...tombstoneAttributes(record, ended),
-          ...(record.connectionId === undefined
-            ? {}
-            : { connectionId: { S: record.connectionId } }),
+        Key: connectionKey(record.connectionId ?? ''),
+        UpdateExpression:
+          'SET #kind = :kind, endedReason = :reason, endedAt = :endedAt, ' +
+          'orgId = :orgId, userId = :userId, #ttl = :ttl',
+        ConditionExpression: 'sessionKey = :sessionKey',
+        ExpressionAttributeNames: { '#kind': 'kind', '#ttl': 'ttl' },
+        ExpressionAttributeValues: {
+          ':sessionKey': { S: record.sessionKey },
+          ':kind': attributes.kind,
+          ':reason': attributes.endedReason,
+          ':endedAt': attributes.endedAt,
+          ':orgId': attributes.orgId,
+          ':userId': attributes.userId,
+          ':ttl': number(ttl),
         },
       }),
       options,
     );
   }
 
-  /** Removes the pointer of a deleted session, or with `ended` turns it into the tombstone. */
+  /** Removes the pointer of a deleted session; with `ended` it is the tombstone: kept. */
   async #endPointer(
     deleted: Item | undefined,
     ended: EndedMark | undefined,
     options?: CallOptions,
   ) {
-    if (ended === undefined) return this.#deletePointer(deleted, options);
-    const connectionId = deleted?.connectionId?.S;
-    const sessionKey = deleted?.pk?.S?.slice(SESSION_PREFIX.length);
-    if (connectionId === undefined || sessionKey === undefined || deleted === undefined) return;
-    const attributes = tombstoneAttributes(fromItem(deleted), ended);
-    try {
-      // Conditional on the session it pointed to, so it is idempotent under the SDK's
-      // retry and never marks a pointer that names another session.
-      await this.#send(
-        new UpdateItemCommand({
-          TableName: this.#tableName,
-          Key: connectionKey(connectionId),
-          UpdateExpression:
-            'SET #kind = :kind, endedReason = :reason, endedAt = :endedAt, ' +
-            'orgId = :orgId, userId = :userId, #ttl = :ttl',
-          ConditionExpression: 'sessionKey = :sessionKey',
-          ExpressionAttributeNames: { '#kind': 'kind', '#ttl': 'ttl' },
-          ExpressionAttributeValues: {
-            ':sessionKey': { S: sessionKey },
-            ':kind': attributes.kind,
-            ':reason': attributes.endedReason,
-            ':endedAt': attributes.endedAt,
-            ':orgId': attributes.orgId,
-            ':userId': attributes.userId,
-            ':ttl': attributes.ttl,
-          },
-        }),
-        options,
-      );
-    } catch {
-      // Best effort, as the pointer's delete: the session is already gone and its
-      // `ended#` tombstone written; a pointer left unmarked answers `404`.
-    }
+    if (ended === undefined) await this.#deletePointer(deleted, options);
   }
 
   /**

@@ -37,6 +37,74 @@ describe('Class: DynamoDbSessionStore (connections)', () => {
     return record;
   }
 
+  describe('Tombstones (deleteVersion / deleteAsLeaseHolder with an ended mark)', () => {
+    const mark = {
+      reason: 'service_api' as const,
+      endedAt: now,
+      retainUntil: now + 30 * DAY,
+    };
+
+    it('deleteVersion keeps a tombstone by connection id and by session key, no token', async () => {
+      // Prepare
+      const record = await connection();
+
+      // Act
+      const outcome = await store.deleteVersion(record.sessionKey, 1, undefined, mark);
+      const byId = await store.findEndedConnection(record.connectionId ?? '');
+      const byKey = await store.findEnded(record.sessionKey);
+
+      // Assert
+      expect(outcome).toBe('deleted');
+      expect(await store.get(record.sessionKey)).toBeUndefined();
+      expect(await store.findConnection(record.connectionId ?? '')).toBeUndefined();
+      const expected = {
+        connectionId: record.connectionId,
+        orgId: record.orgId,
+        userId: record.userId,
+        reason: 'service_api',
+        endedAt: now,
+      };
+      expect(byId).toEqual(expected);
+      expect(byKey).toEqual(expected);
+    });
+
+    it('deleteAsLeaseHolder keeps one for its holder, and none when fenced', async () => {
+      // Prepare
+      const held = await connection({ leaseOwner: 'holder', leaseUntil: now + 10_000 });
+      const fenced = await connection({ leaseOwner: 'other', leaseUntil: now + 10_000 });
+      const ended = { ...mark, reason: 'reauthentication_required' as const };
+
+      // Act
+      const deleted = await store.deleteAsLeaseHolder(held.sessionKey, 'holder', ended);
+      const refused = await store.deleteAsLeaseHolder(fenced.sessionKey, 'holder', ended);
+
+      // Assert
+      expect([deleted, refused]).toEqual([true, false]);
+      expect(await store.findEnded(held.sessionKey)).toMatchObject({
+        reason: 'reauthentication_required',
+      });
+      expect(await store.findEndedConnection(held.connectionId ?? '')).toMatchObject({
+        reason: 'reauthentication_required',
+      });
+      // The fenced one lives on: its pointer, marked before the delete, still finds it.
+      expect((await store.findConnection(fenced.connectionId ?? ''))?.sessionKey).toBe(
+        fenced.sessionKey,
+      );
+    });
+
+    it('a delete without a mark (logout) keeps none', async () => {
+      // Prepare
+      const record = await connection();
+
+      // Act
+      await store.deleteVersion(record.sessionKey, 1);
+
+      // Assert
+      expect(await store.findEnded(record.sessionKey)).toBeUndefined();
+      expect(await store.findEndedConnection(record.connectionId ?? '')).toBeUndefined();
+    });
+  });
+
   describe('Method: findConnection', () => {
     it('finds a connection by id as soon as create returns', async () => {
       const record = await connection();

@@ -136,6 +136,25 @@ describe('A delete whose answer is lost', () => {
     expect(broker.log.events()).toContain('session_ended');
   });
 
+  it('still leaves the tombstone of a connection the service API ended', async () => {
+    // Prepare: DynamoDB applies the session's delete, then answers 500
+    const session = await broker.seedSession();
+    dynamo().inject({ operation: 'DeleteItem', kind: 'apply-then-internal', times: 1 });
+
+    // Act
+    const ended = await broker.service.fetch(`/connections/${session.connectionId}`, {
+      method: 'DELETE',
+    });
+    const described = await broker.service.fetch(`/connections/${session.connectionId}`);
+    const again = await broker.refresh(session.handle);
+
+    // Assert
+    expect(ended.status).toBe(204);
+    expect(dynamo().faulted.DeleteItem).toBeGreaterThanOrEqual(1);
+    expect(await described.json()).toMatchObject({ status: 'ended', ended_reason: 'service_api' });
+    expect(await again.json()).toMatchObject({ error: 'reauthentication_required' });
+  });
+
   it('still revokes the session a new login replaces', async () => {
     // Prepare: a browser with a session logs in again; the old session's delete answer is lost
     const first = await logIn();
