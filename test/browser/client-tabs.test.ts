@@ -1,22 +1,11 @@
 import { mkdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import { freePort } from '../support/free-port.ts';
 import { CHROMIUM_ARGS, findChromium } from './chromium.ts';
 
 const executablePath = findChromium();
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 interface TokenInPage {
   accessToken: string;

@@ -4,21 +4,10 @@
  * with the local credential pair in its environment for the default AWS credential chain.
  */
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type FakeSalesforce, startFakeSalesforce } from '../../local/fake-salesforce.ts';
 import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../support/free-port.ts';
 
 function run(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
   return new Promise((resolve) => {

@@ -1,20 +1,9 @@
-import { createServer } from 'node:net';
 import jsforce from 'jsforce';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createBrokerClient, jsforceRefreshFn } from '../../client/src/index.ts';
 import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import { freePort } from '../support/free-port.ts';
 import { handoffLogin, TEST_APP } from '../support/handoff-login.ts';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /**
  * The client against `npm start` (the entry files, dynalite, the emulators, the mock org),

@@ -1,4 +1,3 @@
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   type AwsCredentials,
@@ -8,18 +7,8 @@ import {
   TemporarilyUnavailableError,
 } from '../../client/src/index.ts';
 import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import { freePort } from '../support/free-port.ts';
 import { handoffLogin, TEST_APP } from '../support/handoff-login.ts';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** What `npm start` tells a backend job about the local service API (its IAM identity). */
 interface LocalServiceApi {

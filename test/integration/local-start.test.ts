@@ -4,17 +4,7 @@ import { connect, createServer, type Server } from 'node:net';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { type FakeSalesforce, startFakeSalesforce } from '../../local/fake-salesforce.ts';
 import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
+import { freePort } from '../support/free-port.ts';
 
 interface Run {
   child: ChildProcess;
