@@ -1,6 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
-  type AwsCredentials,
   BrokerError,
   createBrokerClient,
   ForbiddenError,
@@ -10,14 +9,6 @@ import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
 import { freePort } from '../support/free-port.ts';
 import { handoffLogin, TEST_APP } from '../support/handoff-login.ts';
 
-/** What `npm start` tells a backend job about the local service API (its IAM identity). */
-interface LocalServiceApi {
-  credentials: AwsCredentials;
-  region: string;
-  /** The service API's base URL when it is not the broker's own. */
-  url?: string;
-}
-
 /**
  * IAM mode through the service API against npm start: `POST /connections/{id}/token`,
  * SigV4-signed, single-flight with `/refresh`, refused with API Gateway's own 403 when the
@@ -25,7 +16,7 @@ interface LocalServiceApi {
  */
 describe('IAM mode through the service API against npm start', () => {
   let broker: RunningBroker;
-  let service: LocalServiceApi;
+  let service: RunningBroker['service'];
 
   beforeAll(async () => {
     const port = await freePort();
@@ -35,9 +26,7 @@ describe('IAM mode through the service API against npm start', () => {
       PUBLIC_URL: `http://127.0.0.1:${port}`,
       CLIENT_APPS: JSON.stringify([TEST_APP]),
     });
-    const offered = (broker as RunningBroker & { service?: LocalServiceApi }).service;
-    if (!offered) throw new Error('npm start offers no service API (startBrokerLocally().service)');
-    service = offered;
+    service = broker.service;
   });
 
   afterAll(async () => {
@@ -54,7 +43,7 @@ describe('IAM mode through the service API against npm start', () => {
     // Prepare: a connection a person created by logging in; the job knows only its id
     const { handle, connectionId } = await handoffLogin(broker.url);
     const job = createBrokerClient({
-      baseUrl: service.url ?? broker.url,
+      baseUrl: broker.url,
       credential: {
         iam: { connectionId, region: service.region, credentials: service.credentials },
       },
@@ -86,7 +75,7 @@ describe('IAM mode through the service API against npm start', () => {
     // Prepare
     const { connectionId } = await handoffLogin(broker.url);
     const job = createBrokerClient({
-      baseUrl: service.url ?? broker.url,
+      baseUrl: broker.url,
       credential: {
         iam: {
           connectionId,
@@ -112,7 +101,7 @@ describe('IAM mode through the service API against npm start', () => {
       headers: { authorization: `Bearer ${handle}` },
     });
     const job = createBrokerClient({
-      baseUrl: service.url ?? broker.url,
+      baseUrl: broker.url,
       credential: {
         iam: { connectionId, region: service.region, credentials: service.credentials },
       },
