@@ -1,7 +1,12 @@
 import { type Duration, type RemovalPolicy, Validations } from 'aws-cdk-lib';
 import { PolicyStatement, Role, ServicePrincipal } from 'aws-cdk-lib/aws-iam';
 import { Architecture, Runtime } from 'aws-cdk-lib/aws-lambda';
-import { LogLevel, NodejsFunction, OutputFormat } from 'aws-cdk-lib/aws-lambda-nodejs';
+import {
+  type BundlingOptions,
+  LogLevel,
+  NodejsFunction,
+  OutputFormat,
+} from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import type { Construct } from 'constructs';
 import { BROKER_BUNDLE } from './bundle-options.ts';
@@ -62,6 +67,37 @@ export function brokerFunction(
     retention: props.logRetention,
     removalPolicy: props.removalPolicy,
   });
+  const { role, allow } = functionRole(scope, name, props, logGroup);
+
+  const fn = new NodejsFunction(scope, `${name}Function`, {
+    description: props.description,
+    entry: props.entry,
+    handler: 'handler',
+    projectRoot: props.projectRoot,
+    depsLockFilePath: `${props.projectRoot}/package-lock.json`,
+    runtime: Runtime.NODEJS_24_X,
+    architecture: Architecture.ARM_64,
+    memorySize: props.memorySize,
+    timeout: props.timeout,
+    role,
+    logGroup,
+    environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
+    ...(props.network ?? {}),
+    bundling: brokerBundling(),
+  });
+  return { function: fn, role, logGroup, allow };
+}
+
+/**
+ * The function's own role: it starts with writing to its log group and, in a VPC, the
+ * network interface actions Lambda needs; routes add the rest through `allow`.
+ */
+function functionRole(
+  scope: Construct,
+  name: string,
+  props: BrokerFunctionProps,
+  logGroup: LogGroup,
+): Pick<BrokerFunction, 'role' | 'allow'> {
   const role = new Role(scope, `${name}Role`, {
     assumedBy: new ServicePrincipal('lambda.amazonaws.com'),
     description: `Runs the ${props.description}; only what this function calls.`,
@@ -95,35 +131,23 @@ export function brokerFunction(
         'of AWSLambdaVPCAccessExecutionRole, nothing more.',
     });
   }
+  return { role, allow };
+}
 
-  const fn = new NodejsFunction(scope, `${name}Function`, {
-    description: props.description,
-    entry: props.entry,
-    handler: 'handler',
-    projectRoot: props.projectRoot,
-    depsLockFilePath: `${props.projectRoot}/package-lock.json`,
-    runtime: Runtime.NODEJS_24_X,
-    architecture: Architecture.ARM_64,
-    memorySize: props.memorySize,
-    timeout: props.timeout,
-    role,
-    logGroup,
-    environment: { NODE_OPTIONS: '--enable-source-maps', ...props.environment },
-    ...(props.network ?? {}),
-    bundling: {
-      format: OutputFormat.ESM,
-      target: BROKER_BUNDLE.target,
-      minify: BROKER_BUNDLE.minify,
-      sourceMap: BROKER_BUNDLE.sourcemap,
-      sourcesContent: BROKER_BUNDLE.sourcesContent,
-      mainFields: [...BROKER_BUNDLE.mainFields],
-      banner: BROKER_BUNDLE.banner,
-      externalModules: [...BROKER_BUNDLE.external],
-      bundleAwsSDK: true,
-      forceDockerBundling: false,
-      // esbuild's size report on every synth is noise; warnings and errors still show.
-      logLevel: LogLevel.WARNING,
-    },
-  });
-  return { function: fn, role, logGroup, allow };
+/** One minified ESM bundle per function, the AWS SDK inside (see `bundle-options.ts`). */
+function brokerBundling(): BundlingOptions {
+  return {
+    format: OutputFormat.ESM,
+    target: BROKER_BUNDLE.target,
+    minify: BROKER_BUNDLE.minify,
+    sourceMap: BROKER_BUNDLE.sourcemap,
+    sourcesContent: BROKER_BUNDLE.sourcesContent,
+    mainFields: [...BROKER_BUNDLE.mainFields],
+    banner: BROKER_BUNDLE.banner,
+    externalModules: [...BROKER_BUNDLE.external],
+    bundleAwsSDK: true,
+    forceDockerBundling: false,
+    // esbuild's size report on every synth is noise; warnings and errors still show.
+    logLevel: LogLevel.WARNING,
+  };
 }

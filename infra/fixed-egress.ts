@@ -51,6 +51,8 @@ export class FixedEgress extends Construct {
   /** The network a function that calls Salesforce is given. */
   readonly functionNetwork: FunctionNetwork;
 
+  // Long on purpose: the network reads top to bottom in the order it is deployed (Elastic
+  // IPs, VPC and NAT gateways, endpoints, flow logs, the security group), as in the README.
   constructor(scope: Construct, id: string, props: FixedEgressProps) {
     super(scope, id);
     const { stackName } = Stack.of(this);

@@ -369,6 +369,9 @@ type Defaults = { serviceName: string; isToken: (value: string) => boolean };
  * `loadConfig` at cold start (one table, `functions/shared/settings-table.ts`), so a bad
  * value fails `cdk synth` instead of every invocation after deploy. Values that are CDK
  * tokens (unknown until deploy) are passed through unchecked.
+ *
+ * Long on purpose: one line per setting, so the body reads as the list of what a
+ * deployment can set; each line's rules live in its row, not here.
  */
 export function resolveSettings(
   settings: TokenBrokerSettings,

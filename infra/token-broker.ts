@@ -737,6 +737,11 @@ export class TokenBroker extends Construct {
     });
   }
 
+  /**
+   * Turns one function's `FUNCTION_ACCESS` entry into its statements. Long on purpose: one
+   * statement per kind of access, side by side, so every grant a function can get is read
+   * in one place (`test/infra/iam-usage.test.ts` checks them against recorded calls).
+   */
   private grantAccess(target: BrokerFunction, access: FunctionAccess): void {
     for (const { kind, actions } of access.items) {
       target.allow(

@@ -67,6 +67,11 @@ export function createServiceHandler(deps: ServiceRouteDependencies): HttpHandle
   });
 }
 
+/**
+ * One case per route key of the service API. Long on purpose: the five routes stay side by
+ * side, in the order of the README's table, each only parsing, calling the domain and
+ * shaping its answer.
+ */
 async function serve(
   routeKey: ServiceRouteKey,
   request: HttpRequest,
