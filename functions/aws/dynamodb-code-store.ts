@@ -3,7 +3,6 @@ import {
   ConditionalCheckFailedException,
   DynamoDBClient,
   GetItemCommand,
-  PutItemCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import { BROKER_CODE_RETENTION_MS } from '../broker/broker-code.ts';
@@ -14,7 +13,7 @@ import type {
   Redemption,
 } from '../broker/ports.ts';
 import { ITEM_PREFIX } from '../shared/constants.ts';
-import { sendDynamoDb } from './dynamodb-send.ts';
+import { putIfAbsent, sendDynamoDb } from './dynamodb-send.ts';
 import { awsUnavailable } from './errors.ts';
 
 type Item = Record<string, AttributeValue>;
@@ -35,20 +34,7 @@ export class DynamoDbBrokerCodeStore implements BrokerCodeStore {
   }
 
   async create(record: BrokerCodeRecord, options?: CallOptions): Promise<boolean> {
-    try {
-      await this.#send(
-        new PutItemCommand({
-          TableName: this.#tableName,
-          Item: toItem(record),
-          ConditionExpression: 'attribute_not_exists(pk)',
-        }),
-        options,
-      );
-      return true;
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw error;
-    }
+    return putIfAbsent(this.#client, this.#tableName, toItem(record), options);
   }
 
   async get(codeKey: string, options?: CallOptions): Promise<BrokerCodeRecord | undefined> {

@@ -4,12 +4,11 @@ import {
   ConditionalCheckFailedException,
   DynamoDBClient,
   GetItemCommand,
-  PutItemCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
 import type { CallOptions, LoginTransaction, LoginTransactionStore } from '../broker/ports.ts';
 import { ITEM_PREFIX } from '../shared/constants.ts';
-import { sendDynamoDb } from './dynamodb-send.ts';
+import { putIfAbsent, sendDynamoDb } from './dynamodb-send.ts';
 
 type Item = Record<string, AttributeValue>;
 
@@ -61,20 +60,7 @@ export class DynamoDbLoginTransactionStore implements LoginTransactionStore {
       item.handoffState = { S: transaction.handoff.appState };
       item.handoffCodeChallenge = { S: transaction.handoff.codeChallenge };
     }
-    try {
-      await sendDynamoDb(
-        this.#client,
-        new PutItemCommand({
-          TableName: this.#tableName,
-          Item: item,
-          ConditionExpression: 'attribute_not_exists(pk)',
-        }),
-        options,
-      );
-      return true;
-    } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-    }
+    if (await putIfAbsent(this.#client, this.#tableName, item, options)) return true;
     // 256 random bits do not collide: the item there is most likely this put, applied with
     // its answer lost and retried by the SDK. It is ours if it carries our cookie hash.
     const stored = await this.#read(transaction.stateKey, options);

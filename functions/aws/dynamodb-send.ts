@@ -1,4 +1,9 @@
-import { ConditionalCheckFailedException, type DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import {
+  type AttributeValue,
+  ConditionalCheckFailedException,
+  type DynamoDBClient,
+  PutItemCommand,
+} from '@aws-sdk/client-dynamodb';
 import type { CallOptions } from '../broker/ports.ts';
 import { awsUnavailable } from './errors.ts';
 
@@ -27,5 +32,33 @@ export async function sendDynamoDb(
   } catch (error) {
     if (error instanceof ConditionalCheckFailedException) throw error;
     throw awsUnavailable('DynamoDB', error);
+  }
+}
+
+/**
+ * `PutItem` only where no item has the key (`attribute_not_exists(pk)`): false when one
+ * does. A put that landed with its answer lost also answers false on the SDK's retry, so a
+ * caller that must tell the two apart reads the item back and looks for its own write.
+ */
+export async function putIfAbsent(
+  client: DynamoDBClient,
+  tableName: string,
+  item: Record<string, AttributeValue>,
+  options?: CallOptions,
+): Promise<boolean> {
+  try {
+    await sendDynamoDb(
+      client,
+      new PutItemCommand({
+        TableName: tableName,
+        Item: item,
+        ConditionExpression: 'attribute_not_exists(pk)',
+      }),
+      options,
+    );
+    return true;
+  } catch (error) {
+    if (error instanceof ConditionalCheckFailedException) return false;
+    throw error;
   }
 }

@@ -27,7 +27,7 @@ import type {
   Tombstone,
 } from '../broker/ports.ts';
 import { CONNECTIONS_BY_ORG_INDEX, ITEM_PREFIX } from '../shared/constants.ts';
-import { sendDynamoDb } from './dynamodb-send.ts';
+import { putIfAbsent, sendDynamoDb } from './dynamodb-send.ts';
 
 type Item = Record<string, AttributeValue>;
 
@@ -80,20 +80,7 @@ export class DynamoDbSessionStore implements SessionStore {
       const pointed = await this.#putPointer(record, options);
       if (!pointed) return false;
     }
-    try {
-      await this.#send(
-        new PutItemCommand({
-          TableName: this.#tableName,
-          Item: toItem(record),
-          ConditionExpression: 'attribute_not_exists(pk)',
-        }),
-        options,
-      );
-      return true;
-    } catch (error) {
-      if (error instanceof ConditionalCheckFailedException) return false;
-      throw error;
-    }
+    return putIfAbsent(this.#client, this.#tableName, toItem(record), options);
   }
 
   async findConnection(
@@ -450,33 +437,22 @@ export class DynamoDbSessionStore implements SessionStore {
    */
   async #putPointer(record: SessionRecord, options?: CallOptions): Promise<boolean> {
     const connectionId = record.connectionId ?? '';
-    try {
-      await this.#send(
-        new PutItemCommand({
-          TableName: this.#tableName,
-          Item: {
-            ...connectionKey(connectionId),
-            kind: { S: 'connection' },
-            sessionKey: { S: record.sessionKey },
-            ttl: number(ttlSeconds(record.absoluteExpiresAt)),
-          },
-          ConditionExpression: 'attribute_not_exists(pk)',
-        }),
-        options,
-      );
-      return true;
-    } catch (error) {
-      if (!(error instanceof ConditionalCheckFailedException)) throw error;
-      const existing = await this.#send(
-        new GetItemCommand({
-          TableName: this.#tableName,
-          Key: connectionKey(connectionId),
-          ConsistentRead: true,
-        }),
-        options,
-      );
-      return existing.Item?.sessionKey?.S === record.sessionKey;
-    }
+    const pointer: Item = {
+      ...connectionKey(connectionId),
+      kind: { S: 'connection' },
+      sessionKey: { S: record.sessionKey },
+      ttl: number(ttlSeconds(record.absoluteExpiresAt)),
+    };
+    if (await putIfAbsent(this.#client, this.#tableName, pointer, options)) return true;
+    const existing = await this.#send(
+      new GetItemCommand({
+        TableName: this.#tableName,
+        Key: connectionKey(connectionId),
+        ConsistentRead: true,
+      }),
+      options,
+    );
+    return existing.Item?.sessionKey?.S === record.sessionKey;
   }
 
   /**
