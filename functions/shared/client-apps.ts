@@ -1,11 +1,12 @@
 /**
  * The registered native, desktop and server-side apps of the one-time handoff (setting
  * `clientApps` in CDK context, `CLIENT_APPS` in the functions' environment): one parser for
- * both sides, so a value the stack accepts is a value the functions accept. No imports:
- * `infra/` and every part of `functions/` may depend on it. Errors are plain `Error`s whose
+ * both sides, so a value the stack accepts is a value the functions accept. No imports but
+ * the import-free `json-list.ts`: `infra/` and every part of `functions/` may depend on it. Errors are plain `Error`s whose
  * message names the problem; each side wraps them in its own error naming its setting.
  * @see https://www.rfc-editor.org/rfc/rfc8252
  */
+import { jsonList } from './json-list.ts';
 
 export interface ClientApp {
   /** `^[A-Za-z0-9._-]{1,64}$`, unique among the apps. */
@@ -39,20 +40,7 @@ export function isWellFormedClientId(value: string): boolean {
  * Throws an `Error` naming the first problem.
  */
 export function parseClientApps(value: unknown): ClientApp[] {
-  let parsed = value;
-  if (parsed === undefined || parsed === null) return [];
-  if (typeof parsed === 'string') {
-    if (parsed.trim() === '') return [];
-    try {
-      parsed = JSON.parse(parsed);
-    } catch {
-      throw new Error('must be a JSON array of {"client_id","redirect_uris"}');
-    }
-  }
-  if (!Array.isArray(parsed)) {
-    throw new Error('must be a JSON array of {"client_id","redirect_uris"}');
-  }
-  if (parsed.length > MAX_APPS) throw new Error(`must list at most ${MAX_APPS} apps`);
+  const parsed = jsonList(value, 'must be a JSON array of {"client_id","redirect_uris"}', MAX_APPS);
   const seen = new Set<string>();
   return parsed.map((entry: unknown, index) => {
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {

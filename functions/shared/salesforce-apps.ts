@@ -14,6 +14,7 @@
  * `SALESFORCE_SCOPES`, so those keep meaning "the default app".
  * @see https://help.salesforce.com/s/articleView?id=sf.connected_app_overview.htm
  */
+import { jsonList } from './json-list.ts';
 import { SETTINGS, SettingProblem } from './settings-table.ts';
 
 /** The name of the one app that the single-app settings define (no `salesforceApps`). */
@@ -44,18 +45,7 @@ export interface SalesforceAppContext {
 
 /** The app names and members of a list, checked; throws naming the first problem. */
 function entries(value: unknown, members: readonly string[]): Record<string, unknown>[] {
-  let parsed = value;
-  if (parsed === undefined || parsed === null) return [];
-  if (typeof parsed === 'string') {
-    if (parsed.trim() === '') return [];
-    try {
-      parsed = JSON.parse(parsed);
-    } catch {
-      throw new Error('must be a JSON array of {"name", ...} objects');
-    }
-  }
-  if (!Array.isArray(parsed)) throw new Error('must be a JSON array of {"name", ...} objects');
-  if (parsed.length > MAX_APPS) throw new Error(`must list at most ${MAX_APPS} apps`);
+  const parsed = jsonList(value, 'must be a JSON array of {"name", ...} objects', MAX_APPS);
   const seen = new Set<string>();
   return parsed.map((entry: unknown, index) => {
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
