@@ -20,18 +20,25 @@ import type {
 } from './ports.ts';
 import { logSafeId } from './session-handle.ts';
 
+/**
+ * What the authorize URL of the Web Server Flow carries (PKCE S256).
+ * @see https://www.rfc-editor.org/rfc/rfc7636#section-4.3
+ */
+export interface AuthorizationUrlParameters {
+  clientId: string;
+  redirectUri: string;
+  scope: string;
+  state: string;
+  codeChallenge: string;
+  prompt?: string | undefined;
+  loginHint?: string | undefined;
+  /** The login host's origin; default: the configured login URL. */
+  loginUrl?: URL | undefined;
+}
+
 /** The part of the Salesforce client `/login` uses. */
 export interface AuthorizationUrlBuilder {
-  authorizationUrl(parameters: {
-    clientId: string;
-    redirectUri: string;
-    scope: string;
-    state: string;
-    codeChallenge: string;
-    prompt?: string | undefined;
-    loginHint?: string | undefined;
-    loginUrl?: URL | undefined;
-  }): URL;
+  authorizationUrl(parameters: AuthorizationUrlParameters): URL;
 }
 
 export interface LoginDependencies extends AppDependencies {

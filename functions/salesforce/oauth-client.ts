@@ -1,4 +1,5 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import type { AuthorizationUrlParameters } from '../broker/login.ts';
 import type { ClientCredentials } from '../broker/ports.ts';
 import type { TokenResponse } from '../broker/upstream.ts';
 import { isLoopbackUrl } from '../shared/urls.ts';
@@ -69,24 +70,13 @@ export class SalesforceOAuthClient {
     refreshToken: string,
     options?: SalesforceCallOptions,
   ): Promise<TokenResponse> {
-    const loginUrl = options?.loginUrl ?? this.loginUrl;
-    const response = await this.#post(
-      loginUrl,
-      '/services/oauth2/token',
-      {
-        grant_type: 'refresh_token',
-        refresh_token: refreshToken,
-        client_id: credentials.clientId,
-        client_secret: credentials.clientSecret,
-        format: 'json',
-      },
-      options?.timeoutMs,
+    // Salesforce rotates the refresh token only when the app's policy says so.
+    return this.#tokenGrant(
+      credentials,
+      { grant_type: 'refresh_token', refresh_token: refreshToken },
+      { requireRefreshToken: false },
+      options,
     );
-    return processTokenResponse(response, {
-      clientSecret: credentials.clientSecret,
-      loginUrl,
-      requireRefreshToken: false,
-    });
   }
 
   /**
@@ -98,15 +88,33 @@ export class SalesforceOAuthClient {
     grant: { code: string; codeVerifier: string; redirectUri: string },
     options?: SalesforceCallOptions,
   ): Promise<TokenResponse> {
-    const loginUrl = options?.loginUrl ?? this.loginUrl;
-    const response = await this.#post(
-      loginUrl,
-      '/services/oauth2/token',
+    // The broker exists to hold the refresh token: a login without one is misconfigured.
+    return this.#tokenGrant(
+      credentials,
       {
         grant_type: 'authorization_code',
         code: grant.code,
         code_verifier: grant.codeVerifier,
         redirect_uri: grant.redirectUri,
+      },
+      { requireRefreshToken: true },
+      options,
+    );
+  }
+
+  /** One POST to the token endpoint with the client's credentials in the body, validated. */
+  async #tokenGrant(
+    credentials: ClientCredentials,
+    grant: Record<string, string>,
+    expect: { requireRefreshToken: boolean },
+    options: SalesforceCallOptions | undefined,
+  ): Promise<TokenResponse> {
+    const loginUrl = options?.loginUrl ?? this.loginUrl;
+    const response = await this.#post(
+      loginUrl,
+      '/services/oauth2/token',
+      {
+        ...grant,
         client_id: credentials.clientId,
         client_secret: credentials.clientSecret,
         format: 'json',
@@ -116,7 +124,7 @@ export class SalesforceOAuthClient {
     return processTokenResponse(response, {
       clientSecret: credentials.clientSecret,
       loginUrl,
-      requireRefreshToken: true,
+      requireRefreshToken: expect.requireRefreshToken,
     });
   }
 
@@ -143,17 +151,7 @@ export class SalesforceOAuthClient {
   }
 
   /** The authorize URL of the Web Server Flow (PKCE S256). */
-  authorizationUrl(parameters: {
-    clientId: string;
-    redirectUri: string;
-    scope: string;
-    state: string;
-    codeChallenge: string;
-    prompt?: string | undefined;
-    loginHint?: string | undefined;
-    /** The login host's origin; default: the configured login URL. */
-    loginUrl?: URL | undefined;
-  }): URL {
+  authorizationUrl(parameters: AuthorizationUrlParameters): URL {
     const url = new URL('/services/oauth2/authorize', parameters.loginUrl ?? this.loginUrl);
     url.searchParams.set('response_type', 'code');
     url.searchParams.set('client_id', parameters.clientId);
