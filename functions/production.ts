@@ -9,6 +9,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { awsClientConfig } from './aws/client-config.ts';
+import { DynamoDbAlertStore } from './aws/dynamodb-alert-store.ts';
 import { DynamoDbBrokerCodeStore } from './aws/dynamodb-code-store.ts';
 import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
 import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
@@ -35,6 +36,9 @@ export const transactions = /* @__PURE__ */ once(
 );
 export const codes = /* @__PURE__ */ once(
   () => new DynamoDbBrokerCodeStore({ tableName: config().tableName, client: dynamodb() }),
+);
+export const alerts = /* @__PURE__ */ once(
+  () => new DynamoDbAlertStore({ tableName: config().tableName, client: dynamodb() }),
 );
 export const vault = /* @__PURE__ */ once(
   () =>

@@ -101,6 +101,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
       // comes back (README "Ended connections").
       { kind: 'connection', actions: ['dynamodb:UpdateItem'] },
       { kind: 'ended', actions: ['dynamodb:PutItem', 'dynamodb:GetItem'] },
+      // `Upstream Misconfigured`: one conditional put per app every few minutes.
+      { kind: 'alert', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -126,14 +128,23 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
         kind: 'session',
         actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
       },
-      // The new connection's pointer (read back when its answer was lost), and the
-      // replaced session's, deleted with it.
+      // The new connection's pointer (read back when its answer was lost); a replaced
+      // session's becomes its tombstone (UpdateItem), a failed handoff's is deleted.
       {
         kind: 'connection',
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
+        actions: [
+          'dynamodb:GetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:DeleteItem',
+        ],
       },
       // A registered app's login: its broker code (read back when the answer was lost).
       { kind: 'code', actions: ['dynamodb:GetItem', 'dynamodb:PutItem'] },
+      // The replaced session's tombstone (`replaced`): the pointer marked, its `ended#` twin.
+      { kind: 'ended', actions: ['dynamodb:PutItem'] },
+      // `Upstream Misconfigured`: one conditional put per app every few minutes.
+      { kind: 'alert', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -144,7 +155,9 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     // Read first, then delete that version: a delete whose answer was lost still revokes.
     items: [
       { kind: 'session', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] },
-      { kind: 'connection', actions: ['dynamodb:DeleteItem'] },
+      // The pointer becomes the `logout` tombstone, with its `ended#` twin.
+      { kind: 'connection', actions: ['dynamodb:UpdateItem'] },
+      { kind: 'ended', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:Decrypt'],
     clientSecret: false,
@@ -164,7 +177,10 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
       // A replayed or refused code ends its connection as a logout does: read, delete that
       // version (with its pointer), revoke the refresh token (which needs it in clear).
       { kind: 'session', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] },
-      { kind: 'connection', actions: ['dynamodb:DeleteItem'] },
+      // A refused code deletes the pointer; a replayed one turns it into the
+      // `code_replayed` tombstone, with its `ended#` twin.
+      { kind: 'connection', actions: ['dynamodb:DeleteItem', 'dynamodb:UpdateItem'] },
+      { kind: 'ended', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:Decrypt'],
     clientSecret: false,
@@ -188,6 +204,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
         actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
       },
       { kind: 'ended', actions: ['dynamodb:PutItem'] },
+      // `Upstream Misconfigured` from a service token refresh.
+      { kind: 'alert', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -869,6 +887,7 @@ const ITEM_STATEMENT_IDS: Record<keyof typeof ITEM_PREFIX, string> = {
   connection: 'ConnectionPointerItems',
   code: 'BrokerCodeItems',
   ended: 'EndedSessionTombstones',
+  alert: 'UpstreamAlertItems',
 };
 
 function encryptionContextConditions(): Record<string, Record<string, string | string[]>> {

@@ -31,7 +31,7 @@ import type {
 import { decideRefreshStep, LEASE_SKEW_MS, type RefreshStep } from './refresh-decision.ts';
 import { logSafeId, sessionKeyOf } from './session-handle.ts';
 import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
-import { refreshFailure, withSecretRetry } from './upstream-failures.ts';
+import { raiseUpstreamAlert, refreshFailure, withSecretRetry } from './upstream-failures.ts';
 
 /** The part of the Salesforce client the refresh path uses. */
 export interface RefreshGrantClient {
@@ -56,7 +56,7 @@ export interface RefreshDependencies extends AppDependencies {
   log: Log;
   metrics: MetricSink;
   config: Pick<BrokerConfig, 'reuseWindowMs' | 'leaseMs' | 'waitBudgetMs' | 'sessionIdleTtlMs'> &
-    Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs'>>;
+    Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'failingAfterMs'>>;
   /** Replaced in tests; defaults to a timer. */
   sleep?: (milliseconds: number) => Promise<void>;
   random?: () => number;
@@ -251,7 +251,13 @@ class RefreshCall {
   holdLease(record: SessionRecord, owner: string, leaseUntil: number): Promise<FreshAccessToken> {
     const { store, clock, log } = this.#deps;
     const hold = new LeaseHold(
-      { store, clock, log, sleep: this.#sleep },
+      {
+        store,
+        clock,
+        log,
+        sleep: this.#sleep,
+        failingAfterMs: this.#deps.config.failingAfterMs,
+      },
       {
         record,
         owner,
@@ -425,8 +431,21 @@ async function refreshAsLeaseHolder(
     return refreshFailure(deps, error, {
       session,
       release: (kind, keepLease) => hold.release(kind, keepLease),
-      deleteSession: () =>
-        hold.deleteSession(endedMark(deps.config, 'reauthentication_required', clock.now())),
+      deleteSession: (upstream) =>
+        hold.deleteSession({
+          ...endedMark(deps.config, 'reauthentication_required', clock.now()),
+          upstreamError: upstream.error,
+          upstreamDescription: upstream.description,
+        }),
+      raiseAlert: (upstreamError) =>
+        raiseUpstreamAlert(deps, {
+          app: upstreamOf(deps, record).appName,
+          upstreamError,
+          at: clock.now(),
+          connectionId: record.connectionId,
+          orgId: record.orgId,
+          userId: record.userId,
+        }),
       newerVersion: async () => {
         const latest = await deps.store.get(hold.sessionKey);
         if (latest && latest.version > record.version && isLiveSession(latest, clock.now())) {
