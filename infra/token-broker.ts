@@ -811,7 +811,7 @@ export class TokenBroker extends Construct {
         "It is a dead-letter queue itself: the publisher's event source mapping's on-failure " +
         'destination, alarmed on its first message.',
     });
-    new Alarm(this, 'PublisherDeadLettersAlarm', {
+    const alarm = new Alarm(this, 'PublisherDeadLettersAlarm', {
       alarmDescription:
         'The event publisher gave up on stream records (README "Events"): replay them from ' +
         'the table stream before it trims them (24 hours).',
@@ -820,7 +820,9 @@ export class TokenBroker extends Construct {
       evaluationPeriods: 1,
       comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
       treatMissingData: TreatMissingData.NOT_BREACHING,
-    }).addAlarmAction(new SnsAction(this.alarmTopic));
+    });
+    alarm.addAlarmAction(new SnsAction(this.alarmTopic));
+    alarm.addOkAction(new SnsAction(this.alarmTopic));
     return queue;
   }
 
