@@ -245,6 +245,12 @@ export const MEMORY_MB: Record<BrokerRoute | 'notFound', number> = {
   notFound: 128,
 };
 
+/**
+ * The one call the publisher makes (the stream is read by its event source mapping, with
+ * the grants CDK adds for it); `test/infra/iam-usage.test.ts` records it.
+ */
+export const PUBLISHER_ACCESS = { actions: ['events:PutEvents'] } as const;
+
 /** The publisher only maps records and calls `PutEvents`: the smallest size does. */
 export const PUBLISHER_MEMORY_MB = 256;
 export const PUBLISHER_TIMEOUT = Duration.seconds(30);
@@ -851,7 +857,7 @@ export class TokenBroker extends Construct {
     publisher.allow(
       new PolicyStatement({
         sid: 'PublishEvents',
-        actions: ['events:PutEvents'],
+        actions: [...PUBLISHER_ACCESS.actions],
         resources: [this.eventBus.eventBusArn],
       }),
     );
