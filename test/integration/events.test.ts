@@ -19,6 +19,8 @@ const CLIENT_ID = 'events-client';
 const CLIENT_SECRET = 'events-secret';
 const EVENTS_FILE = join(tmpdir(), `broker-events-${process.pid}.jsonl`);
 
+/** Every secret the flows below handled: no event may carry any of them. */
+const canaries = new Set<string>([CLIENT_SECRET]);
 let org: FakeSalesforce;
 let broker: RunningBroker;
 let base: string;
@@ -96,6 +98,7 @@ async function browserLogin(previousHandle?: string) {
       .find((cookie) => cookie.startsWith('__Host-tb-session='))
       ?.split(';')[0]
       ?.split('=')[1] ?? '';
+  canaries.add(handle);
   const session = await fetch(`${base}/session`, {
     headers: { authorization: `Bearer ${handle}` },
   });
@@ -104,12 +107,15 @@ async function browserLogin(previousHandle?: string) {
 }
 
 /** `/refresh` with the version the caller holds, so it goes to Salesforce. */
-function refresh(handle: string, version = 1) {
-  return fetch(`${base}/refresh`, {
+async function refresh(handle: string, version = 1) {
+  const answer = await fetch(`${base}/refresh`, {
     method: 'POST',
     headers: { authorization: `Bearer ${handle}`, 'content-type': 'application/json' },
     body: JSON.stringify({ version }),
   });
+  const body = (await answer.clone().json()) as { access_token?: string };
+  if (body.access_token) canaries.add(body.access_token);
+  return answer;
 }
 
 describe('events, end to end (npm start)', () => {
@@ -212,6 +218,7 @@ describe('events, end to end (npm start)', () => {
   it('a replayed broker code publishes Connection Ended (code_replayed)', async () => {
     // Prepare
     const login = await handoffLogin(base);
+    canaries.add(login.handle);
 
     // Act
     const replay = await login.replayCode();
@@ -319,5 +326,37 @@ describe('events, end to end (npm start)', () => {
     expect(fromFile.some((event) => event.detail.connection_id === connectionId)).toBe(true);
     expect(fromFile.length).toBe(bus().events.length);
     expect(page.events.some((event) => event.detail.connection_id === connectionId)).toBe(true);
+  });
+
+  it('carry no token, handle, code or secret: only ids, reasons, times and error codes', async () => {
+    // Prepare: every event the flows above published
+    const events = await published();
+    const allowed = new Set([
+      'event_id',
+      'connection_id',
+      'organization_id',
+      'user_id',
+      'at',
+      'reason',
+      'salesforce_error',
+      'salesforce_error_description',
+      'failing_since',
+      'salesforce_app',
+    ]);
+
+    // Act
+    const text = JSON.stringify(events);
+
+    // Assert
+    expect(events.length).toBeGreaterThan(10);
+    expect(canaries.size).toBeGreaterThan(5);
+    for (const canary of canaries) expect(text).not.toContain(canary);
+    for (const event of events) {
+      for (const [name, value] of Object.entries(event.detail)) {
+        expect(allowed.has(name), name).toBe(true);
+        expect(value === null || typeof value === 'string', name).toBe(true);
+      }
+    }
+    expect(text).not.toMatch(/Bearer|refresh_token|access_token|session_handle|"code"/);
   });
 });
