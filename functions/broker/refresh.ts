@@ -21,6 +21,7 @@ import type {
   ClientCredentialsSource,
   Clock,
   DataKey,
+  EndedReason,
   Log,
   MetricSink,
   RefreshFailureKind,
@@ -108,6 +109,18 @@ export async function refreshSession(
 }
 
 /**
+ * The ends after which a handle answers `reauthentication_required`: Salesforce or the
+ * service API ended the grant, not its holder. A handle its own holder let go of (a
+ * logout, a login that replaced it, a replayed broker code) answers `invalid_session`, as
+ * before tombstones existed; its tombstone is there for the `Connection Ended` event and
+ * `GET /connections/{id}`.
+ */
+const REAUTHENTICATION_REASONS: ReadonlySet<EndedReason> = new Set([
+  'reauthentication_required',
+  'service_api',
+]);
+
+/**
  * The answer for a session that is gone: `reauthentication_required` when its tombstone
  * says Salesforce or the service API ended it (no upstream call: the grant is dead),
  * otherwise `invalid_session`. The tombstone only explains: a failed read answers as if
@@ -124,7 +137,7 @@ async function endedSessionError(
     });
     return undefined;
   });
-  if (tombstone !== undefined) {
+  if (tombstone !== undefined && REAUTHENTICATION_REASONS.has(tombstone.reason)) {
     return new ReauthenticationRequiredError('This connection has ended; log in again.');
   }
   return new InvalidSessionError('The session does not exist or has ended.');

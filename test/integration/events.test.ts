@@ -150,6 +150,11 @@ describe('events, end to end (npm start)', () => {
 
     // Assert
     expect(logout.status).toBe(204);
+    // The handle its holder let go of answers as before; the id explains itself.
+    const again = await refresh(handle);
+    expect(((await again.json()) as { error: string }).error).toBe('invalid_session');
+    const described = await signedFetch(`${base}/connections/${connectionId}`, broker.service);
+    expect(await described.json()).toMatchObject({ status: 'ended', ended_reason: 'logout' });
     const ended = await eventsOf(connectionId, 'Connection Ended');
     expect(ended.map((event) => event.detail)).toEqual([
       expect.objectContaining({
