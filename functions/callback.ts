@@ -15,6 +15,7 @@ export const handler = createCallbackHandler({
   vault: production.vault(),
   credentials: production.credentials(),
   apps: production.apps(),
+  alerts: production.alerts(),
   salesforce: production.salesforce(),
   clock: production.clock(),
   log: production.log(),

@@ -6,12 +6,15 @@
  * local runs reach dynalite and the emulators without any "local mode" branch here.
  */
 import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { awsClientConfig } from './aws/client-config.ts';
+import { DynamoDbAlertStore } from './aws/dynamodb-alert-store.ts';
 import { DynamoDbBrokerCodeStore } from './aws/dynamodb-code-store.ts';
 import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
 import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
+import { EventBridgeBus } from './aws/eventbridge-bus.ts';
 import { KmsDataKeys } from './aws/kms-data-keys.ts';
 import { defaultCredentials, salesforceApps } from './aws/secrets-manager-credentials.ts';
 import { loadConfig } from './broker/config.ts';
@@ -19,6 +22,7 @@ import { TokenVault } from './broker/envelope.ts';
 import { type Clock, systemClock } from './broker/ports.ts';
 import { createLogger, EmfMetrics } from './http/observability.ts';
 import { SalesforceOAuthClient } from './salesforce/oauth-client.ts';
+import { DEFAULT_EVENT_SOURCE } from './shared/constants.ts';
 
 // `@__PURE__`: an adapter no entry uses is dropped from its bundle, SDK client and all.
 export const config = /* @__PURE__ */ once(() => loadConfig(process.env));
@@ -35,6 +39,9 @@ export const transactions = /* @__PURE__ */ once(
 );
 export const codes = /* @__PURE__ */ once(
   () => new DynamoDbBrokerCodeStore({ tableName: config().tableName, client: dynamodb() }),
+);
+export const alerts = /* @__PURE__ */ once(
+  () => new DynamoDbAlertStore({ tableName: config().tableName, client: dynamodb() }),
 );
 export const vault = /* @__PURE__ */ once(
   () =>
@@ -62,6 +69,20 @@ export const salesforce = /* @__PURE__ */ once(
       timeoutMs: config().upstreamTimeoutMs,
     }),
 );
+
+/**
+ * The publisher's bus (`EVENT_BUS_NAME`, a name or ARN) and `source` (the service name).
+ * The publisher reads no other setting: it needs no table, key or secret.
+ */
+export const eventBus = /* @__PURE__ */ once(() => {
+  const busName = process.env.EVENT_BUS_NAME;
+  if (!busName) throw new Error('EVENT_BUS_NAME is not set');
+  return new EventBridgeBus({
+    busName,
+    source: process.env.POWERTOOLS_SERVICE_NAME || DEFAULT_EVENT_SOURCE,
+    client: new EventBridgeClient(awsClientConfig()),
+  });
+});
 
 function once<T>(build: () => T): () => T {
   let value: T | undefined;

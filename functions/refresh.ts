@@ -13,6 +13,7 @@ export const handler = createRefreshHandler({
   vault: production.vault(),
   credentials: production.credentials(),
   apps: production.apps(),
+  alerts: production.alerts(),
   salesforce: production.salesforce(),
   clock: production.clock(),
   log: production.log(),

@@ -2,6 +2,7 @@ import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
 import { KMSClient } from '@aws-sdk/client-kms';
 import { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { awsClientConfig } from './aws/client-config.ts';
+import { DynamoDbAlertStore } from './aws/dynamodb-alert-store.ts';
 import { DynamoDbBrokerCodeStore } from './aws/dynamodb-code-store.ts';
 import { DynamoDbLoginTransactionStore } from './aws/dynamodb-login-store.ts';
 import { DynamoDbSessionStore } from './aws/dynamodb-session-store.ts';
@@ -10,6 +11,7 @@ import { defaultCredentials, salesforceApps } from './aws/secrets-manager-creden
 import { type BrokerConfig, loadConfig } from './broker/config.ts';
 import { TokenVault } from './broker/envelope.ts';
 import type {
+  AlertStore,
   BrokerCodeStore,
   ClientCredentialsSource,
   Clock,
@@ -35,6 +37,8 @@ export interface Runtime {
   transactions: LoginTransactionStore;
   /** Broker codes of the handoff (`/callback` writes, `/token` redeems), in the same table. */
   codes: BrokerCodeStore;
+  /** Operator alerts (`Upstream Misconfigured`), in the same table. */
+  alerts: AlertStore;
   vault: TokenVault;
   /** The default (first) app's credentials. */
   credentials: ClientCredentialsSource;
@@ -72,6 +76,7 @@ export function buildRuntime(
       client: dynamodb,
     }),
     codes: new DynamoDbBrokerCodeStore({ tableName: config.tableName, client: dynamodb }),
+    alerts: new DynamoDbAlertStore({ tableName: config.tableName, client: dynamodb }),
     vault: new TokenVault(
       new KmsDataKeys({ keyId: config.kmsKeyId, client: new KMSClient(awsClientConfig(env)) }),
     ),

@@ -15,6 +15,7 @@ export const handler = createServiceHandler({
   credentials: production.credentials(),
   salesforce: production.salesforce(),
   apps: production.apps(),
+  alerts: production.alerts(),
   clock: production.clock(),
   log: production.log(),
   metrics: production.metrics(),

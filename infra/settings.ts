@@ -40,6 +40,13 @@ export interface TokenBrokerSettings {
   readonly reuseWindowSeconds?: number;
   /** Days an ended connection keeps its tombstone (default 30). */
   readonly endedConnectionRetentionDays?: number;
+  /** Seconds of transient refresh failures before `Connection Refresh Failing` (default 900). */
+  readonly failingAfterSeconds?: number;
+  /**
+   * The EventBridge bus the broker publishes to (README "Events"); absent: a bus the
+   * stack creates.
+   */
+  readonly eventBusArn?: string;
   /** How long the functions cache the client credentials (default 300). */
   readonly secretCacheTtlSeconds?: number;
   /** Timeout of the functions that call Salesforce; also the lease (default 12). */
@@ -166,6 +173,8 @@ export interface ResolvedSettings {
   sessionIdleTtlSeconds: number;
   reuseWindowSeconds: number;
   endedConnectionRetentionDays: number;
+  failingAfterSeconds: number;
+  eventBusArn: string | undefined;
   secretCacheTtlSeconds: number;
   budget: TimeoutBudget;
   throttling: Record<BrokerRoute | 'default', RouteThrottle>;
@@ -348,6 +357,13 @@ export const STACK_SETTINGS = {
     },
   },
   interfaceEndpoints: { type: 'boolean', fallback: true, check: unchecked<boolean> },
+  eventBusArn: {
+    type: 'text',
+    check: matching(
+      /^arn:aws[\w-]*:events:[a-z0-9-]+:\d{12}:event-bus\/[\w.\-/]{1,256}$/,
+      'must be an EventBridge event bus ARN',
+    ),
+  },
 } satisfies {
   [K in keyof TokenBrokerSettings]?: StackSettingRow<NonNullable<TokenBrokerSettings[K]>>;
 };
@@ -406,6 +422,8 @@ export function resolveSettings(
     ...sessions,
     reuseWindowSeconds: shared('reuseWindowSeconds'),
     endedConnectionRetentionDays: shared('endedConnectionRetentionDays'),
+    failingAfterSeconds: shared('failingAfterSeconds'),
+    eventBusArn: stack('eventBusArn'),
     secretCacheTtlSeconds: shared('secretCacheTtlSeconds'),
     budget: resolveBudget(settings.functionTimeoutSeconds, shared('upstreamTimeoutMs')),
     clientApps: resolveClientApps(settings.clientApps),

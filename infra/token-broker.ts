@@ -16,13 +16,17 @@ import {
 import { HttpIamAuthorizer } from 'aws-cdk-lib/aws-apigatewayv2-authorizers';
 import { HttpLambdaIntegration } from 'aws-cdk-lib/aws-apigatewayv2-integrations';
 import { Certificate } from 'aws-cdk-lib/aws-certificatemanager';
+import { Alarm, ComparisonOperator, TreatMissingData } from 'aws-cdk-lib/aws-cloudwatch';
+import { SnsAction } from 'aws-cdk-lib/aws-cloudwatch-actions';
 import {
   AttributeType,
   BillingMode,
   ProjectionType,
+  StreamViewType,
   Table,
   TableEncryption,
 } from 'aws-cdk-lib/aws-dynamodb';
+import { EventBus, type IEventBus } from 'aws-cdk-lib/aws-events';
 import {
   AccountRootPrincipal,
   Grant,
@@ -32,12 +36,16 @@ import {
   PolicyStatement,
 } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
+import { FilterCriteria, StartingPosition } from 'aws-cdk-lib/aws-lambda';
+import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
+import { Queue, QueueEncryption } from 'aws-cdk-lib/aws-sqs';
 import { Construct } from 'constructs';
+import { STREAM_FILTER_PATTERNS } from '../functions/aws/stream-events.ts';
 import { serializeClientApps } from '../functions/shared/client-apps.ts';
 import {
   CONNECTIONS_BY_ORG_INDEX,
@@ -101,6 +109,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
       // comes back (README "Ended connections").
       { kind: 'connection', actions: ['dynamodb:UpdateItem'] },
       { kind: 'ended', actions: ['dynamodb:PutItem', 'dynamodb:GetItem'] },
+      // `Upstream Misconfigured`: one conditional put per app every few minutes.
+      { kind: 'alert', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -126,14 +136,23 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
         kind: 'session',
         actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
       },
-      // The new connection's pointer (read back when its answer was lost), and the
-      // replaced session's, deleted with it.
+      // The new connection's pointer (read back when its answer was lost); a replaced
+      // session's becomes its tombstone (UpdateItem), a failed handoff's is deleted.
       {
         kind: 'connection',
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
+        actions: [
+          'dynamodb:GetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:DeleteItem',
+        ],
       },
       // A registered app's login: its broker code (read back when the answer was lost).
       { kind: 'code', actions: ['dynamodb:GetItem', 'dynamodb:PutItem'] },
+      // The replaced session's tombstone (`replaced`): the pointer marked, its `ended#` twin.
+      { kind: 'ended', actions: ['dynamodb:PutItem'] },
+      // `Upstream Misconfigured`: one conditional put per app every few minutes.
+      { kind: 'alert', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -144,7 +163,9 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
     // Read first, then delete that version: a delete whose answer was lost still revokes.
     items: [
       { kind: 'session', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] },
-      { kind: 'connection', actions: ['dynamodb:DeleteItem'] },
+      // The pointer becomes the `logout` tombstone, with its `ended#` twin.
+      { kind: 'connection', actions: ['dynamodb:UpdateItem'] },
+      { kind: 'ended', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:Decrypt'],
     clientSecret: false,
@@ -164,7 +185,10 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
       // A replayed or refused code ends its connection as a logout does: read, delete that
       // version (with its pointer), revoke the refresh token (which needs it in clear).
       { kind: 'session', actions: ['dynamodb:GetItem', 'dynamodb:DeleteItem'] },
-      { kind: 'connection', actions: ['dynamodb:DeleteItem'] },
+      // A refused code deletes the pointer; a replayed one turns it into the
+      // `code_replayed` tombstone, with its `ended#` twin.
+      { kind: 'connection', actions: ['dynamodb:DeleteItem', 'dynamodb:UpdateItem'] },
+      { kind: 'ended', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:Decrypt'],
     clientSecret: false,
@@ -188,6 +212,8 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
         actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem'],
       },
       { kind: 'ended', actions: ['dynamodb:PutItem'] },
+      // `Upstream Misconfigured` from a service token refresh.
+      { kind: 'alert', actions: ['dynamodb:PutItem'] },
     ],
     kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
     clientSecret: true,
@@ -218,6 +244,22 @@ export const MEMORY_MB: Record<BrokerRoute | 'notFound', number> = {
   service: 512,
   notFound: 128,
 };
+
+/**
+ * The one call the publisher makes (the stream is read by its event source mapping, with
+ * the grants CDK adds for it); `test/infra/iam-usage.test.ts` records it.
+ */
+export const PUBLISHER_ACCESS = { actions: ['events:PutEvents'] } as const;
+
+/** The publisher only maps records and calls `PutEvents`: the smallest size does. */
+export const PUBLISHER_MEMORY_MB = 256;
+export const PUBLISHER_TIMEOUT = Duration.seconds(30);
+/**
+ * A batch that keeps failing is retried this often (bisected each time), within this age
+ * of its records, then handed to the dead-letter queue: the stream keeps records 24 hours.
+ */
+export const PUBLISHER_RETRY_ATTEMPTS = 20;
+export const PUBLISHER_MAX_RECORD_AGE = Duration.hours(6);
 
 /** Login stores a transaction and reads the secret; it never waits on Salesforce. */
 const LOGIN_TIMEOUT = Duration.seconds(6);
@@ -319,6 +361,12 @@ export class TokenBroker extends Construct {
   readonly domainName: DomainName | undefined;
   /** The VPC and Elastic IPs of `fixedEgressIp`; `undefined` without it. */
   readonly fixedEgress: FixedEgress | undefined;
+  /** Where the events go (README "Events"): `eventBusArn`'s bus, or one made here. */
+  readonly eventBus: IEventBus;
+  /** Reads the table's stream and puts the events on the bus. */
+  readonly publisher: BrokerFunction;
+  /** The publisher's on-failure destination: batches it gave up on (alarmed). */
+  readonly publisherDeadLetters: Queue;
 
   /**
    * What is deployed, in the order it is created. The order is part of the template
@@ -353,6 +401,9 @@ export class TokenBroker extends Construct {
     this.applyThrottling(routes);
     this.alarmTopic = this.resolveAlarmTopic();
     this.observability = this.createObservability();
+    this.eventBus = this.resolveEventBus();
+    this.publisherDeadLetters = this.createPublisherDeadLetters();
+    this.publisher = this.createPublisher(projectRoot);
   }
 
   /** The table, key, secret and log groups outlive the stack only with `retainData`. */
@@ -375,6 +426,8 @@ export class TokenBroker extends Construct {
       encryption: TableEncryption.AWS_MANAGED,
       deletionProtection: this.settings.retainData,
       removalPolicy: this.removalPolicy,
+      // The events' source (README "Events"): the publisher reads both images.
+      stream: StreamViewType.NEW_AND_OLD_IMAGES,
     });
     // Lists a customer's connections (the service API) without a scan; sparse: only
     // session items carry its keys, and it holds metadata, never the sealed tokens.
@@ -737,6 +790,100 @@ export class TokenBroker extends Construct {
     });
   }
 
+  private resolveEventBus(): IEventBus {
+    const { eventBusArn } = this.settings;
+    return eventBusArn
+      ? EventBus.fromEventBusArn(this, 'EventBus', eventBusArn)
+      : new EventBus(this, 'EventBus', {
+          description: `Connection lifecycle events of the ${Stack.of(this).stackName} token broker`,
+        });
+  }
+
+  /**
+   * The batches the event source mapping gave up on (retries or record age exhausted):
+   * their shard and sequence numbers, to replay from the stream within its 24 hours. Any
+   * message is an alarm.
+   */
+  private createPublisherDeadLetters(): Queue {
+    const queue = new Queue(this, 'PublisherDeadLetters', {
+      encryption: QueueEncryption.SQS_MANAGED,
+      enforceSSL: true,
+      retentionPeriod: Duration.days(14),
+      removalPolicy: this.removalPolicy,
+    });
+    Validations.of(queue).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-SQS3',
+      reason:
+        "It is a dead-letter queue itself: the publisher's event source mapping's on-failure " +
+        'destination, alarmed on its first message.',
+    });
+    const alarm = new Alarm(this, 'PublisherDeadLettersAlarm', {
+      alarmDescription:
+        'The event publisher gave up on stream records (README "Events"): replay them from ' +
+        'the table stream before it trims them (24 hours).',
+      metric: queue.metricApproximateNumberOfMessagesVisible({ period: Duration.minutes(1) }),
+      threshold: 1,
+      evaluationPeriods: 1,
+      comparisonOperator: ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+      treatMissingData: TreatMissingData.NOT_BREACHING,
+    });
+    alarm.addAlarmAction(new SnsAction(this.alarmTopic));
+    alarm.addOkAction(new SnsAction(this.alarmTopic));
+    return queue;
+  }
+
+  /**
+   * The event publisher (`functions/publisher.ts`): the table's stream, filtered to the
+   * writes that make events (so lease writes never invoke it), in batches that answer
+   * their failed records (`ReportBatchItemFailures`, bisected on error), retried a bounded
+   * number of times within a bounded record age, then sent to the dead-letter queue.
+   * It may call `events:PutEvents` on the one bus and nothing else.
+   */
+  private createPublisher(projectRoot: string): BrokerFunction {
+    const publisher = brokerFunction(this, 'Publisher', {
+      entry: join(projectRoot, 'functions', 'publisher.ts'),
+      projectRoot,
+      description: 'token broker event publisher (table stream to EventBridge)',
+      memorySize: PUBLISHER_MEMORY_MB,
+      timeout: PUBLISHER_TIMEOUT,
+      environment: {
+        EVENT_BUS_NAME: this.eventBus.eventBusArn,
+        POWERTOOLS_SERVICE_NAME: this.settings.serviceName,
+        LOG_LEVEL: this.settings.logLevel,
+      },
+      logRetention: this.logRetention,
+      removalPolicy: this.removalPolicy,
+    });
+    publisher.allow(
+      new PolicyStatement({
+        sid: 'PublishEvents',
+        actions: [...PUBLISHER_ACCESS.actions],
+        resources: [this.eventBus.eventBusArn],
+      }),
+    );
+    publisher.function.addEventSource(
+      new DynamoEventSource(this.table, {
+        startingPosition: StartingPosition.TRIM_HORIZON,
+        batchSize: 100,
+        maxBatchingWindow: Duration.seconds(1),
+        bisectBatchOnError: true,
+        reportBatchItemFailures: true,
+        retryAttempts: PUBLISHER_RETRY_ATTEMPTS,
+        maxRecordAge: PUBLISHER_MAX_RECORD_AGE,
+        parallelizationFactor: 1,
+        onFailure: new SqsDlq(this.publisherDeadLetters),
+        filters: STREAM_FILTER_PATTERNS.map((pattern) => FilterCriteria.filter(pattern)),
+      }),
+    );
+    Validations.of(publisher.role).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
+      reason:
+        "The event source mapping reads the table's stream with the function's role; " +
+        'dynamodb:ListStreams supports no resource-level permission (CDK grantStreamRead).',
+    });
+    return publisher;
+  }
+
   /**
    * Turns one function's `FUNCTION_ACCESS` entry into its statements. Long on purpose: one
    * statement per kind of access, side by side, so every grant a function can get is read
@@ -874,6 +1021,7 @@ const ITEM_STATEMENT_IDS: Record<keyof typeof ITEM_PREFIX, string> = {
   connection: 'ConnectionPointerItems',
   code: 'BrokerCodeItems',
   ended: 'EndedSessionTombstones',
+  alert: 'UpstreamAlertItems',
 };
 
 function encryptionContextConditions(): Record<string, Record<string, string | string[]>> {

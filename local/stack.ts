@@ -5,6 +5,7 @@ import {
   UpdateTimeToLiveCommand,
 } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
+import { STREAM_FILTER_PATTERNS } from '../functions/aws/stream-events.ts';
 import { CONNECTIONS_BY_ORG_INDEX } from '../functions/shared/constants.ts';
 import {
   type KmsEmulator,
@@ -12,7 +13,9 @@ import {
   startKmsEmulator,
   startSecretsManagerEmulator,
 } from './aws-emulators.ts';
+import { type ChangeCapture, startDynamoDbChangeCapture } from './dynamodb-change-capture.ts';
 import { type DynamoDbFaultProxy, startDynamoDbFaultProxy } from './dynamodb-fault-proxy.ts';
+import { type EventBridgeEmulator, startEventBridgeEmulator } from './eventbridge-emulator.ts';
 import {
   type FakeSalesforce,
   type FakeSalesforceOptions,
@@ -33,6 +36,20 @@ export interface LocalStackOptions {
    * the broker at the proxy, while `dynamodb` (the tests' own client) stays on dynalite.
    */
   dynamodbFaultProxy?: boolean;
+  /**
+   * Events (README "Events"): a change capture in front of dynalite makes its stream
+   * records, and an EventBridge emulator takes the publisher's `PutEvents`. The publisher
+   * itself is attached with `events.capture.setHandler` once it is loaded.
+   */
+  events?: boolean;
+}
+
+/** The local stream and bus, when `events` was set. */
+export interface LocalEvents {
+  readonly capture: ChangeCapture;
+  readonly bus: EventBridgeEmulator;
+  /** The bus name the publisher puts to (`EVENT_BUS_NAME`). */
+  readonly busName: string;
 }
 
 /** dynalite, the KMS and Secrets Manager emulators and the fake Salesforce, on loopback. */
@@ -52,6 +69,8 @@ export interface LocalStack {
   readonly dynamodb: DynamoDBClient;
   /** The fault proxy the broker talks to, when `dynamodbFaultProxy` was set. */
   readonly dynamodbFaults: DynamoDbFaultProxy | undefined;
+  /** The change capture and the bus, when `events` was set. */
+  readonly events: LocalEvents | undefined;
   close(): Promise<void>;
 }
 
@@ -79,8 +98,17 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     dynamo.listen(0, host, () => resolve());
   });
   const dynamodbUrl = `http://${host}:${(dynamo.address() as AddressInfo).port}`;
+  const capture = options.events
+    ? await startDynamoDbChangeCapture({
+        target: dynamodbUrl,
+        host,
+        filterPatterns: STREAM_FILTER_PATTERNS,
+      })
+    : undefined;
+  const bus = options.events ? await startEventBridgeEmulator({ host }) : undefined;
+  const events = capture && bus ? { capture, bus, busName: `${tableName}-events` } : undefined;
   const dynamodbFaults = options.dynamodbFaultProxy
-    ? await startDynamoDbFaultProxy({ target: dynamodbUrl, host })
+    ? await startDynamoDbFaultProxy({ target: capture?.url ?? dynamodbUrl, host })
     : undefined;
   const [kms, secretsManager, salesforce] = await Promise.all([
     startKmsEmulator({ host }),
@@ -145,7 +173,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     AWS_REGION: 'us-east-1',
     AWS_ACCESS_KEY_ID: LOCAL_CREDENTIALS.accessKeyId,
     AWS_SECRET_ACCESS_KEY: LOCAL_CREDENTIALS.secretAccessKey,
-    AWS_ENDPOINT_URL_DYNAMODB: dynamodbFaults?.url ?? dynamodbUrl,
+    AWS_ENDPOINT_URL_DYNAMODB: dynamodbFaults?.url ?? capture?.url ?? dynamodbUrl,
+    ...(events
+      ? { AWS_ENDPOINT_URL_EVENTBRIDGE: events.bus.url, EVENT_BUS_NAME: events.busName }
+      : {}),
     AWS_ENDPOINT_URL_KMS: kms.url,
     AWS_ENDPOINT_URL_SECRETS_MANAGER: secretsManager.url,
     TABLE_NAME: tableName,
@@ -166,10 +197,13 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     secretId,
     dynamodb,
     dynamodbFaults,
+    events,
     async close() {
       dynamodb.destroy();
       await Promise.all([
         dynamodbFaults?.close(),
+        capture?.close(),
+        bus?.close(),
         kms.close(),
         secretsManager.close(),
         salesforce?.close(),

@@ -5,7 +5,7 @@
  * serves the four Lambda entry files through a server that speaks HTTP API v2 events to
  * them, plus a demo page at `/`.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { startDemo } from './demo/demo.ts';
@@ -53,6 +53,8 @@ function readSettings(env: NodeJS.ProcessEnv) {
     loginHosts: env.LOGIN_HOSTS,
     /** Several connected apps need their secrets in Secrets Manager: not in the local run. */
     salesforceApps: env.SALESFORCE_APPS?.trim() || undefined,
+    /** Each published event is appended to this file as one JSON line, when set. */
+    eventsFile: env.LOCAL_EVENTS_FILE?.trim() || undefined,
     /** The region service API calls are signed for, as API Gateway's in a deployment. */
     serviceRegion: env.AWS_REGION || 'us-east-1',
     /** The caller of the service API: the AWS credentials of this environment, if set. */
@@ -126,6 +128,7 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
       ...(settings.loginUrl ? { salesforceLoginUrl: settings.loginUrl } : {}),
       clientId: settings.clientId,
       clientSecret: settings.clientSecret,
+      events: true,
     });
   } catch (error) {
     listener.close();
@@ -144,6 +147,7 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
     POWERTOOLS_SERVICE_NAME: process.env.POWERTOOLS_SERVICE_NAME ?? 'token-broker-local',
     POWERTOOLS_METRICS_DISABLED: 'true',
   });
+  await attachPublisher(stack, settings.eventsFile);
 
   const service = {
     credentials: settings.serviceCredentials ?? generateLocalCredentials(),
@@ -174,6 +178,28 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
     await stack.close();
     throw error;
   }
+}
+
+/**
+ * Runs the deployed publisher (`functions/publisher.ts`, loaded like Lambda loads it once
+ * the environment is set) on the change capture's stream records, and writes each event
+ * the bus accepts to `LOCAL_EVENTS_FILE` as one JSON line.
+ */
+async function attachPublisher(stack: LocalStack, eventsFile: string | undefined): Promise<void> {
+  const events = stack.events;
+  if (events === undefined) return;
+  if (eventsFile !== undefined) {
+    events.bus.onEvent((event) => appendFileSync(eventsFile, `${JSON.stringify(event)}\n`));
+  }
+  const publisher = (await import('../functions/publisher.ts')) as {
+    handler: (event: unknown, context: unknown) => Promise<unknown>;
+  };
+  events.capture.setHandler(
+    (batch) =>
+      publisher.handler(batch, { getRemainingTimeInMillis: () => 30_000 }) as Promise<{
+        batchItemFailures: { itemIdentifier: string }[];
+      }>,
+  );
 }
 
 /** The parent process id of `pid` (Linux `/proc`); undefined when gone or unknown. */
@@ -243,6 +269,11 @@ async function main(): Promise<void> {
     `  DynamoDB    ${stack.dynamodbUrl} (dynalite, in memory)`,
     `  KMS         ${stack.kms.url} (local emulator)`,
     `  Secrets     ${stack.secretsManager.url} (local emulator)`,
+    ...(stack.events
+      ? [
+          `  EventBridge ${stack.events.bus.url} (local emulator; events on the demo page${settings.eventsFile ? ` and in ${settings.eventsFile}` : ''})`,
+        ]
+      : []),
     `  service API ${broker.url}/connections  (SigV4, execute-api, ${broker.service.region}; caller ${LOCAL_CALLER_ARN})`,
     ...(broker.service.generated
       ? [

@@ -26,6 +26,7 @@ import type {
   SessionStore,
   Tombstone,
 } from '../broker/ports.ts';
+import { ENDED_REASONS } from '../broker/ports.ts';
 import { CONNECTIONS_BY_ORG_INDEX, ITEM_PREFIX } from '../shared/constants.ts';
 import { putIfAbsent, sendDynamoDb } from './dynamodb-send.ts';
 
@@ -218,7 +219,8 @@ export class DynamoDbSessionStore implements SessionStore {
             'SET version = :next, ciphertext = :ciphertext, encryptedDataKey = :edk, ' +
             'committedAt = :committedAt, idleExpiresAt = :idle, #ttl = :ttl' +
             (metadata.length > 0 ? `, ${metadata.join(', ')} ` : ' ') +
-            'REMOVE leaseOwner, leaseUntil, lastFailureAt, lastFailureKind, lastFailureOwner',
+            'REMOVE leaseOwner, leaseUntil, lastFailureAt, lastFailureKind, lastFailureOwner, ' +
+            'failingSince, failingReportedAt',
           ConditionExpression: 'leaseOwner = :owner AND version = :version',
           ExpressionAttributeNames: { '#ttl': 'ttl', ...metadataNames },
           ExpressionAttributeValues: {
@@ -245,8 +247,20 @@ export class DynamoDbSessionStore implements SessionStore {
   async releaseLease(input: ReleaseLeaseInput): Promise<void> {
     // With `keepLease` the lease stays until `leaseUntil`, as a fence: the holder's upstream
     // request may still be running at Salesforce with the current refresh token.
-    const recordFailure =
-      'SET lastFailureAt = :failedAt, lastFailureKind = :kind, lastFailureOwner = :owner';
+    // A transient failure starts (or continues) the run `Connection Refresh Failing`
+    // reports; `if_not_exists` keeps the first time, and the one report, in this same write.
+    const sets = [
+      'lastFailureAt = :failedAt',
+      'lastFailureKind = :kind',
+      'lastFailureOwner = :owner',
+    ];
+    if (input.failureKind === 'unavailable') {
+      sets.push('failingSince = if_not_exists(failingSince, :failedAt)');
+      if (input.reportFailing) {
+        sets.push('failingReportedAt = if_not_exists(failingReportedAt, :failedAt)');
+      }
+    }
+    const recordFailure = `SET ${sets.join(', ')}`;
     try {
       await this.#send(
         new UpdateItemCommand({
@@ -441,6 +455,10 @@ export class DynamoDbSessionStore implements SessionStore {
       ...connectionKey(connectionId),
       kind: { S: 'connection' },
       sessionKey: { S: record.sessionKey },
+      // Ids and the time only, for the `Connection Created` event its INSERT makes.
+      orgId: { S: record.orgId },
+      userId: { S: record.userId },
+      createdAt: number(record.createdAt),
       ttl: number(ttlSeconds(record.absoluteExpiresAt)),
     };
     if (await putIfAbsent(this.#client, this.#tableName, pointer, options)) return true;
@@ -502,13 +520,17 @@ function tombstoneAttributes(record: SessionRecord, ended: EndedMark) {
     orgId: { S: record.orgId },
     userId: { S: record.userId },
     ttl: number(Math.ceil(ended.retainUntil / 1000)),
+    ...(ended.upstreamError === undefined
+      ? {}
+      : { upstreamError: { S: ended.upstreamError.slice(0, MAX_UPSTREAM_TEXT) } }),
+    ...(ended.upstreamDescription === undefined
+      ? {}
+      : { upstreamDescription: { S: ended.upstreamDescription.slice(0, MAX_UPSTREAM_TEXT) } }),
   } satisfies Item;
 }
 
-const ENDED_REASONS: readonly string[] = [
-  'reauthentication_required',
-  'service_api',
-] satisfies EndedReason[];
+/** Longest Salesforce error text a tombstone keeps. */
+const MAX_UPSTREAM_TEXT = 200;
 
 /**
  * A tombstone from an `ended#` item or a marked pointer; `undefined` for anything else
@@ -518,7 +540,11 @@ export function tombstoneFromItem(item: Item | undefined, now = Date.now()): Tom
   const reason = item?.endedReason?.S;
   const endedAt = item?.endedAt?.N;
   const ttl = item?.ttl?.N;
-  if (item === undefined || reason === undefined || !ENDED_REASONS.includes(reason)) {
+  if (
+    item === undefined ||
+    reason === undefined ||
+    !(ENDED_REASONS as readonly string[]).includes(reason)
+  ) {
     return undefined;
   }
   if (endedAt === undefined || !Number.isFinite(Number(endedAt))) return undefined;
@@ -669,7 +695,14 @@ function fromItem(item: Item): SessionRecord {
     loginHost: item.loginHost?.S,
     salesforceApp: item.salesforceApp?.S,
     siteUrl: item.siteUrl?.S,
+    failingSince: optionalNumber(item, 'failingSince'),
+    failingReportedAt: optionalNumber(item, 'failingReportedAt'),
   };
+}
+
+function optionalNumber(item: Item, name: string): number | undefined {
+  const value = item[name]?.N;
+  return value === undefined ? undefined : Number(value);
 }
 
 const FAILURE_KINDS: readonly string[] = [

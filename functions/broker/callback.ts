@@ -1,6 +1,6 @@
 import { describeError } from '../shared/describe-error.ts';
 import type { BrokerConfig } from './config.ts';
-import { newConnectionId } from './connection.ts';
+import { endedMark, newConnectionId } from './connection.ts';
 import type { TokenVault } from './envelope.ts';
 import {
   AccessDeniedError,
@@ -35,7 +35,12 @@ import type {
 } from './ports.ts';
 import { logSafeId, newSessionHandle, sessionKeyOf } from './session-handle.ts';
 import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
-import { codeExchangeFailure, withSecretRetry } from './upstream-failures.ts';
+import {
+  codeExchangeFailure,
+  misconfigurationCode,
+  raiseUpstreamAlert,
+  withSecretRetry,
+} from './upstream-failures.ts';
 
 /** The part of the Salesforce client `/callback` uses. */
 export interface CodeExchangeClient extends RevocationClient {
@@ -60,7 +65,7 @@ export interface CallbackDependencies extends AppDependencies {
   config: Pick<
     BrokerConfig,
     'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'invocationDeadlineMs'
-  > & { callbackUrl: URL };
+  > & { callbackUrl: URL } & Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs'>>;
   /** Replaced in tests. */
   newHandle?: () => string;
   newConnectionId?: () => string;
@@ -323,7 +328,13 @@ async function finishLogin(
   const replaceBy = Math.min(deadline, deps.clock.now() + REPLACE_BUDGET_MS);
   for (const oldKey of previous) {
     try {
-      await endSession(deps, oldKey, 'replaced', { at: replaceBy, now: () => deps.clock.now() });
+      await endSession(
+        deps,
+        oldKey,
+        'replaced',
+        { at: replaceBy, now: () => deps.clock.now() },
+        endedMark(deps.config, 'replaced', deps.clock.now()),
+      );
     } catch (error) {
       deps.log.warn('the replaced session could not be ended', {
         event: 'replace_failed',
@@ -469,6 +480,14 @@ async function exchangeCode(
       { transaction, salesforceApp: deps.upstream.appName },
     );
   } catch (error) {
+    const code = misconfigurationCode(error);
+    if (code !== undefined) {
+      await raiseUpstreamAlert(deps, {
+        app: deps.upstream.appName,
+        upstreamError: code,
+        at: deps.clock.now(),
+      });
+    }
     throw codeExchangeFailure(deps, error, transaction);
   }
 }

@@ -85,6 +85,11 @@ export interface BrokerConfig {
    * default 30 days), in ms.
    */
   endedConnectionRetentionMs: number;
+  /**
+   * After this long of transient refresh failures, `Connection Refresh Failing` is
+   * reported once (`FAILING_AFTER_SECONDS`, default 900), in ms.
+   */
+  failingAfterMs: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -114,6 +119,7 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
     loginHosts: read(SETTINGS.loginHosts),
     salesforceApps: [],
     endedConnectionRetentionMs: read(SETTINGS.endedConnectionRetentionDays) * 86_400_000,
+    failingAfterMs: read(SETTINGS.failingAfterSeconds) * 1000,
   };
   config.salesforceApps = salesforceApps(env, config);
   checkCrossRules(config);

@@ -23,6 +23,7 @@ import {
   sealHandle,
   verifierMatchesChallenge,
 } from './broker-code.ts';
+import { endedMark } from './connection.ts';
 import {
   InvalidClientError,
   InvalidGrantError,
@@ -142,7 +143,11 @@ export interface RedeemDependencies extends EndSessionDependencies {
   clock: Clock;
   log: Log;
   metrics: MetricSink;
-  config: { clientApps: readonly ClientApp[]; invocationDeadlineMs: number };
+  config: {
+    clientApps: readonly ClientApp[];
+    invocationDeadlineMs: number;
+    endedConnectionRetentionMs?: number | undefined;
+  };
   /** Replaced in tests. */
   newRedemptionId?: () => string;
 }
@@ -209,10 +214,17 @@ export async function redeemBrokerCode(
   if (redemption.outcome === 'unknown') return refuse(deps, 'code_unknown');
   const { record } = redemption;
   const end = async (reason: 'code_replayed' | 'code_rejected') => {
-    await endSession(deps, record.sessionKey, reason, {
-      at: deadline,
-      now: () => deps.clock.now(),
-    });
+    // A replay ends the connection with a tombstone (`code_replayed`, and its event); a
+    // refused first redemption ends a session nobody was ever handed: no tombstone.
+    await endSession(
+      deps,
+      record.sessionKey,
+      reason,
+      { at: deadline, now: () => deps.clock.now() },
+      reason === 'code_replayed'
+        ? endedMark(deps.config, 'code_replayed', deps.clock.now())
+        : undefined,
+    );
   };
   if (redemption.outcome === 'replayed') {
     deps.log.warn('a spent broker code was presented again; its connection is ended', {

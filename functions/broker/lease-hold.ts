@@ -29,7 +29,15 @@ export interface LeaseHoldDependencies {
   clock: Clock;
   log: Log;
   sleep: (milliseconds: number) => Promise<void>;
+  /**
+   * After this long of transient failures (`failingAfterSeconds`), a release marks the
+   * run reported, once (`Connection Refresh Failing`). Absent: the default, 900 s.
+   */
+  failingAfterMs?: number | undefined;
 }
+
+/** `failingAfterSeconds`' default (functions/shared/settings-table.ts), in ms. */
+export const DEFAULT_FAILING_AFTER_MS = 900_000;
 
 /**
  * The lease one caller holds on one session, and the writes only its holder may make: the
@@ -79,13 +87,17 @@ export class LeaseHold {
    */
   async release(failureKind: RefreshFailureKind, keepLease = false): Promise<void> {
     const { store, clock, log } = this.#deps;
+    const failedAt = clock.now();
     await store
       .releaseLease({
         sessionKey: this.sessionKey,
         owner: this.owner,
-        failedAt: clock.now(),
+        failedAt,
         failureKind,
         keepLease,
+        ...(failureKind === 'unavailable' && this.#failingLongEnough(failedAt)
+          ? { reportFailing: true }
+          : {}),
       })
       .catch((error: unknown) =>
         log.warn('lease release failed; it ends by itself', {
@@ -93,6 +105,17 @@ export class LeaseHold {
           error: describeError(error),
         }),
       );
+  }
+
+  /**
+   * Whether this failure is past `failingAfterMs` of an unreported run of transient
+   * failures, as the record acquired under this lease shows it (the holder is the only
+   * writer meanwhile): no extra read, and the mark goes into the release's own write.
+   */
+  #failingLongEnough(failedAt: number): boolean {
+    const { failingSince, failingReportedAt } = this.record;
+    if (failingSince === undefined || failingReportedAt !== undefined) return false;
+    return failedAt - failingSince >= (this.#deps.failingAfterMs ?? DEFAULT_FAILING_AFTER_MS);
   }
 
   /**

@@ -7,7 +7,7 @@
  */
 import { loginHostUrl, matchLoginHost } from '../shared/login-hosts.ts';
 import { InvalidRequestError, UpstreamMisconfiguredError } from './errors.ts';
-import type { ClientCredentialsSource, SalesforceApp } from './ports.ts';
+import type { AlertStore, ClientCredentialsSource, SalesforceApp } from './ports.ts';
 
 /** What the domain needs to pick an app: the apps (the first is the default). */
 export interface AppDependencies {
@@ -17,6 +17,8 @@ export interface AppDependencies {
    */
   apps?: readonly SalesforceApp[] | undefined;
   credentials: ClientCredentialsSource;
+  /** Where `Upstream Misconfigured` is raised; absent: not raised (unit tests). */
+  alerts?: AlertStore | undefined;
 }
 
 /** The app and the endpoints' origin for one connection. */

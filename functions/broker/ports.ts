@@ -126,6 +126,17 @@ export interface SessionRecord {
   salesforceApp?: string | undefined;
   /** An Experience Cloud login's site (`sfdc_site_url` / `sfdc_community_url`), non-secret. */
   siteUrl?: string | undefined;
+  /**
+   * When the first of an unbroken run of transient refresh failures (`unavailable`) was
+   * recorded (ms); kept across further failures, cleared by the next commit.
+   */
+  failingSince?: number | undefined;
+  /**
+   * When that run was reported as `Connection Refresh Failing` (ms): set once, by the
+   * release that finds it `failingAfterSeconds` old; cleared by the next commit, which is
+   * then `Connection Recovered`.
+   */
+  failingReportedAt?: number | undefined;
 }
 
 /**
@@ -219,6 +230,11 @@ export interface ReleaseLeaseInput {
    * current refresh token, and a second request with that token must not follow it.
    */
   keepLease?: boolean;
+  /**
+   * Mark the run of transient failures as reported (`failingReportedAt`), once: the
+   * holder found it `failingAfterSeconds` old. The store keeps an earlier mark.
+   */
+  reportFailing?: boolean;
 }
 
 /** Sessions in DynamoDB, with single-item conditional operations only. */
@@ -265,8 +281,26 @@ export interface SessionStore {
   findEndedConnection(connectionId: string, options?: CallOptions): Promise<Tombstone | undefined>;
 }
 
-/** Why a connection ended, as `GET /connections/{id}` answers it (`ended_reason`). */
-export type EndedReason = 'reauthentication_required' | 'service_api';
+/**
+ * Why a connection ended, as `GET /connections/{id}` answers it (`ended_reason`) and the
+ * `Connection Ended` event carries it (`reason`).
+ */
+export type EndedReason =
+  | 'logout'
+  | 'service_api'
+  | 'reauthentication_required'
+  | 'replaced'
+  | 'expired'
+  | 'code_replayed';
+
+export const ENDED_REASONS: readonly EndedReason[] = [
+  'logout',
+  'service_api',
+  'reauthentication_required',
+  'replaced',
+  'expired',
+  'code_replayed',
+];
 
 /**
  * Asks a delete to keep a token-free tombstone until `retainUntil` (epoch ms), so the
@@ -278,6 +312,10 @@ export interface EndedMark {
   endedAt: number;
   /** Epoch ms (`endedConnectionRetentionDays` after `endedAt`). */
   retainUntil: number;
+  /** Salesforce's `error` (e.g. `invalid_grant`) when Salesforce ended it; never a secret. */
+  upstreamError?: string | undefined;
+  /** Salesforce's `error_description` (e.g. `expired access/refresh token`), capped. */
+  upstreamDescription?: string | undefined;
 }
 
 /** What is left of an ended connection: ids and why, never a token. */
@@ -288,6 +326,31 @@ export interface Tombstone {
   reason: EndedReason;
   /** Epoch ms. */
   endedAt: number;
+}
+
+/**
+ * A connected app Salesforce refuses (`invalid_client` and the like), raised for the
+ * `Upstream Misconfigured` event. Ids and Salesforce's error code only.
+ */
+export interface UpstreamAlert {
+  /** The connected app (`SalesforceApp.name`). */
+  app: string;
+  upstreamError: string | undefined;
+  /** Epoch ms. */
+  at: number;
+  /** The connection whose refresh met it, when one did (a login has none yet). */
+  connectionId?: string | undefined;
+  orgId?: string | undefined;
+  userId?: string | undefined;
+}
+
+/** Operator alerts, one small item per kind and app, in the session table. */
+export interface AlertStore {
+  /**
+   * Records the alert unless the same one was recorded within `quietMs`: `false` then.
+   * The caller bounds it with `timeoutMs` and only logs a failure.
+   */
+  raise(alert: UpstreamAlert, quietMs: number, options?: CallOptions): Promise<boolean>;
 }
 
 /**

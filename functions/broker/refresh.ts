@@ -21,6 +21,7 @@ import type {
   ClientCredentialsSource,
   Clock,
   DataKey,
+  EndedReason,
   Log,
   MetricSink,
   RefreshFailureKind,
@@ -31,7 +32,7 @@ import type {
 import { decideRefreshStep, LEASE_SKEW_MS, type RefreshStep } from './refresh-decision.ts';
 import { logSafeId, sessionKeyOf } from './session-handle.ts';
 import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
-import { refreshFailure, withSecretRetry } from './upstream-failures.ts';
+import { raiseUpstreamAlert, refreshFailure, withSecretRetry } from './upstream-failures.ts';
 
 /** The part of the Salesforce client the refresh path uses. */
 export interface RefreshGrantClient {
@@ -56,7 +57,7 @@ export interface RefreshDependencies extends AppDependencies {
   log: Log;
   metrics: MetricSink;
   config: Pick<BrokerConfig, 'reuseWindowMs' | 'leaseMs' | 'waitBudgetMs' | 'sessionIdleTtlMs'> &
-    Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs'>>;
+    Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'failingAfterMs'>>;
   /** Replaced in tests; defaults to a timer. */
   sleep?: (milliseconds: number) => Promise<void>;
   random?: () => number;
@@ -108,6 +109,18 @@ export async function refreshSession(
 }
 
 /**
+ * The ends after which a handle answers `reauthentication_required`: Salesforce or the
+ * service API ended the grant, not its holder. A handle its own holder let go of (a
+ * logout, a login that replaced it, a replayed broker code) answers `invalid_session`, as
+ * before tombstones existed; its tombstone is there for the `Connection Ended` event and
+ * `GET /connections/{id}`.
+ */
+const REAUTHENTICATION_REASONS: ReadonlySet<EndedReason> = new Set([
+  'reauthentication_required',
+  'service_api',
+]);
+
+/**
  * The answer for a session that is gone: `reauthentication_required` when its tombstone
  * says Salesforce or the service API ended it (no upstream call: the grant is dead),
  * otherwise `invalid_session`. The tombstone only explains: a failed read answers as if
@@ -124,7 +137,7 @@ async function endedSessionError(
     });
     return undefined;
   });
-  if (tombstone !== undefined) {
+  if (tombstone !== undefined && REAUTHENTICATION_REASONS.has(tombstone.reason)) {
     return new ReauthenticationRequiredError('This connection has ended; log in again.');
   }
   return new InvalidSessionError('The session does not exist or has ended.');
@@ -251,7 +264,13 @@ class RefreshCall {
   holdLease(record: SessionRecord, owner: string, leaseUntil: number): Promise<FreshAccessToken> {
     const { store, clock, log } = this.#deps;
     const hold = new LeaseHold(
-      { store, clock, log, sleep: this.#sleep },
+      {
+        store,
+        clock,
+        log,
+        sleep: this.#sleep,
+        failingAfterMs: this.#deps.config.failingAfterMs,
+      },
       {
         record,
         owner,
@@ -425,8 +444,21 @@ async function refreshAsLeaseHolder(
     return refreshFailure(deps, error, {
       session,
       release: (kind, keepLease) => hold.release(kind, keepLease),
-      deleteSession: () =>
-        hold.deleteSession(endedMark(deps.config, 'reauthentication_required', clock.now())),
+      deleteSession: (upstream) =>
+        hold.deleteSession({
+          ...endedMark(deps.config, 'reauthentication_required', clock.now()),
+          upstreamError: upstream.error,
+          upstreamDescription: upstream.description,
+        }),
+      raiseAlert: (upstreamError) =>
+        raiseUpstreamAlert(deps, {
+          app: upstreamOf(deps, record).appName,
+          upstreamError,
+          at: clock.now(),
+          connectionId: record.connectionId,
+          orgId: record.orgId,
+          userId: record.userId,
+        }),
       newerVersion: async () => {
         const latest = await deps.store.get(hold.sessionKey);
         if (latest && latest.version > record.version && isLiveSession(latest, clock.now())) {

@@ -15,13 +15,59 @@ import {
   UpstreamMisconfiguredError,
 } from './errors.ts';
 import type {
+  AlertStore,
   ClientCredentials,
   ClientCredentialsSource,
   Log,
   MetricSink,
   RefreshFailureKind,
+  UpstreamAlert,
 } from './ports.ts';
 import { UpstreamFailure } from './upstream.ts';
+
+/** `Upstream Misconfigured` is raised at most once per connected app in this long. */
+export const UPSTREAM_ALERT_QUIET_MS = 5 * 60_000;
+/** The alert's write gets this long; it never holds the answer up for longer. */
+export const UPSTREAM_ALERT_DEADLINE_MS = 300;
+
+/**
+ * The Salesforce error code of a failure that says the connected app is misconfigured
+ * (`invalid_client`, a rejected request such as `redirect_uri_mismatch`, no refresh
+ * token granted); `undefined` for every other failure.
+ */
+export function misconfigurationCode(error: unknown): string | undefined {
+  if (!(error instanceof UpstreamFailure)) return undefined;
+  if (error.kind === 'invalid_client' || error.kind === 'request_rejected') {
+    return error.upstreamError ?? error.kind;
+  }
+  if (error.kind === 'invalid_response' && error.reason === 'refresh_token_missing') {
+    return 'refresh_token_missing';
+  }
+  return undefined;
+}
+
+/**
+ * Records `Upstream Misconfigured` for the app (the event comes from the item's write,
+ * README "Events"), under {@link UPSTREAM_ALERT_DEADLINE_MS}; a failure is only logged:
+ * the request answers the same either way.
+ */
+export async function raiseUpstreamAlert(
+  deps: { alerts?: AlertStore | undefined; log: Log },
+  alert: UpstreamAlert,
+): Promise<void> {
+  if (deps.alerts === undefined) return;
+  try {
+    await deps.alerts.raise(alert, UPSTREAM_ALERT_QUIET_MS, {
+      timeoutMs: UPSTREAM_ALERT_DEADLINE_MS,
+    });
+  } catch (error) {
+    deps.log.warn('the upstream alert could not be recorded', {
+      event: 'upstream_alert_failed',
+      salesforceApp: alert.app,
+      error: error instanceof Error ? error.name : 'unknown',
+    });
+  }
+}
 
 /** Longest `Retry-After` the broker passes on, in seconds. */
 const MAX_RETRY_AFTER_SECONDS = 120;
@@ -59,8 +105,16 @@ export async function withSecretRetry<T>(
 export interface RefreshFailureEffects<T> {
   /** The log-safe session id. */
   session: string;
-  /** The fenced delete: only while this caller still holds the lease. */
-  deleteSession(): Promise<boolean>;
+  /**
+   * The fenced delete: only while this caller still holds the lease. `upstream` is what
+   * Salesforce said, for the tombstone and its `Connection Ended` event.
+   */
+  deleteSession(upstream: {
+    error: string | undefined;
+    description: string | undefined;
+  }): Promise<boolean>;
+  /** Records `Upstream Misconfigured` with Salesforce's error code; never throws. */
+  raiseAlert?(upstreamError: string | undefined): Promise<void>;
   /** Gives the lease up (or keeps it) recording the failure for the waiters. */
   release(kind: RefreshFailureKind, keepLease?: boolean): Promise<void>;
   /** The version a concurrent holder committed meanwhile, opened; `undefined` if none. */
@@ -90,7 +144,10 @@ export async function refreshFailure<T>(
       // on the refresh path. Fenced, so a lapsed holder cannot delete a newer session.
       deps.metrics.count('UpstreamError', 1, { class: 'invalid_grant' });
       deps.metrics.count('ReauthenticationRequired');
-      const deleted = await effects.deleteSession();
+      const deleted = await effects.deleteSession({
+        error: error.upstreamError,
+        description: error.upstreamDescription,
+      });
       deps.log.warn('Salesforce rejected the refresh token; session ended', {
         event: 'reauthentication_required',
         session,
@@ -142,6 +199,7 @@ export async function refreshFailure<T>(
         upstreamDescription: error.upstreamDescription,
       });
       await release('misconfigured');
+      await effects.raiseAlert?.(misconfigurationCode(error));
       throw new UpstreamMisconfiguredError(UPSTREAM_MISCONFIGURED_DESCRIPTION, {
         cause: error,
       });

@@ -29,7 +29,8 @@ export interface CallbackRouteDependencies extends Omit<CallbackDependencies, 'c
   config: Pick<
     BrokerConfig,
     'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'callbackUrl' | 'invocationDeadlineMs'
-  >;
+  > &
+    Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs'>>;
   metrics: FlushableMetrics;
 }
 
@@ -61,6 +62,9 @@ export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHand
       sessionIdleTtlMs: deps.config.sessionIdleTtlMs,
       invocationDeadlineMs: deps.config.invocationDeadlineMs,
       callbackUrl,
+      ...(deps.config.endedConnectionRetentionMs === undefined
+        ? {}
+        : { endedConnectionRetentionMs: deps.config.endedConnectionRetentionMs }),
     },
   };
   return defineRoute(deps, {

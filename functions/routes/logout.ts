@@ -1,3 +1,4 @@
+import { endedMark } from '../broker/connection.ts';
 import { InvalidSessionError } from '../broker/errors.ts';
 import { type EndSessionDependencies, endSession } from '../broker/logout.ts';
 import type { Clock } from '../broker/ports.ts';
@@ -8,7 +9,11 @@ import { noContent } from '../http/responses.ts';
 import { defineRoute, type FlushableMetrics, type HttpHandler } from '../http/route.ts';
 
 export interface LogoutRouteDependencies extends EndSessionDependencies {
-  config: { allowedOrigins: readonly string[]; invocationDeadlineMs: number };
+  config: {
+    allowedOrigins: readonly string[];
+    invocationDeadlineMs: number;
+    endedConnectionRetentionMs?: number | undefined;
+  };
   clock: Clock;
   metrics: FlushableMetrics;
 }
@@ -40,7 +45,13 @@ export function createLogoutHandler(deps: LogoutRouteDependencies): HttpHandler 
         log.info('logout without a usable credential', { event: 'logout_no_session' });
         return noContent({}, [CLEAR_SESSION_COOKIE]);
       }
-      await endSession({ ...deps, log }, sessionKeyOf(handle), 'logout', deadline);
+      await endSession(
+        { ...deps, log },
+        sessionKeyOf(handle),
+        'logout',
+        deadline,
+        endedMark(deps.config, 'logout', deps.clock.now()),
+      );
       return noContent({}, [CLEAR_SESSION_COOKIE]);
     },
   });

@@ -12,7 +12,8 @@ export const ENCRYPTION_PURPOSE = 'salesforce-token';
  * the kinds it touches with `dynamodb:LeadingKeys`. `connection#<id>` points to the session
  * item of a connection; `code#<hash>` is a one-time broker code of the handoff;
  * `ended#<session key>` is the token-free tombstone of a session Salesforce or the service
- * API ended, so its handle answers `reauthentication_required`.
+ * API ended, so its handle answers `reauthentication_required`; `alert#<kind>#<app>` is
+ * one operator alert per kind and connected app (`Upstream Misconfigured`).
  */
 export const ITEM_PREFIX = {
   session: 'session#',
@@ -20,6 +21,19 @@ export const ITEM_PREFIX = {
   connection: 'connection#',
   code: 'code#',
   ended: 'ended#',
+  alert: 'alert#',
+} as const;
+
+/** The `source` of every event when no service name is set (`POWERTOOLS_SERVICE_NAME`). */
+export const DEFAULT_EVENT_SOURCE = 'token-broker';
+
+/** The `detail-type`s the broker publishes (README "Events"). */
+export const EVENT_DETAIL_TYPES = {
+  created: 'Connection Created',
+  ended: 'Connection Ended',
+  failing: 'Connection Refresh Failing',
+  recovered: 'Connection Recovered',
+  misconfigured: 'Upstream Misconfigured',
 } as const;
 
 /**

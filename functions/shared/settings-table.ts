@@ -326,6 +326,11 @@ export const SETTINGS = {
    * token-free tombstone (README "Ended connections"), in days.
    */
   endedConnectionRetentionDays: integer('ENDED_CONNECTION_RETENTION_DAYS', 30, 1, 3650),
+  /**
+   * After this long of unbroken transient refresh failures a connection is reported as
+   * `Connection Refresh Failing`, once (README "Events"), in seconds.
+   */
+  failingAfterSeconds: integer('FAILING_AFTER_SECONDS', 900, 1, 86_400),
 };
 
 export type SettingName = keyof typeof SETTINGS;

@@ -81,6 +81,12 @@ export async function startDemo(options: {
         await proxyToSalesforce(request, response, url, loginUrl);
         return true;
       }
+      if (url.pathname === '/_demo/events' && request.method === 'GET') {
+        // The events the publisher put on the local bus, newest first (never a secret).
+        const events = [...(options.stack.events?.bus.events ?? [])].reverse().slice(0, 50);
+        send(response, 200, 'application/json', JSON.stringify({ events }));
+        return true;
+      }
       if (url.pathname === '/_demo/expire-access-tokens' && request.method === 'POST') {
         if (!options.stack.salesforce) {
           send(

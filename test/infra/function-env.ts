@@ -29,5 +29,7 @@ export function dummyFunctionEnv(closedPort = 9): NodeJS.ProcessEnv {
     AWS_ENDPOINT_URL_DYNAMODB: loopback,
     AWS_ENDPOINT_URL_KMS: loopback,
     AWS_ENDPOINT_URL_SECRETS_MANAGER: loopback,
+    AWS_ENDPOINT_URL_EVENTBRIDGE: loopback,
+    EVENT_BUS_NAME: 'arn:aws:events:eu-west-1:111111111111:event-bus/token-broker-events',
   };
 }

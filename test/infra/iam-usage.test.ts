@@ -10,8 +10,13 @@ import { readFileSync } from 'node:fs';
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
+import { DynamoDBClient } from '@aws-sdk/client-dynamodb';
+import { EventBridgeClient } from '@aws-sdk/client-eventbridge';
 import type { APIGatewayProxyEventV2 } from 'aws-lambda';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DynamoDbSessionStore } from '../../functions/aws/dynamodb-session-store.ts';
+import { EventBridgeBus } from '../../functions/aws/eventbridge-bus.ts';
+import { createPublisherHandler } from '../../functions/aws/stream-publisher.ts';
 import { codeChallengeS256, newCodeVerifier } from '../../functions/broker/pkce.ts';
 import type { HttpHandler } from '../../functions/http/route.ts';
 import { createCallbackHandler } from '../../functions/routes/callback.ts';
@@ -23,7 +28,8 @@ import { createSessionHandler } from '../../functions/routes/session.ts';
 import { createTokenHandler } from '../../functions/routes/token.ts';
 import { buildRuntime } from '../../functions/runtime.ts';
 import type { BrokerRoute } from '../../infra/settings.ts';
-import { FUNCTION_ACCESS, ITEM_PREFIX } from '../../infra/token-broker.ts';
+import { FUNCTION_ACCESS, ITEM_PREFIX, PUBLISHER_ACCESS } from '../../infra/token-broker.ts';
+import { startEventBridgeEmulator } from '../../local/eventbridge-emulator.ts';
 import { type LocalStack, startLocalStack } from '../../local/stack.ts';
 import { repoRoot } from './synth.ts';
 
@@ -59,6 +65,8 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
   const dynamodbRequests: string[] = [];
   /** Requests (as recorded) whose next answer the proxy drops after they were applied. */
   const dropAnswers = new Set<string>();
+  /** Requests (as recorded) the proxy answers once with a 400 instead of forwarding. */
+  const failRequests = new Set<string>();
   let proxy: Server;
 
   /** Runs `act` as `route` and records the AWS operations it sent. */
@@ -110,7 +118,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
    * `/callback`), then `POST /token` with `redeem` times the broker code: the first
    * redemption's answer.
    */
-  async function handOff(redeem: number): Promise<number> {
+  async function handOff(redeem: number, presentedVerifier?: string): Promise<number> {
     const verifier = newCodeVerifier();
     const loginEvent = sample('login');
     loginEvent.cookies = [];
@@ -133,13 +141,14 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     expect(callback.statusCode, callback.body).toBe(302);
     const location = String(callback.headers?.location);
     const code = new URLSearchParams(location.slice(location.indexOf('?') + 1)).get('code');
+    if (redeem === 0) return 0;
     const tokenEvent = sample('token');
     tokenEvent.body = new URLSearchParams({
       grant_type: 'authorization_code',
       code: code ?? '',
       redirect_uri: APP_REDIRECT,
       client_id: 'ios',
-      code_verifier: verifier,
+      code_verifier: presentedVerifier ?? verifier,
     }).toString();
     const statuses: number[] = [];
     for (let attempt = 0; attempt < redeem; attempt++) {
@@ -158,7 +167,7 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
 
   beforeAll(async () => {
     stack = await startLocalStack({ salesforce: { autoApprove: true, tokenLatencyMs: 150 } });
-    proxy = await recordingProxy(stack.dynamodbUrl, dynamodbRequests, dropAnswers);
+    proxy = await recordingProxy(stack.dynamodbUrl, dynamodbRequests, dropAnswers, failRequests);
     const proxyUrl = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
     // The SDK clients read AWS_ENDPOINT_URL_<SERVICE> and credentials from process.env.
     Object.assign(process.env, stack.env, { AWS_ENDPOINT_URL_DYNAMODB: proxyUrl });
@@ -190,6 +199,17 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     expect(refreshed.statusCode, refreshed.body).toBe(200);
     const both = await as('refresh', () => Promise.all([refresh(first, 2), refresh(first, 2)]));
     expect(both.map((r) => r.statusCode)).toEqual([200, 200]);
+    // The connected app refused (invalid_client, also after the secret's re-read): the
+    // Upstream Misconfigured alert item is put (PutItem alert#).
+    stack.salesforce?.inject({
+      endpoint: 'token',
+      kind: 'error',
+      error: 'invalid_client',
+      description: 'invalid client credentials',
+      times: 2,
+    });
+    const refused = await as('refresh', () => refresh(first, 3));
+    expect(refused.statusCode, refused.body).toBe(502);
     stack.salesforce?.inject({
       endpoint: 'token',
       kind: 'error',
@@ -210,6 +230,17 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     dropAnswers.add('dynamodb:UpdateItem login#');
     const second = await signIn();
     expect(dropAnswers.size, 'the pointer answer was dropped').toBe(0);
+    // A code exchange the connected app refuses raises the alert too (PutItem alert#);
+    // the alert's quiet period is per app, so the store's condition refuses this one,
+    // which is a call all the same.
+    stack.salesforce?.inject({
+      endpoint: 'token',
+      kind: 'error',
+      error: 'invalid_client',
+      description: 'invalid client credentials',
+      times: 2,
+    });
+    await signIn().catch(() => '');
     const sessionEvent = sample('session');
     sessionEvent.headers = { ...sessionEvent.headers, authorization: `Bearer ${second}` };
     const described = await as('session', () => handlers.session(sessionEvent));
@@ -225,6 +256,14 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     // GetItem code#); redeemed, then replayed (read back, and the connection ended).
     dropAnswers.add('dynamodb:PutItem code#');
     expect(await handOff(2)).toBe(200);
+    // A first redemption with the wrong verifier spends the code and ends its connection
+    // (no tombstone: nobody was handed it), deleting the pointer (DeleteItem connection#).
+    expect(await handOff(1, newCodeVerifier())).toBe(400);
+    // A broker code that cannot be stored ends the session nobody can be handed, pointer
+    // and all (DeleteItem connection#).
+    failRequests.add('dynamodb:PutItem code#');
+    await handOff(0);
+    expect(failRequests.size, 'the code put was failed').toBe(0);
     expect(dropAnswers.size, 'the code answer was dropped').toBe(0);
 
     // A backend job on the service API: a token (holder), the metadata, a listing, a
@@ -265,6 +304,18 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
     stack.salesforce?.inject({
       endpoint: 'token',
       kind: 'error',
+      error: 'invalid_client',
+      description: 'invalid client credentials',
+      times: 2,
+    });
+    const misconfigured = await job('service-token', {
+      connectionId: jobs.connection_id,
+      body: '{"version":2}',
+    });
+    expect(misconfigured.statusCode, misconfigured.body).toBe(502);
+    stack.salesforce?.inject({
+      endpoint: 'token',
+      kind: 'error',
       error: 'invalid_grant',
       description: 'expired access/refresh token',
       times: 1,
@@ -301,6 +352,64 @@ describe('IAM grants: FUNCTION_ACCESS against the calls the functions make', () 
       expect([...used[route]].sort()).toEqual(granted(route));
     },
   );
+
+  it('the publisher is granted exactly the operations it sends', async () => {
+    // Prepare: the stream records of a new connection (the change capture of a stack with
+    // events; its own publisher is not attached), and the publisher on an EventBridge
+    // emulator of its own.
+    const events = await startLocalStack({ salesforce: { autoApprove: true }, events: true });
+    const bus = await startEventBridgeEmulator();
+    try {
+      const publisher = createPublisherHandler({
+        bus: new EventBridgeBus({
+          busName: 'token-broker-events',
+          source: 'token-broker',
+          client: new EventBridgeClient({
+            endpoint: bus.url,
+            region: 'us-east-1',
+            credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+          }),
+        }),
+        log: { debug() {}, info() {}, warn() {}, error() {} },
+      });
+      const records = events.events?.capture.records ?? [];
+      // The capture's endpoint given explicitly: process.env points at the proxy above.
+      const store = new DynamoDbSessionStore({
+        tableName: events.tableName,
+        client: new DynamoDBClient({
+          endpoint: events.env.AWS_ENDPOINT_URL_DYNAMODB,
+          region: 'us-east-1',
+          credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
+        }),
+      });
+      const now = Date.now();
+      await store.create({
+        sessionKey: 'iam-publisher-session',
+        version: 1,
+        sealed: { ciphertext: new Uint8Array(1), encryptedDataKey: new Uint8Array(1) },
+        committedAt: now,
+        createdAt: now,
+        absoluteExpiresAt: now + 60_000,
+        idleExpiresAt: now + 60_000,
+        orgId: '00Dxx0000001gPLEAY',
+        userId: '005xx000001Sv6AAAS',
+        connectionId: 'con_AAAAAAAAAAAAAAAAAAAAAA',
+      });
+
+      // Act
+      const answer = await publisher({ Records: [...records] });
+
+      // Assert
+      expect(answer.batchItemFailures).toEqual([]);
+      expect(bus.events.map((event) => event['detail-type'])).toEqual(['Connection Created']);
+      expect(Object.keys(bus.calls).map((operation) => `events:${operation}`)).toEqual([
+        ...PUBLISHER_ACCESS.actions,
+      ]);
+    } finally {
+      await bus.close();
+      await events.close();
+    }
+  });
 });
 
 /**
@@ -311,6 +420,7 @@ async function recordingProxy(
   target: string,
   seen: string[],
   dropAnswers: Set<string>,
+  failRequests: Set<string>,
 ): Promise<Server> {
   const upstream = new URL(target);
   const server = createServer((incoming, outgoing) => {
@@ -331,6 +441,17 @@ async function recordingProxy(
         : `dynamodb:${operation} ${key.slice(0, key.indexOf('#') + 1) || key}`;
       seen.push(call);
       const drop = dropAnswers.delete(call);
+      if (failRequests.delete(call)) {
+        // Refused, not applied, and not retried by the SDK (a client error).
+        outgoing.writeHead(400, { 'content-type': 'application/x-amz-json-1.0' });
+        outgoing.end(
+          JSON.stringify({
+            __type: 'com.amazonaws.dynamodb.v20120810#ValidationException',
+            message: 'refused by the test',
+          }),
+        );
+        return;
+      }
       const forward = request(
         {
           host: upstream.hostname,

@@ -58,7 +58,9 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         'AwsSolutions::AwsSolutions-APIG4',
         'AwsSolutions::AwsSolutions-APIG4',
         'AwsSolutions::AwsSolutions-APIG4',
+        'AwsSolutions::AwsSolutions-IAM5[Resource::*]',
         'AwsSolutions::AwsSolutions-SMG4',
+        'AwsSolutions::AwsSolutions-SQS3',
       ]);
       const reasons = acknowledgements.map((a) => a.reason);
       expect(new Set(reasons).size).toBe(reasons.length);
@@ -299,7 +301,8 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         .filter((name) => name.startsWith('asset.'))
         .map((asset) => join(synth.outdir, asset))
         .filter((dir) => readdirSync(dir).includes('index.mjs'));
-      expect(bundles).toHaveLength(8);
+      // The seven routes, the 404 function and the event publisher.
+      expect(bundles).toHaveLength(9);
       for (const dir of bundles) {
         expect(readdirSync(dir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
         const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
@@ -379,6 +382,13 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             Condition: only('ended#'),
           },
           {
+            Sid: 'UpstreamAlertItems',
+            Effect: 'Allow',
+            Action: 'dynamodb:PutItem',
+            Resource: table(),
+            Condition: only('alert#'),
+          },
+          {
             Sid: 'TokenEnvelope',
             Effect: 'Allow',
             Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
@@ -417,7 +427,12 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'ConnectionPointerItems',
             Effect: 'Allow',
-            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem'],
+            Action: [
+              'dynamodb:DeleteItem',
+              'dynamodb:GetItem',
+              'dynamodb:PutItem',
+              'dynamodb:UpdateItem',
+            ],
             Resource: table(),
             Condition: only('connection#'),
           },
@@ -427,6 +442,20 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
             Resource: table(),
             Condition: only('code#'),
+          },
+          {
+            Sid: 'EndedSessionTombstones',
+            Effect: 'Allow',
+            Action: 'dynamodb:PutItem',
+            Resource: table(),
+            Condition: only('ended#'),
+          },
+          {
+            Sid: 'UpstreamAlertItems',
+            Effect: 'Allow',
+            Action: 'dynamodb:PutItem',
+            Resource: table(),
+            Condition: only('alert#'),
           },
           {
             Sid: 'TokenEnvelope',
@@ -449,9 +478,16 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'ConnectionPointerItems',
             Effect: 'Allow',
-            Action: 'dynamodb:DeleteItem',
+            Action: 'dynamodb:UpdateItem',
             Resource: table(),
             Condition: only('connection#'),
+          },
+          {
+            Sid: 'EndedSessionTombstones',
+            Effect: 'Allow',
+            Action: 'dynamodb:PutItem',
+            Resource: table(),
+            Condition: only('ended#'),
           },
           {
             Sid: 'TokenEnvelope',
@@ -491,9 +527,16 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'ConnectionPointerItems',
             Effect: 'Allow',
-            Action: 'dynamodb:DeleteItem',
+            Action: ['dynamodb:DeleteItem', 'dynamodb:UpdateItem'],
             Resource: table(),
             Condition: only('connection#'),
+          },
+          {
+            Sid: 'EndedSessionTombstones',
+            Effect: 'Allow',
+            Action: 'dynamodb:PutItem',
+            Resource: table(),
+            Condition: only('ended#'),
           },
           {
             Sid: 'TokenEnvelope',
@@ -528,6 +571,13 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             Condition: only('ended#'),
           },
           {
+            Sid: 'UpstreamAlertItems',
+            Effect: 'Allow',
+            Action: 'dynamodb:PutItem',
+            Resource: table(),
+            Condition: only('alert#'),
+          },
+          {
             Sid: 'ConnectionsByOrganization',
             Effect: 'Allow',
             Action: 'dynamodb:Query',
@@ -547,7 +597,8 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         notFound: [logsStatement('notFound')],
       };
       const policies = resourcesOfType(synth.template, 'AWS::IAM::Policy');
-      expect(Object.keys(policies)).toHaveLength(8);
+      // The publisher's own policy is checked in test/infra/publisher.test.ts.
+      expect(Object.keys(policies)).toHaveLength(9);
       for (const [route, expectedStatements] of Object.entries(statements)) {
         const role =
           route === 'notFound'
@@ -580,7 +631,12 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       }
       const actions = collectActions(synth.template.toJSON());
       expect(actions.length).toBeGreaterThan(20);
-      for (const action of actions) expect(action).not.toContain('*');
+      // The one wildcard: the dead-letter queue's policy denies every SQS action without TLS.
+      const allowed = actions.filter((action) => action !== DENY_WITHOUT_TLS);
+      for (const action of allowed) expect(action).not.toContain('*');
+      expect(JSON.stringify(resourcesOfType(synth.template, 'AWS::SQS::QueuePolicy'))).toContain(
+        '"Effect":"Deny"',
+      );
     });
 
     it('gives the KMS key rotation and a policy that mirrors the grants', () => {
@@ -717,7 +773,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
 
     it('retains every log group', () => {
       const logGroups = resourcesOfType(synth.template, 'AWS::Logs::LogGroup');
-      expect(Object.keys(logGroups)).toHaveLength(9);
+      expect(Object.keys(logGroups)).toHaveLength(10);
       for (const group of Object.values(logGroups)) {
         expect(group.DeletionPolicy).toBe('Retain');
         expect(group.Properties.RetentionInDays).toBe(90);
@@ -729,8 +785,9 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
     it('alarms on 5xx rate, each alarmed log event and throttles', () => {
       const alarms = resourcesOfType(synth.template, 'AWS::CloudWatch::Alarm');
       // 5xx rate, Lambda throttles, and one per metric of ALARMED_LOG_EVENTS
-      // (test/infra/alarms.test.ts ties those to the functions' log events).
-      expect(Object.keys(alarms)).toHaveLength(8);
+      // (test/infra/alarms.test.ts ties those to the functions' log events), and the
+      // event publisher's dead-letter queue (test/infra/publisher.test.ts).
+      expect(Object.keys(alarms)).toHaveLength(9);
       const topic = { Ref: id(stack.broker.node.findChild('AlarmTopic')) };
       for (const alarm of Object.values(alarms)) {
         expect(alarm.Properties.AlarmActions).toEqual([topic]);
@@ -914,6 +971,9 @@ function collectAcknowledgements(root: IConstruct): { id: string; reason: string
   }
   return found;
 }
+
+/** `enforceSSL` on a queue: `Deny sqs:*` when `aws:SecureTransport` is false. */
+const DENY_WITHOUT_TLS = 'sqs:*';
 
 function collectActions(value: unknown, found: string[] = []): string[] {
   if (Array.isArray(value)) {

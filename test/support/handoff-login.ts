@@ -8,11 +8,11 @@ export const TEST_APP = { client_id: 'client-tests', redirect_uris: ['http://127
  * A registered app's login against a running broker whose Salesforce is the mock org, as
  * a person would click it: `/login?client_id...`, "Allow" on the org's login page (its form
  * posts the authorize parameters back), `/callback`, then `POST /token` with the verifier.
- * Returns the bearer session handle.
+ * Returns the bearer session handle, and a way to present the spent code again.
  */
 export async function handoffLogin(
   brokerUrl: string,
-): Promise<{ handle: string; connectionId: string }> {
+): Promise<{ handle: string; connectionId: string; replayCode: () => Promise<Response> }> {
   const verifier = newCodeVerifier();
   const state = randomBytes(16).toString('base64url');
   const redirectUri = 'http://127.0.0.1:8123/callback';
@@ -55,5 +55,20 @@ export async function handoffLogin(
   if (!redeemed.ok || !body.session_handle) {
     throw new Error(`the handoff failed: /token answered ${redeemed.status}`);
   }
-  return { handle: body.session_handle, connectionId: String(body.connection_id) };
+  return {
+    handle: body.session_handle,
+    connectionId: String(body.connection_id),
+    /** Presents the spent broker code again, exactly as the first time. */
+    replayCode: () =>
+      fetch(`${brokerUrl}/token`, {
+        method: 'POST',
+        body: new URLSearchParams({
+          grant_type: 'authorization_code',
+          code,
+          redirect_uri: redirectUri,
+          client_id: TEST_APP.client_id,
+          code_verifier: verifier,
+        }),
+      }),
+  };
 }

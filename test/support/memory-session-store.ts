@@ -93,6 +93,8 @@ export class MemorySessionStore implements SessionStore {
     item.lastFailureAt = undefined;
     item.lastFailureKind = undefined;
     item.lastFailureOwner = undefined;
+    item.failingSince = undefined;
+    item.failingReportedAt = undefined;
     return 'committed';
   }
 
@@ -107,6 +109,10 @@ export class MemorySessionStore implements SessionStore {
     item.lastFailureAt = input.failedAt;
     item.lastFailureKind = input.failureKind;
     item.lastFailureOwner = input.owner;
+    if (input.failureKind === 'unavailable') {
+      item.failingSince ??= input.failedAt;
+      if (input.reportFailing) item.failingReportedAt ??= input.failedAt;
+    }
   }
 
   async deleteAsLeaseHolder(

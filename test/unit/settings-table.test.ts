@@ -138,6 +138,11 @@ const CASES: { [K in ContextSettingName]: Case<K> } = {
     refused: [0, 3651],
     fromConfig: (config) => config.endedConnectionRetentionMs / 86_400_000,
   },
+  failingAfterSeconds: {
+    accepted: [1, 900, 86_400],
+    refused: [0, 86_401],
+    fromConfig: (config) => config.failingAfterMs / 1000,
+  },
   loginHosts: {
     accepted: [
       ['login.salesforce.com', '*.my.salesforce.com'],

@@ -53,7 +53,7 @@ describe('Function: tombstoneFromItem (the DynamoDB mapping of a tombstone)', ()
   it.each([
     ['no item', undefined],
     ['a live pointer', { pk: markedPointer().pk, sessionKey: { S: 'session-key' } }],
-    ['an unknown reason', { ...markedPointer(), endedReason: { S: 'logout' } }],
+    ['an unknown reason', { ...markedPointer(), endedReason: { S: 'forgotten' } }],
     ['no ended_at', { ...markedPointer(), endedAt: undefined }],
     ['a non-numeric ended_at', { ...markedPointer(), endedAt: { N: 'soon' } }],
     ['a retention past (TTL deletes late)', { ...markedPointer(), ttl: { N: String(NOW / 1000) } }],

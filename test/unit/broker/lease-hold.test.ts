@@ -135,4 +135,67 @@ describe('Class: LeaseHold', () => {
       });
     });
   });
+
+  describe('Method: release (Connection Refresh Failing)', () => {
+    /** A hold on a record acquired with this failure history, failing after 900 s. */
+    async function holdOn(history: Partial<SessionRecord>) {
+      const t = await setup();
+      await t.store.releaseLease({
+        sessionKey: 'key',
+        owner: 'holder',
+        failedAt: NOW,
+        failureKind: 'unavailable',
+        keepLease: true,
+      });
+      const record = { ...(await t.store.get('key')), ...history } as SessionRecord;
+      const hold = new LeaseHold(
+        {
+          store: t.store,
+          clock: t.clock,
+          log: t.log,
+          sleep: async () => {},
+          failingAfterMs: 900_000,
+        },
+        { record, owner: 'holder', leaseUntil: NOW + 5_000, session: 'safe-id' },
+      );
+      return { ...t, hold };
+    }
+
+    it('starts the run at the first transient failure, without reporting it', async () => {
+      const t = await holdOn({ failingSince: undefined });
+
+      await t.hold.release('unavailable');
+
+      expect(await t.store.get('key')).toMatchObject({ failingSince: NOW });
+      expect((await t.store.get('key'))?.failingReportedAt).toBeUndefined();
+    });
+
+    it('reports the run once it is failingAfterMs old, in the same release', async () => {
+      const t = await holdOn({ failingSince: NOW - 900_000 });
+
+      await t.hold.release('unavailable');
+
+      expect(await t.store.get('key')).toMatchObject({ failingReportedAt: NOW });
+    });
+
+    it('does not report a run younger than failingAfterMs, a reported one again, or another kind', async () => {
+      const young = await holdOn({ failingSince: NOW - 899_999 });
+      const reported = await holdOn({ failingSince: NOW - 2_000_000, failingReportedAt: NOW - 1 });
+      const forbidden = await holdOn({ failingSince: NOW - 2_000_000 });
+      const releases: unknown[] = [];
+      for (const t of [young, reported, forbidden]) {
+        const release = t.store.releaseLease.bind(t.store);
+        t.store.releaseLease = async (input) => {
+          releases.push(input.reportFailing ?? false);
+          return release(input);
+        };
+      }
+
+      await young.hold.release('unavailable');
+      await reported.hold.release('unavailable');
+      await forbidden.hold.release('forbidden');
+
+      expect(releases).toEqual([false, false, false]);
+    });
+  });
 });
