@@ -88,76 +88,97 @@ type Draft = Omit<
   user_id?: string | null;
 };
 
+/**
+ * Which event one item change is, if any: a pointer's INSERT is a created connection, an
+ * `ended#` INSERT an ended one, a session's MODIFY that sets or clears `failingReportedAt`
+ * a failing or recovered one, an alert item's new `raisedAt` a misconfigured app.
+ */
 function eventOf(
   eventName: DynamoDBRecord['eventName'],
   pk: string,
   before: Image | undefined,
   after: Image | undefined,
 ): Draft | undefined {
-  if (eventName === 'INSERT' && pk.startsWith(ITEM_PREFIX.connection) && after !== undefined) {
-    if (after.kind?.S !== 'connection') return undefined;
-    const time = num(after, 'createdAt');
-    if (time === undefined) return undefined;
-    return {
-      detailType: EVENT_DETAIL_TYPES.created,
-      time,
-      ...ids(after, pk.slice(ITEM_PREFIX.connection.length)),
-    };
+  if (after === undefined) return undefined;
+  if (eventName === 'INSERT' && pk.startsWith(ITEM_PREFIX.connection)) {
+    return createdEvent(pk.slice(ITEM_PREFIX.connection.length), after);
   }
-  if (eventName === 'INSERT' && pk.startsWith(ITEM_PREFIX.ended) && after !== undefined) {
-    const reason = after.endedReason?.S;
-    const time = num(after, 'endedAt');
-    const connectionId = after.connectionId?.S;
-    if (!isEndedReason(reason) || time === undefined || connectionId === undefined) {
-      return undefined;
-    }
-    return {
-      detailType: EVENT_DETAIL_TYPES.ended,
-      time,
-      ...ids(after, connectionId),
-      reason,
-      ...upstream(after),
-    };
+  if (eventName === 'INSERT' && pk.startsWith(ITEM_PREFIX.ended)) return endedEvent(after);
+  if (eventName === 'MODIFY' && pk.startsWith(ITEM_PREFIX.session) && before !== undefined) {
+    return failingOrRecoveredEvent(before, after);
   }
-  if (eventName === 'MODIFY' && pk.startsWith(ITEM_PREFIX.session) && before && after) {
-    const connectionId = after.connectionId?.S;
-    if (connectionId === undefined) return undefined;
-    const reportedBefore = num(before, 'failingReportedAt');
-    const reportedAfter = num(after, 'failingReportedAt');
-    if (reportedBefore === undefined && reportedAfter !== undefined) {
-      const since = num(after, 'failingSince');
-      return {
-        detailType: EVENT_DETAIL_TYPES.failing,
-        time: reportedAfter,
-        ...ids(after, connectionId),
-        ...(since === undefined ? {} : { failing_since: new Date(since).toISOString() }),
-      };
-    }
-    if (reportedBefore !== undefined && reportedAfter === undefined) {
-      return {
-        detailType: EVENT_DETAIL_TYPES.recovered,
-        time: num(after, 'committedAt') ?? reportedBefore,
-        ...ids(after, connectionId),
-      };
-    }
+  if ((eventName === 'INSERT' || eventName === 'MODIFY') && pk.startsWith(ALERT_PREFIX)) {
+    return misconfiguredEvent(pk.slice(ALERT_PREFIX.length), before, after);
+  }
+  return undefined;
+}
+
+function createdEvent(connectionId: string, after: Image): Draft | undefined {
+  if (after.kind?.S !== 'connection') return undefined;
+  const time = num(after, 'createdAt');
+  if (time === undefined) return undefined;
+  return { detailType: EVENT_DETAIL_TYPES.created, time, ...ids(after, connectionId) };
+}
+
+function endedEvent(after: Image): Draft | undefined {
+  const reason = after.endedReason?.S;
+  const time = num(after, 'endedAt');
+  const connectionId = after.connectionId?.S;
+  if (!isEndedReason(reason) || time === undefined || connectionId === undefined) {
     return undefined;
   }
-  if ((eventName === 'INSERT' || eventName === 'MODIFY') && pk.startsWith(ALERT_PREFIX) && after) {
-    const time = num(after, 'raisedAt');
-    if (time === undefined || (before !== undefined && num(before, 'raisedAt') === time)) {
-      return undefined;
-    }
+  return {
+    detailType: EVENT_DETAIL_TYPES.ended,
+    time,
+    ...ids(after, connectionId),
+    reason,
+    ...upstream(after),
+  };
+}
+
+function failingOrRecoveredEvent(before: Image, after: Image): Draft | undefined {
+  const connectionId = after.connectionId?.S;
+  if (connectionId === undefined) return undefined;
+  const reportedBefore = num(before, 'failingReportedAt');
+  const reportedAfter = num(after, 'failingReportedAt');
+  if (reportedBefore === undefined && reportedAfter !== undefined) {
+    const since = num(after, 'failingSince');
     return {
-      detailType: EVENT_DETAIL_TYPES.misconfigured,
-      time,
-      connection_id: after.connectionId?.S ?? null,
-      organization_id: after.orgId?.S ?? null,
-      user_id: after.userId?.S ?? null,
-      salesforce_app: after.app?.S ?? pk.slice(ALERT_PREFIX.length),
-      ...(after.upstreamError?.S === undefined ? {} : { salesforce_error: after.upstreamError.S }),
+      detailType: EVENT_DETAIL_TYPES.failing,
+      time: reportedAfter,
+      ...ids(after, connectionId),
+      ...(since === undefined ? {} : { failing_since: new Date(since).toISOString() }),
+    };
+  }
+  if (reportedBefore !== undefined && reportedAfter === undefined) {
+    return {
+      detailType: EVENT_DETAIL_TYPES.recovered,
+      time: num(after, 'committedAt') ?? reportedBefore,
+      ...ids(after, connectionId),
     };
   }
   return undefined;
+}
+
+function misconfiguredEvent(
+  app: string,
+  before: Image | undefined,
+  after: Image,
+): Draft | undefined {
+  const time = num(after, 'raisedAt');
+  // A rewrite of the same alert (another instance raced to raise it) is not a new event.
+  if (time === undefined || (before !== undefined && num(before, 'raisedAt') === time)) {
+    return undefined;
+  }
+  return {
+    detailType: EVENT_DETAIL_TYPES.misconfigured,
+    time,
+    connection_id: after.connectionId?.S ?? null,
+    organization_id: after.orgId?.S ?? null,
+    user_id: after.userId?.S ?? null,
+    salesforce_app: after.app?.S ?? app,
+    ...(after.upstreamError?.S === undefined ? {} : { salesforce_error: after.upstreamError.S }),
+  };
 }
 
 function ids(image: Image, connectionId: string) {
