@@ -2,9 +2,11 @@
 import { benchBundles } from './bundles.ts';
 import { benchClientBundle } from './client-bundle.ts';
 import { benchRefresh } from './refresh.ts';
+import { benchSweep } from './sweep.ts';
 
 const sections: Array<[string, () => Promise<string>]> = [
   ['Refresh path', benchRefresh],
+  ['Sweep (keep-alive and expiry)', benchSweep],
   ['Bundles and cold start', benchBundles],
   ['Client bundle', benchClientBundle],
 ];

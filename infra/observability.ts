@@ -41,6 +41,9 @@ export const BROKER_METRICS = {
   loginFailed: 'LoginFailed',
   invalidState: 'InvalidState',
   sessionEnded: 'SessionEnded',
+  keptAlive: 'KeptAlive',
+  keepAliveFailed: 'KeepAliveFailed',
+  expiredRevoked: 'ExpiredRevoked',
 } as const satisfies Record<string, BrokerMetricName>;
 
 /**
@@ -223,12 +226,32 @@ export class BrokerObservability extends Construct {
         ),
       ),
       this.alarm(
+        'KeepAliveFailureRate',
+        this.keepAliveFailureRate(),
+        0.01,
+        'More than 1 % of the sweep keep-alive refreshes failed: connections nobody uses may reach Salesforce 30-day idle limit. The failed ones stay due and are retried next run; see the sweep function logs (keep_alive_failed).',
+      ),
+      this.alarm(
         'Throttles',
         this.throttles,
         1,
         'Lambda throttled broker invocations: raise the account concurrency or lower API throttling.',
       ),
     ];
+  }
+
+  /** KeepAliveFailed / (KeptAlive + KeepAliveFailed) over a day: the sweep runs once a day. */
+  private keepAliveFailureRate(): MathExpression {
+    const day = Duration.days(1);
+    return new MathExpression({
+      label: 'keep-alive failure ratio',
+      expression: 'IF(kept + failed > 0, failed / (kept + failed), 0)',
+      usingMetrics: {
+        kept: this.brokerMetric(BROKER_METRICS.keptAlive).with({ period: day }),
+        failed: this.brokerMetric(BROKER_METRICS.keepAliveFailed).with({ period: day }),
+      },
+      period: day,
+    });
   }
 
   private createDashboard(): Dashboard {
@@ -299,6 +322,11 @@ export class BrokerObservability extends Construct {
           }),
         ),
       ),
+      graph('Keep-alive and expiry (sweep)', [
+        metric(BROKER_METRICS.keptAlive, 'kept alive'),
+        metric(BROKER_METRICS.keepAliveFailed, 'keep-alive failed'),
+        metric(BROKER_METRICS.expiredRevoked, 'expired and revoked'),
+      ]),
       graph(
         'Needs attention',
         alarmedMetrics().map((metricName) => metric(metricName, metricName)),

@@ -47,6 +47,12 @@ export interface TokenBrokerSettings {
    * stack creates.
    */
   readonly eventBusArn?: string;
+  /** The sweep refreshes a connection whose last refresh is this many days old (default 20, below 30). */
+  readonly keepAliveAfterDays?: number;
+  /** The sweep's Salesforce calls per second (default 10). */
+  readonly keepAliveRatePerSecond?: number;
+  /** When the sweep runs: an EventBridge Scheduler `rate(...)` or `cron(...)` expression (default once a day). */
+  readonly sweepSchedule?: string;
   /** How long the functions cache the client credentials (default 300). */
   readonly secretCacheTtlSeconds?: number;
   /** Timeout of the functions that call Salesforce; also the lease (default 12). */
@@ -175,6 +181,9 @@ export interface ResolvedSettings {
   endedConnectionRetentionDays: number;
   failingAfterSeconds: number;
   eventBusArn: string | undefined;
+  keepAliveAfterDays: number;
+  keepAliveRatePerSecond: number;
+  sweepSchedule: string;
   secretCacheTtlSeconds: number;
   budget: TimeoutBudget;
   throttling: Record<BrokerRoute | 'default', RouteThrottle>;
@@ -364,6 +373,15 @@ export const STACK_SETTINGS = {
       'must be an EventBridge event bus ARN',
     ),
   },
+  /** EventBridge Scheduler's expression; the sweep's own cut-off makes overlapping runs rare. */
+  sweepSchedule: {
+    type: 'text',
+    fallback: 'cron(15 3 * * ? *)',
+    check: matching(
+      /^(rate\(\d{1,4} (minute|minutes|hour|hours|day|days)\)|cron\([\d*?,/#LW\- A-Z]{9,100}\))$/,
+      'must be an EventBridge Scheduler rate(...) or cron(...) expression',
+    ),
+  },
 } satisfies {
   [K in keyof TokenBrokerSettings]?: StackSettingRow<NonNullable<TokenBrokerSettings[K]>>;
 };
@@ -424,6 +442,9 @@ export function resolveSettings(
     endedConnectionRetentionDays: shared('endedConnectionRetentionDays'),
     failingAfterSeconds: shared('failingAfterSeconds'),
     eventBusArn: stack('eventBusArn'),
+    keepAliveAfterDays: shared('keepAliveAfterDays'),
+    keepAliveRatePerSecond: shared('keepAliveRatePerSecond'),
+    sweepSchedule: stack('sweepSchedule') as string, // never undefined: the row has a fallback
     secretCacheTtlSeconds: shared('secretCacheTtlSeconds'),
     budget: resolveBudget(settings.functionTimeoutSeconds, shared('upstreamTimeoutMs')),
     clientApps: resolveClientApps(settings.clientApps),

@@ -34,12 +34,15 @@ import {
   type IRole,
   PolicyDocument,
   PolicyStatement,
+  Role,
+  ServicePrincipal,
 } from 'aws-cdk-lib/aws-iam';
 import { Key } from 'aws-cdk-lib/aws-kms';
 import { FilterCriteria, StartingPosition } from 'aws-cdk-lib/aws-lambda';
 import { DynamoEventSource, SqsDlq } from 'aws-cdk-lib/aws-lambda-event-sources';
 import type { NodejsFunction } from 'aws-cdk-lib/aws-lambda-nodejs';
 import { LogGroup, type RetentionDays } from 'aws-cdk-lib/aws-logs';
+import { CfnSchedule } from 'aws-cdk-lib/aws-scheduler';
 import { type ISecret, Secret } from 'aws-cdk-lib/aws-secretsmanager';
 import { type ITopic, Topic } from 'aws-cdk-lib/aws-sns';
 import { EmailSubscription } from 'aws-cdk-lib/aws-sns-subscriptions';
@@ -52,6 +55,7 @@ import {
   ENCRYPTION_PURPOSE,
   ITEM_PREFIX,
   SERVICE_ROUTE_KEYS,
+  SWEEP_INDEX,
 } from '../functions/shared/constants.ts';
 import { serializeSalesforceApps } from '../functions/shared/salesforce-apps.ts';
 import { environmentOf } from '../functions/shared/settings-table.ts';
@@ -88,6 +92,8 @@ export interface FunctionAccess {
   callsSalesforce: boolean;
   /** Queries the `connectionsByOrganization` index (the service API's listings). */
   queriesConnectionIndex?: boolean;
+  /** Queries the `sweepDue` index (the scheduled sweep). */
+  queriesSweepIndex?: boolean;
 }
 
 /**
@@ -224,6 +230,31 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
 };
 
 /**
+ * The scheduled sweep (README "Keep-alive and expiry"), which serves no route: it queries
+ * the sweep index, refreshes through the lease as `/refresh` does (acquire, commit,
+ * release; on `invalid_grant` the tombstoned delete), and ends expired sessions as the
+ * service API's DELETE does (read, tombstone, delete that version, revoke). GetItem on
+ * `ended#`: a keep-alive whose session vanished meanwhile reads why, as `/refresh` does.
+ */
+export const SWEEP_ACCESS: FunctionAccess = {
+  items: [
+    {
+      kind: 'session',
+      actions: ['dynamodb:GetItem', 'dynamodb:UpdateItem', 'dynamodb:DeleteItem'],
+    },
+    { kind: 'connection', actions: ['dynamodb:UpdateItem'] },
+    { kind: 'ended', actions: ['dynamodb:PutItem', 'dynamodb:GetItem'] },
+  ],
+  kms: ['kms:GenerateDataKey', 'kms:Decrypt'],
+  clientSecret: true,
+  callsSalesforce: true,
+  queriesSweepIndex: true,
+};
+
+/** The sweep's timeout: Lambda's maximum; it stops starting work a lease before it. */
+const SWEEP_TIMEOUT = Duration.minutes(15);
+
+/**
  * Memory per function, chosen by `npm run bench` ("Bundles and cold start"): peak RSS
  * after a warm invocation is about 80 MB, so memory is not the limit; CPU is. Lambda gives
  * CPU in proportion to memory (1,769 MB = one vCPU), and a cold start (importing the bundle,
@@ -356,6 +387,9 @@ export class TokenBroker extends Construct {
   readonly appSecrets: readonly { name: string; secret: ISecret }[];
   readonly functions: Record<BrokerRoute, BrokerFunction>;
   readonly notFoundFunction: BrokerFunction;
+  /** The scheduled sweep (keep-alive and expiry) and its EventBridge Scheduler schedule. */
+  readonly sweepFunction: BrokerFunction;
+  readonly sweepSchedule: CfnSchedule;
   readonly alarmTopic: ITopic;
   readonly observability: BrokerObservability;
   readonly domainName: DomainName | undefined;
@@ -396,6 +430,8 @@ export class TokenBroker extends Construct {
     this.fixedEgress = this.createFixedEgress();
     this.functions = this.createRouteFunctions(projectRoot);
     this.notFoundFunction = this.createNotFoundFunction(projectRoot);
+    this.sweepFunction = this.createSweepFunction(projectRoot);
+    this.sweepSchedule = this.createSweepSchedule();
     this.addKeyPolicy();
     const routes = this.addRoutes();
     this.applyThrottling(routes);
@@ -437,6 +473,15 @@ export class TokenBroker extends Construct {
       sortKey: { name: CONNECTIONS_BY_ORG_INDEX.sortKey, type: AttributeType.STRING },
       projectionType: ProjectionType.INCLUDE,
       nonKeyAttributes: [...CONNECTIONS_BY_ORG_INDEX.projected],
+    });
+    // The sweep finds sessions due for keep-alive or expiry without a scan (README
+    // "Keep-alive and expiry"); sparse, sharded, and it holds four numbers per session.
+    table.addGlobalSecondaryIndex({
+      indexName: SWEEP_INDEX.name,
+      partitionKey: { name: SWEEP_INDEX.partitionKey, type: AttributeType.STRING },
+      sortKey: { name: SWEEP_INDEX.sortKey, type: AttributeType.NUMBER },
+      projectionType: ProjectionType.INCLUDE,
+      nonKeyAttributes: [...SWEEP_INDEX.projected],
     });
     return table;
   }
@@ -639,6 +684,60 @@ export class TokenBroker extends Construct {
     };
   }
 
+  /**
+   * The sweep: the routes' environment, exactly {@link SWEEP_ACCESS}, in the VPC behind the
+   * fixed egress IPs when there are some (it calls Salesforce).
+   */
+  private createSweepFunction(projectRoot: string): BrokerFunction {
+    const created = brokerFunction(this, 'Sweep', {
+      entry: join(projectRoot, 'functions', 'sweep.ts'),
+      projectRoot,
+      description: 'token broker scheduled sweep (keep-alive inside the idle policy, expiry)',
+      memorySize: 512,
+      timeout: SWEEP_TIMEOUT,
+      environment: this.functionEnvironment(),
+      logRetention: this.logRetention,
+      removalPolicy: this.removalPolicy,
+      ...(this.fixedEgress && SWEEP_ACCESS.callsSalesforce
+        ? { network: this.fixedEgress.functionNetwork }
+        : {}),
+    });
+    this.grantAccess(created, SWEEP_ACCESS);
+    return created;
+  }
+
+  /**
+   * EventBridge Scheduler invokes the sweep on `sweepSchedule` (default once a day), with a
+   * role that may invoke exactly that function and nothing else. One run at a time is
+   * enough: a run stops before its timeout, and the next takes up what is still due.
+   */
+  private createSweepSchedule(): CfnSchedule {
+    const role = new Role(this, 'SweepScheduleRole', {
+      assumedBy: new ServicePrincipal('scheduler.amazonaws.com', {
+        conditions: { StringEquals: { 'aws:SourceAccount': Stack.of(this).account } },
+      }),
+      description: 'EventBridge Scheduler invokes the token broker sweep',
+    });
+    role.addToPolicy(
+      new PolicyStatement({
+        sid: 'InvokeSweep',
+        actions: ['lambda:InvokeFunction'],
+        resources: [this.sweepFunction.function.functionArn],
+      }),
+    );
+    return new CfnSchedule(this, 'SweepSchedule', {
+      description: 'Token broker sweep: keep-alive and expiry (README "Keep-alive and expiry")',
+      scheduleExpression: this.settings.sweepSchedule,
+      flexibleTimeWindow: { mode: 'OFF' },
+      target: {
+        arn: this.sweepFunction.function.functionArn,
+        roleArn: role.roleArn,
+        input: '{}',
+        retryPolicy: { maximumRetryAttempts: 0 },
+      },
+    });
+  }
+
   /** The `$default` route's function: no configuration and no permission. */
   private createNotFoundFunction(projectRoot: string): BrokerFunction {
     return brokerFunction(this, 'NotFound', {
@@ -785,6 +884,7 @@ export class TokenBroker extends Construct {
           BROKER_ROUTES.map((route) => [route, this.functions[route].function]),
         ),
         notFound: this.notFoundFunction.function,
+        sweep: this.sweepFunction.function,
       } as Record<string, NodejsFunction>,
       topic: this.alarmTopic,
     });
@@ -911,6 +1011,15 @@ export class TokenBroker extends Construct {
         }),
       );
     }
+    if (access.queriesSweepIndex) {
+      target.allow(
+        new PolicyStatement({
+          sid: 'SweepIndex',
+          actions: ['dynamodb:Query'],
+          resources: [`${this.table.tableArn}/index/${SWEEP_INDEX.name}`],
+        }),
+      );
+    }
     if (access.kms.length > 0) {
       target.allow(
         new PolicyStatement({
@@ -964,6 +1073,7 @@ export class TokenBroker extends Construct {
       const roles: IRole[] = BROKER_ROUTES.filter((route) =>
         FUNCTION_ACCESS[route].kms.includes(action),
       ).map((route) => this.functions[route].role);
+      if (SWEEP_ACCESS.kms.includes(action)) roles.push(this.sweepFunction.role);
       this.key.addToResourcePolicy(
         new PolicyStatement({
           sid:

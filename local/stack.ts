@@ -6,7 +6,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import dynalite from 'dynalite';
 import { STREAM_FILTER_PATTERNS } from '../functions/aws/stream-events.ts';
-import { CONNECTIONS_BY_ORG_INDEX } from '../functions/shared/constants.ts';
+import { CONNECTIONS_BY_ORG_INDEX, SWEEP_INDEX } from '../functions/shared/constants.ts';
 import {
   type KmsEmulator,
   type SecretsManagerEmulator,
@@ -130,6 +130,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         { AttributeName: 'pk', AttributeType: 'S' },
         { AttributeName: CONNECTIONS_BY_ORG_INDEX.partitionKey, AttributeType: 'S' },
         { AttributeName: CONNECTIONS_BY_ORG_INDEX.sortKey, AttributeType: 'S' },
+        { AttributeName: SWEEP_INDEX.partitionKey, AttributeType: 'S' },
+        { AttributeName: SWEEP_INDEX.sortKey, AttributeType: 'N' },
       ],
       KeySchema: [{ AttributeName: 'pk', KeyType: 'HASH' }],
       // The same index as the deployed table (infra/token-broker.ts).
@@ -144,6 +146,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
             ProjectionType: 'INCLUDE',
             NonKeyAttributes: [...CONNECTIONS_BY_ORG_INDEX.projected],
           },
+        },
+        {
+          IndexName: SWEEP_INDEX.name,
+          KeySchema: [
+            { AttributeName: SWEEP_INDEX.partitionKey, KeyType: 'HASH' },
+            { AttributeName: SWEEP_INDEX.sortKey, KeyType: 'RANGE' },
+          ],
+          Projection: { ProjectionType: 'INCLUDE', NonKeyAttributes: [...SWEEP_INDEX.projected] },
         },
       ],
       BillingMode: 'PAY_PER_REQUEST',

@@ -8,6 +8,9 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { DynamoDbSessionStore } from '../functions/aws/dynamodb-session-store.ts';
+import { createSweepHandler } from '../functions/routes/sweep.ts';
+import { buildRuntime } from '../functions/runtime.ts';
 import { startDemo } from './demo/demo.ts';
 import { listen } from './lambda-http.ts';
 import {
@@ -163,12 +166,14 @@ export async function startBrokerLocally(env: NodeJS.ProcessEnv): Promise<Runnin
       stack,
       serviceVerifier: new SigV4Verifier(service),
     });
+    const sweep = startLocalSweep(env);
     return {
       url: publicUrl,
       port,
       stack,
       service,
       async close() {
+        await sweep.stop();
         await server.close();
         await stack.close();
       },
@@ -200,6 +205,48 @@ async function attachPublisher(stack: LocalStack, eventsFile: string | undefined
         batchItemFailures: { itemIdentifier: string }[];
       }>,
   );
+}
+
+/** `LOCAL_SWEEP_INTERVAL_SECONDS`' default: the deployed sweep runs once a day. */
+const DEFAULT_LOCAL_SWEEP_INTERVAL_SECONDS = 60;
+
+/**
+ * The scheduled sweep (README "Keep-alive and expiry") on an interval instead of
+ * EventBridge Scheduler: the same handler the Lambda entry builds, over the same
+ * environment (`KEEP_ALIVE_AFTER_SECONDS` shortens the keep-alive age so it shows within
+ * minutes). One run at a time; `0` turns it off.
+ */
+function startLocalSweep(env: NodeJS.ProcessEnv): { stop(): Promise<void> } {
+  const raw = env.LOCAL_SWEEP_INTERVAL_SECONDS?.trim();
+  const seconds = raw ? Number(raw) : DEFAULT_LOCAL_SWEEP_INTERVAL_SECONDS;
+  if (!Number.isInteger(seconds) || seconds < 0) {
+    throw new Error(`LOCAL_SWEEP_INTERVAL_SECONDS must be a whole number, got "${raw}"`);
+  }
+  if (seconds === 0) return { stop: async () => {} };
+  const runtime = buildRuntime(process.env);
+  const handler = createSweepHandler({
+    ...runtime,
+    index: runtime.store as DynamoDbSessionStore,
+  });
+  let running: Promise<unknown> | undefined;
+  const timer = setInterval(() => {
+    if (running) return;
+    running = handler({}, { getRemainingTimeInMillis: () => seconds * 1000 + 60_000 })
+      .then((report) => {
+        if (report.seen > 0) console.log(`sweep: ${JSON.stringify(report)}`);
+      })
+      .catch((error: unknown) => console.error('sweep failed:', error))
+      .finally(() => {
+        running = undefined;
+      });
+  }, seconds * 1000);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
 }
 
 /** The parent process id of `pid` (Linux `/proc`); undefined when gone or unknown. */

@@ -17,6 +17,8 @@ import type {
   CommitInput,
   ConnectionPage,
   ConnectionSummary,
+  DuePage,
+  DueSession,
   EndedMark,
   EndedReason,
   ListConnectionsInput,
@@ -24,10 +26,11 @@ import type {
   ReleaseLeaseInput,
   SessionRecord,
   SessionStore,
+  SweepIndex,
   Tombstone,
 } from '../broker/ports.ts';
 import { ENDED_REASONS } from '../broker/ports.ts';
-import { CONNECTIONS_BY_ORG_INDEX, ITEM_PREFIX } from '../shared/constants.ts';
+import { CONNECTIONS_BY_ORG_INDEX, ITEM_PREFIX, SWEEP_INDEX } from '../shared/constants.ts';
 import { putIfAbsent, sendDynamoDb } from './dynamodb-send.ts';
 
 type Item = Record<string, AttributeValue>;
@@ -55,7 +58,8 @@ const TTL_GRACE_SECONDS = 86_400;
  * read and must carry the same id). Connections are listed from the sparse
  * {@link CONNECTIONS_BY_ORG_INDEX} on the session items.
  */
-export class DynamoDbSessionStore implements SessionStore {
+export class DynamoDbSessionStore implements SessionStore, SweepIndex {
+  readonly shards: number = SWEEP_INDEX.shards;
   readonly #client: DynamoDBClient;
   readonly #tableName: string;
 
@@ -144,6 +148,40 @@ export class DynamoDbSessionStore implements SessionStore {
     return { connections, nextCursor: startKey ? encodeCursor(startKey) : undefined };
   }
 
+  /**
+   * One page of a shard of the sweep's index: the sessions whose `sweepAt` is at or before
+   * `dueBy`, oldest first. The index projects only the numbers the sweep decides on.
+   */
+  async dueSessions(
+    input: { shard: number; dueBy: number; limit: number; cursor?: string | undefined },
+    options?: CallOptions,
+  ): Promise<DuePage> {
+    const shardKey = SWEEP_INDEX.partitionPrefix + String(input.shard);
+    const startKey = decodeSweepCursor(input.cursor, shardKey);
+    const result = await this.#send(
+      new QueryCommand({
+        TableName: this.#tableName,
+        IndexName: SWEEP_INDEX.name,
+        KeyConditionExpression: '#shard = :shard AND #at <= :dueBy',
+        ExpressionAttributeNames: {
+          '#shard': SWEEP_INDEX.partitionKey,
+          '#at': SWEEP_INDEX.sortKey,
+        },
+        ExpressionAttributeValues: { ':shard': { S: shardKey }, ':dueBy': number(input.dueBy) },
+        Limit: input.limit,
+        ...(startKey ? { ExclusiveStartKey: startKey } : {}),
+      }),
+      options,
+    );
+    const sessions: DueSession[] = [];
+    for (const item of (result.Items ?? []) as Item[]) {
+      const due = dueFromItem(item);
+      if (due) sessions.push(due);
+    }
+    const lastKey = result.LastEvaluatedKey as Item | undefined;
+    return { sessions, cursor: lastKey ? encodeSweepCursor(lastKey) : undefined };
+  }
+
   async tryAcquireLease(input: AcquireLeaseInput): Promise<AcquireResult> {
     // Acquire only a live session whose lease is free or has lapsed:
     //
@@ -209,6 +247,13 @@ export class DynamoDbSessionStore implements SessionStore {
       metadata.push('#scope = :scope');
       metadataNames['#scope'] = 'scope';
       metadataValues[':scope'] = { S: input.scope };
+    }
+    if (input.sweepAt !== undefined) {
+      metadata.push('#sweepShard = :sweepShard, #sweepAt = :sweepAt');
+      metadataNames['#sweepShard'] = SWEEP_INDEX.partitionKey;
+      metadataNames['#sweepAt'] = SWEEP_INDEX.sortKey;
+      metadataValues[':sweepShard'] = { S: sweepShardOf(input.sessionKey) };
+      metadataValues[':sweepAt'] = number(input.sweepAt);
     }
     try {
       await this.#send(
@@ -503,6 +548,61 @@ export class DynamoDbSessionStore implements SessionStore {
   }
 }
 
+/**
+ * The sweep index partition of a session: its key is base64url of a SHA-256, so its first
+ * character spreads sessions evenly over the shards.
+ */
+export function sweepShardOf(sessionKey: string): string {
+  const code = sessionKey.charCodeAt(0) || 0;
+  return SWEEP_INDEX.partitionPrefix + String(code % SWEEP_INDEX.shards);
+}
+
+/** A sweep cursor is the last index position returned, base64url JSON, checked on return. */
+function encodeSweepCursor(lastKey: Item): string {
+  const cursor = {
+    s: lastKey.pk?.S?.slice(SESSION_PREFIX.length),
+    a: lastKey[SWEEP_INDEX.sortKey]?.N,
+  };
+  return Buffer.from(JSON.stringify(cursor), 'utf8').toString('base64url');
+}
+
+function decodeSweepCursor(cursor: string | undefined, shardKey: string): Item | undefined {
+  if (cursor === undefined) return undefined;
+  const invalid = () => new InvalidRequestError('not a cursor of the sweep index');
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid();
+  }
+  const { s, a } = (parsed ?? {}) as { s?: unknown; a?: unknown };
+  if (typeof s !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(s)) throw invalid();
+  if (typeof a !== 'string' || !/^\d{1,16}$/.test(a)) throw invalid();
+  return {
+    pk: { S: SESSION_PREFIX + s },
+    [SWEEP_INDEX.partitionKey]: { S: shardKey },
+    [SWEEP_INDEX.sortKey]: { N: a },
+  };
+}
+
+/** An entry of the sweep index; `undefined` for an item that is not a session's. */
+function dueFromItem(item: Item): DueSession | undefined {
+  const pk = item.pk?.S;
+  if (pk === undefined || !pk.startsWith(SESSION_PREFIX)) return undefined;
+  const read = (name: string) => Number(item[name]?.N);
+  const due = {
+    sessionKey: pk.slice(SESSION_PREFIX.length),
+    version: read('version'),
+    committedAt: read('committedAt'),
+    idleExpiresAt: read('idleExpiresAt'),
+    absoluteExpiresAt: read('absoluteExpiresAt'),
+    sweepAt: read(SWEEP_INDEX.sortKey),
+  };
+  return Object.values(due).every((value) => value !== '' && !Number.isNaN(value))
+    ? due
+    : undefined;
+}
+
 function key(sessionKey: string): Item {
   return { pk: { S: SESSION_PREFIX + sessionKey } };
 }
@@ -664,6 +764,10 @@ function toItem(record: SessionRecord): Item {
   if (record.siteUrl !== undefined) item.siteUrl = { S: record.siteUrl };
   if (record.leaseOwner !== undefined) item.leaseOwner = { S: record.leaseOwner };
   if (record.leaseUntil !== undefined) item.leaseUntil = number(record.leaseUntil);
+  if (record.sweepAt !== undefined) {
+    item[SWEEP_INDEX.partitionKey] = { S: sweepShardOf(record.sessionKey) };
+    item[SWEEP_INDEX.sortKey] = number(record.sweepAt);
+  }
   return item;
 }
 
@@ -697,6 +801,7 @@ function fromItem(item: Item): SessionRecord {
     siteUrl: item.siteUrl?.S,
     failingSince: optionalNumber(item, 'failingSince'),
     failingReportedAt: optionalNumber(item, 'failingReportedAt'),
+    sweepAt: item.sweepAt?.N === undefined ? undefined : Number(item.sweepAt.N),
   };
 }
 

@@ -1,6 +1,6 @@
 import { describeError } from '../shared/describe-error.ts';
 import type { BrokerConfig } from './config.ts';
-import { endedMark, newConnectionId } from './connection.ts';
+import { endedMark, newConnectionId, sweepAtOf } from './connection.ts';
 import type { TokenVault } from './envelope.ts';
 import {
   AccessDeniedError,
@@ -65,7 +65,9 @@ export interface CallbackDependencies extends AppDependencies {
   config: Pick<
     BrokerConfig,
     'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'invocationDeadlineMs'
-  > & { callbackUrl: URL } & Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs'>>;
+  > & { callbackUrl: URL } & Partial<
+      Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'keepAliveAfterMs'>
+    >;
   /** Replaced in tests. */
   newHandle?: () => string;
   newConnectionId?: () => string;
@@ -280,6 +282,7 @@ async function finishLogin(
     salesforceApp: deps.apps === undefined ? transaction.salesforceApp : upstream.appName,
     siteUrl: response.siteUrl,
   };
+  record.sweepAt = sweepAtOf(record, deps.config.keepAliveAfterMs);
   let created: boolean | 'unknown';
   try {
     created = await deps.store.create(record, { timeoutMs: left() - MIN_STORE_MS });

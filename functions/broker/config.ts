@@ -90,6 +90,13 @@ export interface BrokerConfig {
    * reported once (`FAILING_AFTER_SECONDS`, default 900), in ms.
    */
   failingAfterMs: number;
+  /**
+   * The sweep refreshes a connection whose last refresh is this old (`KEEP_ALIVE_AFTER_DAYS`,
+   * default 20 days; `KEEP_ALIVE_AFTER_SECONDS`, local runs only, overrides it), in ms.
+   */
+  keepAliveAfterMs: number;
+  /** The sweep's Salesforce calls per second (`KEEP_ALIVE_RATE_PER_SECOND`, default 10). */
+  keepAliveRatePerSecond: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -120,6 +127,8 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
     salesforceApps: [],
     endedConnectionRetentionMs: read(SETTINGS.endedConnectionRetentionDays) * 86_400_000,
     failingAfterMs: read(SETTINGS.failingAfterSeconds) * 1000,
+    keepAliveAfterMs: keepAliveAfterMs(env, read(SETTINGS.keepAliveAfterDays)),
+    keepAliveRatePerSecond: read(SETTINGS.keepAliveRatePerSecond),
   };
   config.salesforceApps = salesforceApps(env, config);
   checkCrossRules(config);
@@ -170,6 +179,23 @@ function salesforceApps(env: Env, config: BrokerConfig): SalesforceAppSettings[]
     );
   }
   return apps;
+}
+
+/**
+ * `KEEP_ALIVE_AFTER_DAYS` in ms, or `KEEP_ALIVE_AFTER_SECONDS` when set: a local override
+ * (README "Run it locally") so `npm start` shows the keep-alive within minutes. The stack
+ * never writes it.
+ */
+function keepAliveAfterMs(env: Env, days: number): number {
+  const seconds = env.KEEP_ALIVE_AFTER_SECONDS?.trim();
+  if (!seconds) return days * 86_400_000;
+  if (!/^\d{1,9}$/.test(seconds) || Number(seconds) < 1) {
+    throw new ConfigError(
+      'KEEP_ALIVE_AFTER_SECONDS',
+      `must be a whole number of seconds, got "${seconds}"`,
+    );
+  }
+  return Number(seconds) * 1000;
 }
 
 function withOwnOrigin(origins: readonly string[], callbackUrl: string | undefined): string[] {

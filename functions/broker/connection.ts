@@ -17,6 +17,25 @@ export function endedMark(
   return { reason, endedAt: now, retainUntil: now + retentionMs };
 }
 
+/** `keepAliveAfterDays`' default (functions/shared/settings-table.ts), in ms. */
+export const DEFAULT_KEEP_ALIVE_AFTER_MS = 20 * 86_400_000;
+
+/**
+ * When the scheduled sweep (README "Keep-alive and expiry") next has something to do with
+ * a session: refresh it once its last commit is `keepAliveAfterMs` old, or end it at its
+ * idle or absolute expiry, whichever comes first. Written with every create and commit.
+ */
+export function sweepAtOf(
+  record: Pick<SessionRecord, 'committedAt' | 'idleExpiresAt' | 'absoluteExpiresAt'>,
+  keepAliveAfterMs: number = DEFAULT_KEEP_ALIVE_AFTER_MS,
+): number {
+  return Math.min(
+    record.committedAt + keepAliveAfterMs,
+    record.idleExpiresAt,
+    record.absoluteExpiresAt,
+  );
+}
+
 /** `con_` and 128 random bits, base64url without padding (22 characters). */
 const CONNECTION_ID_PATTERN = /^con_[A-Za-z0-9_-]{22}$/;
 

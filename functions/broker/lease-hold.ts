@@ -138,6 +138,7 @@ export class LeaseHold {
     idleExpiresAt: number;
     instanceUrl?: string | undefined;
     scope?: string | undefined;
+    sweepAt?: number | undefined;
   }): Promise<CommitResult> {
     const version = this.record.version + 1;
     const attempt = await this.#commitWithRetry(next);
@@ -166,6 +167,7 @@ export class LeaseHold {
     idleExpiresAt: number;
     instanceUrl?: string | undefined;
     scope?: string | undefined;
+    sweepAt?: number | undefined;
   }): Promise<'committed' | 'fenced' | Error> {
     const { store, clock, log, sleep } = this.#deps;
     const deadline = this.commitDeadline;

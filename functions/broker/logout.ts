@@ -46,10 +46,14 @@ export type EndSessionReason =
   | 'code_replayed'
   | 'code_rejected'
   | 'handoff_failed'
-  | 'service';
+  | 'service'
+  | 'expired';
 
-/** What happened to the session; the caller answers the same in every case. */
-export type EndSessionOutcome = 'revoked' | 'revoke_failed' | 'absent';
+/**
+ * What happened to the session; the caller answers the same in every case. `kept`: the
+ * caller's `keepIf` said the session read must stay (the sweep's expiry found it refreshed).
+ */
+export type EndSessionOutcome = 'revoked' | 'revoke_failed' | 'absent' | 'kept';
 
 /** Enough for a refresh that commits between our read and our delete, more than once. */
 const MAX_DELETE_ATTEMPTS = 4;
@@ -80,11 +84,20 @@ export async function endSession(
   reason: EndSessionReason,
   deadline?: { at: number; now: () => number },
   ended?: EndedMark,
+  keepIf?: (record: SessionRecord) => boolean,
 ): Promise<EndSessionOutcome> {
   const session = logSafeId(sessionKey);
   const left = (): CallOptions =>
     deadline === undefined ? {} : { timeoutMs: deadline.at - deadline.now() };
-  const record = await deleteCurrentVersion(deps, sessionKey, left, ended);
+  const record = await deleteCurrentVersion(deps, sessionKey, left, ended, keepIf);
+  if (record === 'kept') {
+    deps.log.info('session kept: it changed since it was due', {
+      event: 'session_kept',
+      session,
+      reason,
+    });
+    return 'kept';
+  }
   if (!record) {
     deps.log.info('no session to end', { event: 'session_absent', session, reason });
     return 'absent';
@@ -137,11 +150,14 @@ async function deleteCurrentVersion(
   sessionKey: string,
   left: () => CallOptions,
   ended: EndedMark | undefined,
-): Promise<SessionRecord | undefined> {
+  keepIf: ((record: SessionRecord) => boolean) | undefined,
+): Promise<SessionRecord | undefined | 'kept'> {
   let last: SessionRecord | undefined;
   for (let attempt = 0; attempt < MAX_DELETE_ATTEMPTS; attempt++) {
     const record = await deps.store.get(sessionKey, left());
     if (!record) return last;
+    // Each version read is judged again: a refresh that committed meanwhile keeps it.
+    if (keepIf?.(record)) return 'kept';
     last = record;
     let outcome: 'deleted' | 'changed';
     try {

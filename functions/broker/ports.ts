@@ -137,6 +137,12 @@ export interface SessionRecord {
    * then `Connection Recovered`.
    */
   failingReportedAt?: number | undefined;
+  /**
+   * When the scheduled sweep next looks at the session (epoch ms, `sweepAtOf` in
+   * `./connection.ts`); absent on sessions stored before the sweep: the sweep finds them
+   * once their next commit writes it.
+   */
+  sweepAt?: number | undefined;
 }
 
 /**
@@ -217,6 +223,8 @@ export interface CommitInput {
   /** The refreshed token set's `instance_url` and `scope`, kept in clear beside it. */
   instanceUrl?: string | undefined;
   scope?: string | undefined;
+  /** When the sweep next looks at the session (see {@link SessionRecord.sweepAt}). */
+  sweepAt?: number | undefined;
 }
 
 export interface ReleaseLeaseInput {
@@ -301,6 +309,36 @@ export const ENDED_REASONS: readonly EndedReason[] = [
   'expired',
   'code_replayed',
 ];
+/** One entry of the sweep's index: a session due for keep-alive or expiry. */
+export interface DueSession {
+  sessionKey: string;
+  version: number;
+  committedAt: number;
+  idleExpiresAt: number;
+  absoluteExpiresAt: number;
+  /** The index's sort key (epoch ms). */
+  sweepAt: number;
+}
+
+/** One page of {@link SweepIndex.dueSessions}. */
+export interface DuePage {
+  sessions: DueSession[];
+  /** Opaque; pass back for the next page of the same shard. `undefined` on the last page. */
+  cursor: string | undefined;
+}
+
+/**
+ * The sweep's index of sessions by when they are due (`SWEEP_INDEX`), queried one shard
+ * at a time, oldest first, never scanned. Eventually consistent: the sweep re-checks each
+ * entry against the item before acting on it (the lease acquire or the fenced delete).
+ */
+export interface SweepIndex {
+  readonly shards: number;
+  dueSessions(
+    input: { shard: number; dueBy: number; limit: number; cursor?: string | undefined },
+    options?: CallOptions,
+  ): Promise<DuePage>;
+}
 
 /**
  * Asks a delete to keep a token-free tombstone until `retainUntil` (epoch ms), so the

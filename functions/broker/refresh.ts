@@ -1,6 +1,6 @@
 import { describeError } from '../shared/describe-error.ts';
 import type { BrokerConfig } from './config.ts';
-import { endedMark, isLiveSession } from './connection.ts';
+import { endedMark, isLiveSession, sweepAtOf } from './connection.ts';
 import type { TokenVault } from './envelope.ts';
 import {
   InvalidRequestError,
@@ -57,7 +57,9 @@ export interface RefreshDependencies extends AppDependencies {
   log: Log;
   metrics: MetricSink;
   config: Pick<BrokerConfig, 'reuseWindowMs' | 'leaseMs' | 'waitBudgetMs' | 'sessionIdleTtlMs'> &
-    Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'failingAfterMs'>>;
+    Partial<
+      Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'failingAfterMs' | 'keepAliveAfterMs'>
+    >;
   /** Replaced in tests; defaults to a timer. */
   sleep?: (milliseconds: number) => Promise<void>;
   random?: () => number;
@@ -78,6 +80,14 @@ export interface FreshAccessToken {
   outcome: 'refreshed' | 'coalesced' | 'reused';
   /** The Experience Cloud site of the login, when Salesforce named one. */
   siteUrl?: string | undefined;
+}
+
+export interface RefreshOptions {
+  /**
+   * The sweep's keep-alive (README "Keep-alive and expiry"), not a use: the commit keeps the
+   * session's `idleExpiresAt`, so a connection nobody uses still ends at the idle TTL.
+   */
+  keepAlive?: boolean | undefined;
 }
 
 /** Time kept back from the lease for the fenced commit after the upstream call. */
@@ -109,8 +119,9 @@ export async function refreshSession(
 }
 
 /**
- * The ends after which a handle answers `reauthentication_required`: Salesforce or the
- * service API ended the grant, not its holder. A handle its own holder let go of (a
+ * The ends after which a handle answers `reauthentication_required`: Salesforce, the
+ * service API or the sweep (past the broker's idle or absolute lifetime) ended the grant,
+ * not its holder. A handle its own holder let go of (a
  * logout, a login that replaced it, a replayed broker code) answers `invalid_session`, as
  * before tombstones existed; its tombstone is there for the `Connection Ended` event and
  * `GET /connections/{id}`.
@@ -118,6 +129,7 @@ export async function refreshSession(
 const REAUTHENTICATION_REASONS: ReadonlySet<EndedReason> = new Set([
   'reauthentication_required',
   'service_api',
+  'expired',
 ]);
 
 /**
@@ -157,8 +169,9 @@ export async function refreshStoredSession(
   deps: RefreshDependencies,
   sessionKey: string,
   versionHint?: number,
+  options: RefreshOptions = {},
 ): Promise<FreshAccessToken> {
-  const call = new RefreshCall(deps, sessionKey, versionHint);
+  const call = new RefreshCall(deps, sessionKey, versionHint, options.keepAlive === true);
   for (;;) {
     const held = await call.tryToAcquire();
     if (held) return call.holdLease(held.record, held.owner, held.leaseUntil);
@@ -209,14 +222,21 @@ class RefreshCall {
   readonly #sleep: (milliseconds: number) => Promise<void>;
   readonly #startedAt: number;
   readonly #invocationEnd: number;
+  readonly #keepAlive: boolean;
   #firstSeenVersion: number | undefined;
   #waited = false;
   #acquireNext = true;
   #pollDelay = FIRST_POLL_MS;
   #lastAttempt: { owner: string; leaseUntil: number } | undefined;
 
-  constructor(deps: RefreshDependencies, sessionKey: string, versionHint: number | undefined) {
+  constructor(
+    deps: RefreshDependencies,
+    sessionKey: string,
+    versionHint: number | undefined,
+    keepAlive: boolean,
+  ) {
     this.#deps = deps;
+    this.#keepAlive = keepAlive;
     this.#sessionKey = sessionKey;
     this.#versionHint = versionHint;
     this.session = logSafeId(sessionKey);
@@ -278,7 +298,7 @@ class RefreshCall {
         session: this.session,
       },
     );
-    return refreshAsLeaseHolder(this.#deps, hold, this.session);
+    return refreshAsLeaseHolder(this.#deps, hold, this.session, this.#keepAlive);
   }
 
   returnStored(record: SessionRecord): Promise<FreshAccessToken> {
@@ -413,6 +433,7 @@ async function refreshAsLeaseHolder(
   deps: RefreshDependencies,
   hold: LeaseHold,
   session: string,
+  keepAlive: boolean,
 ): Promise<FreshAccessToken> {
   const { clock } = deps;
   const { record } = hold;
@@ -471,7 +492,14 @@ async function refreshAsLeaseHolder(
     deps.metrics.timing('UpstreamLatencyMs', clock.now() - upstreamStartedAt);
   }
 
-  return commitRefreshed(deps, { hold, current, currentDataKey, dataKeyPromise, response });
+  return commitRefreshed(deps, {
+    hold,
+    current,
+    currentDataKey,
+    dataKeyPromise,
+    response,
+    keepAlive,
+  });
 }
 
 /**
@@ -488,6 +516,8 @@ async function commitRefreshed(
     currentDataKey: DataKey;
     dataKeyPromise: Promise<DataKey>;
     response: TokenResponse;
+    /** A keep-alive keeps the idle expiry; a use moves it. */
+    keepAlive: boolean;
   },
 ): Promise<FreshAccessToken> {
   const { hold, current, response } = context;
@@ -517,12 +547,19 @@ async function commitRefreshed(
   );
   const version = record.version + 1;
   const committedAt = deps.clock.now();
+  const idleExpiresAt = context.keepAlive
+    ? record.idleExpiresAt
+    : Math.min(committedAt + deps.config.sessionIdleTtlMs, record.absoluteExpiresAt);
   const result = await hold.commit({
     sealed: deps.vault.seal(dataKey, hold.sessionKey, version, next),
     committedAt,
-    idleExpiresAt: Math.min(committedAt + deps.config.sessionIdleTtlMs, record.absoluteExpiresAt),
+    idleExpiresAt,
     instanceUrl: next.instanceUrl,
     scope: next.scope,
+    sweepAt: sweepAtOf(
+      { committedAt, idleExpiresAt, absoluteExpiresAt: record.absoluteExpiresAt },
+      deps.config.keepAliveAfterMs,
+    ),
   });
   return answerCommit(deps, { hold, result, next, rotatedTo, session });
 }

@@ -30,7 +30,7 @@ export interface CallbackRouteDependencies extends Omit<CallbackDependencies, 'c
     BrokerConfig,
     'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'callbackUrl' | 'invocationDeadlineMs'
   > &
-    Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs'>>;
+    Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'keepAliveAfterMs'>>;
   metrics: FlushableMetrics;
 }
 
@@ -65,6 +65,10 @@ export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHand
       ...(deps.config.endedConnectionRetentionMs === undefined
         ? {}
         : { endedConnectionRetentionMs: deps.config.endedConnectionRetentionMs }),
+      // The new session's first `sweepAt` (README "Keep-alive and expiry").
+      ...(deps.config.keepAliveAfterMs === undefined
+        ? {}
+        : { keepAliveAfterMs: deps.config.keepAliveAfterMs }),
     },
   };
   return defineRoute(deps, {

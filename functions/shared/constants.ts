@@ -62,6 +62,23 @@ export const CONNECTIONS_BY_ORG_INDEX = {
 } as const;
 
 /**
+ * The index the scheduled sweep (README "Keep-alive and expiry") finds due sessions by,
+ * never a scan: partition key `sweepShard` (`sweep#0` .. `sweep#<shards - 1>`, from the
+ * session key, so no one partition takes every write), sort key `sweepAt` (epoch ms: the
+ * earliest of the keep-alive due time, the idle expiry and the absolute expiry). Sparse:
+ * only session items written since the index exists carry its keys. It projects the few
+ * numbers the sweep decides on, never the sealed tokens.
+ */
+export const SWEEP_INDEX = {
+  name: 'sweepDue',
+  partitionKey: 'sweepShard',
+  sortKey: 'sweepAt',
+  partitionPrefix: 'sweep#',
+  shards: 4,
+  projected: ['version', 'committedAt', 'idleExpiresAt', 'absoluteExpiresAt'],
+} as const;
+
+/**
  * Every metric the functions emit (CloudWatch Embedded Metric Format, with the `service`
  * dimension). `MetricSink` takes only these names, and `test/infra/metrics.test.ts` checks
  * that the dashboard draws each of them.
@@ -84,6 +101,9 @@ export const BROKER_METRIC_NAMES = [
   'LoginFailed',
   'InvalidState',
   'SessionEnded',
+  'KeptAlive',
+  'KeepAliveFailed',
+  'ExpiredRevoked',
 ] as const;
 
 export type BrokerMetricName = (typeof BROKER_METRIC_NAMES)[number];

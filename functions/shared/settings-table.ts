@@ -331,6 +331,13 @@ export const SETTINGS = {
    * `Connection Refresh Failing`, once (README "Events"), in seconds.
    */
   failingAfterSeconds: integer('FAILING_AFTER_SECONDS', 900, 1, 86_400),
+  /**
+   * The sweep refreshes a live connection whose last refresh is this many days old (README
+   * "Keep-alive and expiry"): below Salesforce's 30-day idle limit for refresh tokens.
+   */
+  keepAliveAfterDays: integer('KEEP_ALIVE_AFTER_DAYS', 20, 1, 29),
+  /** The sweep's pace: Salesforce calls (keep-alive refreshes, expiry revocations) per second. */
+  keepAliveRatePerSecond: integer('KEEP_ALIVE_RATE_PER_SECOND', 10, 1, 100),
 };
 
 export type SettingName = keyof typeof SETTINGS;

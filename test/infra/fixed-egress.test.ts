@@ -154,7 +154,9 @@ describe('Stack: TokenBroker with fixedEgressIp (one NAT gateway, interface endp
         (a) => a.id === VPC_ACKNOWLEDGEMENT && a.reason.includes('AWSLambdaVPCAccessExecutionRole'),
       );
     expect(added.map((a) => a.path).sort()).toEqual(
-      CALLS_SALESFORCE.map((route) => `TokenBroker/Broker/${capitalize(route)}Role`).sort(),
+      [...CALLS_SALESFORCE, 'sweep']
+        .map((route) => `TokenBroker/Broker/${capitalize(route)}Role`)
+        .sort(),
     );
     // No other cdk-nag rule is acknowledged than the default shape's (the VPC construct
     // acknowledges some CloudFormation-Validate warnings of its own).
@@ -182,6 +184,11 @@ describe('Stack: TokenBroker with fixedEgressIp (one NAT gateway, interface endp
     for (const route of CALLS_SALESFORCE) {
       expect(on.functionOf(route).VpcConfig, route).toEqual(reference);
     }
+    // The sweep refreshes and revokes: behind the same IPs.
+    const sweep = on.stack.getLogicalId(
+      on.stack.broker.sweepFunction.function.node.defaultChild as CfnElement,
+    );
+    expect(on.of('AWS::Lambda::Function')[sweep]?.Properties.VpcConfig).toEqual(reference);
     for (const route of [...STAYS_OUTSIDE, 'notFound'] as const) {
       expect(on.functionOf(route).VpcConfig, route).toBeUndefined();
     }

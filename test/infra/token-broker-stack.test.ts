@@ -301,8 +301,8 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
         .filter((name) => name.startsWith('asset.'))
         .map((asset) => join(synth.outdir, asset))
         .filter((dir) => readdirSync(dir).includes('index.mjs'));
-      // The seven routes, the 404 function and the event publisher.
-      expect(bundles).toHaveLength(9);
+      // The seven routes, the 404 function, the event publisher and the sweep.
+      expect(bundles).toHaveLength(10);
       for (const dir of bundles) {
         expect(readdirSync(dir).sort()).toEqual(['index.mjs', 'index.mjs.map']);
         const code = readFileSync(join(dir, 'index.mjs'), 'utf8');
@@ -328,7 +328,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
   });
 
   describe('IAM', () => {
-    const logsStatement = (route: Route | 'notFound') => ({
+    const logsStatement = (route: Route | 'notFound' | 'sweep') => ({
       Sid: 'WriteOwnLogs',
       Effect: 'Allow',
       Action: ['logs:CreateLogStream', 'logs:PutLogEvents'],
@@ -337,7 +337,9 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           id(
             route === 'notFound'
               ? stack.broker.notFoundFunction.logGroup
-              : stack.broker.functions[route].logGroup,
+              : route === 'sweep'
+                ? stack.broker.sweepFunction.logGroup
+                : stack.broker.functions[route].logGroup,
           ),
           'Arn',
         ],
@@ -595,15 +597,57 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           secretStatement(),
         ],
         notFound: [logsStatement('notFound')],
+        // Keep-alive through the lease, expiry as the service API's DELETE, the sweep index.
+        sweep: [
+          logsStatement('sweep'),
+          {
+            Sid: 'SessionItems',
+            Effect: 'Allow',
+            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:UpdateItem'],
+            Resource: table(),
+            Condition: only('session#'),
+          },
+          {
+            Sid: 'ConnectionPointerItems',
+            Effect: 'Allow',
+            Action: 'dynamodb:UpdateItem',
+            Resource: table(),
+            Condition: only('connection#'),
+          },
+          {
+            Sid: 'EndedSessionTombstones',
+            Effect: 'Allow',
+            Action: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+            Resource: table(),
+            Condition: only('ended#'),
+          },
+          {
+            Sid: 'SweepIndex',
+            Effect: 'Allow',
+            Action: 'dynamodb:Query',
+            Resource: { 'Fn::Join': ['', [table(), '/index/sweepDue']] },
+          },
+          {
+            Sid: 'TokenEnvelope',
+            Effect: 'Allow',
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey'],
+            Resource: key(),
+            Condition: PURPOSE_CONDITION,
+          },
+          secretStatement(),
+        ],
       };
       const policies = resourcesOfType(synth.template, 'AWS::IAM::Policy');
-      // The publisher's own policy is checked in test/infra/publisher.test.ts.
-      expect(Object.keys(policies)).toHaveLength(9);
+      // Each function's role, and the sweep schedule's (lambda:InvokeFunction on the sweep);
+      // the publisher's own policy is checked in test/infra/publisher.test.ts.
+      expect(Object.keys(policies)).toHaveLength(11);
       for (const [route, expectedStatements] of Object.entries(statements)) {
         const role =
           route === 'notFound'
             ? stack.broker.notFoundFunction.role
-            : stack.broker.functions[route as Route].role;
+            : route === 'sweep'
+              ? stack.broker.sweepFunction.role
+              : stack.broker.functions[route as Route].role;
         const policy = Object.values(policies).find(
           (p) => JSON.stringify(p.Properties.Roles) === JSON.stringify([{ Ref: id(role) }]),
         );
@@ -618,13 +662,23 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       for (const role of Object.values(resourcesOfType(synth.template, 'AWS::IAM::Role'))) {
         expect(role.Properties.ManagedPolicyArns).toBeUndefined();
         expect(role.Properties.Policies).toBeUndefined();
+        const trust = role.Properties.AssumeRolePolicyDocument as {
+          Statement: { Principal?: { Service?: string } }[];
+        };
+        const scheduler = trust.Statement[0]?.Principal?.Service === 'scheduler.amazonaws.com';
         expect(role.Properties.AssumeRolePolicyDocument).toEqual({
           Version: '2012-10-17',
           Statement: [
             {
               Effect: 'Allow',
               Action: 'sts:AssumeRole',
-              Principal: { Service: 'lambda.amazonaws.com' },
+              // The sweep's schedule: EventBridge Scheduler of this account only.
+              ...(scheduler
+                ? {
+                    Principal: { Service: 'scheduler.amazonaws.com' },
+                    Condition: { StringEquals: { 'aws:SourceAccount': { Ref: 'AWS::AccountId' } } },
+                  }
+                : { Principal: { Service: 'lambda.amazonaws.com' } }),
             },
           ],
         });
@@ -643,6 +697,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       const roleArn = (route: Route) => ({
         'Fn::GetAtt': [id(stack.broker.functions[route].role), 'Arn'],
       });
+      const sweepRoleArn = { 'Fn::GetAtt': [id(stack.broker.sweepFunction.role), 'Arn'] };
       const root = {
         AWS: {
           'Fn::Join': [
@@ -680,6 +735,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
                       roleArn('refresh'),
                       roleArn('callback'),
                       roleArn('service'),
+                      sweepRoleArn,
                     ],
                   },
                 },
@@ -699,6 +755,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
                       roleArn('logout'),
                       roleArn('token'),
                       roleArn('service'),
+                      sweepRoleArn,
                     ],
                   },
                 },
@@ -724,6 +781,8 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             { AttributeName: 'pk', AttributeType: 'S' },
             { AttributeName: 'orgKey', AttributeType: 'S' },
             { AttributeName: 'userKey', AttributeType: 'S' },
+            { AttributeName: 'sweepShard', AttributeType: 'S' },
+            { AttributeName: 'sweepAt', AttributeType: 'N' },
           ],
           // Metadata only: the sealed tokens are never projected into the index.
           GlobalSecondaryIndexes: [
@@ -747,6 +806,18 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
                   'absoluteExpiresAt',
                   'idleExpiresAt',
                 ],
+              },
+            },
+            // The sweep's: four numbers per due session, never the sealed tokens.
+            {
+              IndexName: 'sweepDue',
+              KeySchema: [
+                { AttributeName: 'sweepShard', KeyType: 'HASH' },
+                { AttributeName: 'sweepAt', KeyType: 'RANGE' },
+              ],
+              Projection: {
+                ProjectionType: 'INCLUDE',
+                NonKeyAttributes: ['version', 'committedAt', 'idleExpiresAt', 'absoluteExpiresAt'],
               },
             },
           ],
@@ -773,7 +844,7 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
 
     it('retains every log group', () => {
       const logGroups = resourcesOfType(synth.template, 'AWS::Logs::LogGroup');
-      expect(Object.keys(logGroups)).toHaveLength(10);
+      expect(Object.keys(logGroups)).toHaveLength(11);
       for (const group of Object.values(logGroups)) {
         expect(group.DeletionPolicy).toBe('Retain');
         expect(group.Properties.RetentionInDays).toBe(90);
@@ -785,9 +856,10 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
     it('alarms on 5xx rate, each alarmed log event and throttles', () => {
       const alarms = resourcesOfType(synth.template, 'AWS::CloudWatch::Alarm');
       // 5xx rate, Lambda throttles, and one per metric of ALARMED_LOG_EVENTS
-      // (test/infra/alarms.test.ts ties those to the functions' log events), and the
-      // event publisher's dead-letter queue (test/infra/publisher.test.ts).
-      expect(Object.keys(alarms)).toHaveLength(9);
+      // (test/infra/alarms.test.ts ties those to the functions' log events), the
+      // keep-alive failure ratio, and the event publisher's dead-letter queue
+      // (test/infra/publisher.test.ts).
+      expect(Object.keys(alarms)).toHaveLength(10);
       const topic = { Ref: id(stack.broker.node.findChild('AlarmTopic')) };
       for (const alarm of Object.values(alarms)) {
         expect(alarm.Properties.AlarmActions).toEqual([topic]);
@@ -822,9 +894,10 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
       });
       synth.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
         Metrics: Match.arrayWith([
-          // One term per function: every route's, the service API's and the 404 function.
+          // One term per function: every route's, the service API's, the 404 function and
+          // the sweep.
           Match.objectLike({
-            Expression: Array.from({ length: ROUTES.length + 2 }, (_, i) => `t${i}`).join(' + '),
+            Expression: Array.from({ length: ROUTES.length + 3 }, (_, i) => `t${i}`).join(' + '),
           }),
           Match.objectLike({
             MetricStat: Match.objectLike({
@@ -832,6 +905,31 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
             }),
           }),
         ]),
+      });
+      // Keep-alive failures above 1 % of a run's keep-alives (one run a day).
+      synth.template.hasResourceProperties('AWS::CloudWatch::Alarm', {
+        Threshold: 0.01,
+        Metrics: Match.arrayWith([
+          Match.objectLike({ Expression: 'IF(kept + failed > 0, failed / (kept + failed), 0)' }),
+          Match.objectLike({
+            Id: 'failed',
+            MetricStat: Match.objectLike({
+              Metric: Match.objectLike({ MetricName: 'KeepAliveFailed', Dimensions: service }),
+              Period: 86_400,
+            }),
+          }),
+        ]),
+      });
+      synth.template.hasResourceProperties('AWS::Scheduler::Schedule', {
+        ScheduleExpression: 'cron(15 3 * * ? *)',
+        FlexibleTimeWindow: { Mode: 'OFF' },
+        Target: Match.objectLike({
+          Arn: { 'Fn::GetAtt': [id(stack.broker.sweepFunction.function), 'Arn'] },
+        }),
+      });
+      synth.template.hasResourceProperties('AWS::Lambda::Function', {
+        Timeout: 900,
+        Handler: 'index.handler',
       });
       synth.template.hasResourceProperties('AWS::SNS::Subscription', {
         Protocol: 'email',

@@ -143,6 +143,16 @@ const CASES: { [K in ContextSettingName]: Case<K> } = {
     refused: [0, 86_401],
     fromConfig: (config) => config.failingAfterMs / 1000,
   },
+  keepAliveAfterDays: {
+    accepted: [1, 20, 29],
+    refused: [0, 30],
+    fromConfig: (config) => config.keepAliveAfterMs / 86_400_000,
+  },
+  keepAliveRatePerSecond: {
+    accepted: [1, 10, 100],
+    refused: [0, 101],
+    fromConfig: (config) => config.keepAliveRatePerSecond,
+  },
   loginHosts: {
     accepted: [
       ['login.salesforce.com', '*.my.salesforce.com'],

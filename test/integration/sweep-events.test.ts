@@ -1,0 +1,146 @@
+/**
+ * The sweep as `npm start` runs it (README "Keep-alive and expiry"): on an interval
+ * (`LOCAL_SWEEP_INTERVAL_SECONDS`) with a keep-alive age in seconds
+ * (`KEEP_ALIVE_AFTER_SECONDS`), and its expiry end to end: the expired connection revoked
+ * at the fake Salesforce, its tombstone written, and its `Connection Ended` event
+ * (`expired`) published through the change capture and the deployed publisher.
+ */
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DynamoDbSessionStore } from '../../functions/aws/dynamodb-session-store.ts';
+import { createSweepHandler } from '../../functions/routes/sweep.ts';
+import { buildRuntime } from '../../functions/runtime.ts';
+import { type FakeSalesforce, startFakeSalesforce } from '../../local/fake-salesforce.ts';
+import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import { freePort } from '../support/free-port.ts';
+
+const CLIENT_ID = 'sweep-events-client';
+const CLIENT_SECRET = 'sweep-events-secret';
+const EVENTS_FILE = join(tmpdir(), `broker-sweep-events-${process.pid}.jsonl`);
+const DAY_MS = 86_400_000;
+
+let org: FakeSalesforce;
+let broker: RunningBroker;
+let base: string;
+const saved = { ...process.env };
+
+beforeAll(async () => {
+  const port = await freePort();
+  base = `http://127.0.0.1:${port}`;
+  org = await startFakeSalesforce({
+    clientId: CLIENT_ID,
+    clientSecret: CLIENT_SECRET,
+    redirectUris: [`${base}/callback`],
+    autoApprove: true,
+  });
+  // Read by the runtime the local sweep builds, as the entry files read it on Lambda.
+  process.env.KEEP_ALIVE_AFTER_SECONDS = '1';
+  broker = await startBrokerLocally({
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    PUBLIC_URL: base,
+    SALESFORCE_LOGIN_URL: org.url,
+    SALESFORCE_CLIENT_ID: CLIENT_ID,
+    SALESFORCE_CLIENT_SECRET: CLIENT_SECRET,
+    LOCAL_EVENTS_FILE: EVENTS_FILE,
+    LOCAL_SWEEP_INTERVAL_SECONDS: '1',
+  });
+}, 60_000);
+
+afterAll(async () => {
+  await broker?.close();
+  await org?.close();
+  rmSync(EVENTS_FILE, { force: true });
+  process.env = saved;
+});
+
+/** A browser login (auto-approved at the org): the session handle and its connection. */
+async function browserLogin() {
+  const login = await fetch(`${base}/login`, { redirect: 'manual' });
+  const loginCookie = (login.headers.getSetCookie()[0] ?? '').split(';')[0] ?? '';
+  const authorize = await fetch(login.headers.get('location') ?? '', { redirect: 'manual' });
+  const callbackUrl = new URL(authorize.headers.get('location') ?? '');
+  const callback = await fetch(`${base}${callbackUrl.pathname}${callbackUrl.search}`, {
+    redirect: 'manual',
+    headers: { cookie: loginCookie },
+  });
+  const handle =
+    callback.headers
+      .getSetCookie()
+      .find((cookie) => cookie.startsWith('__Host-tb-session='))
+      ?.split(';')[0]
+      ?.split('=')[1] ?? '';
+  const session = await fetch(`${base}/session`, {
+    headers: { authorization: `Bearer ${handle}` },
+  });
+  const { connection_id: connectionId } = (await session.json()) as { connection_id: string };
+  return { handle, connectionId };
+}
+
+async function sessionVersion(handle: string): Promise<number | undefined> {
+  const answer = await fetch(`${base}/session`, {
+    headers: { authorization: `Bearer ${handle}` },
+  });
+  if (answer.status !== 200) return undefined;
+  return ((await answer.json()) as { version?: number }).version;
+}
+
+describe('npm start: the sweep on an interval', () => {
+  it('keeps a connection alive once KEEP_ALIVE_AFTER_SECONDS has passed, with no request of the app', async () => {
+    // Prepare
+    const { handle } = await browserLogin();
+    const refreshesBefore = org.calls.tokenRefresh;
+
+    // Act: only the interval sweep runs; the app sends nothing.
+    const deadline = Date.now() + 30_000;
+    while (org.calls.tokenRefresh === refreshesBefore && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+
+    // Assert: Salesforce was asked for a fresh token, and the session holds it.
+    expect(org.calls.tokenRefresh).toBeGreaterThan(refreshesBefore);
+    await expect.poll(() => sessionVersion(handle), { timeout: 10_000 }).toBeGreaterThan(1);
+  }, 60_000);
+
+  it('revokes an expired connection at Salesforce, answers reauthentication_required and publishes Connection Ended (expired)', async () => {
+    // Prepare: a live connection, and a sweep run eight days later (past the 7-day idle TTL).
+    const { handle, connectionId } = await browserLogin();
+    const runtime = buildRuntime(process.env);
+    const later = Date.now() + 8 * DAY_MS;
+    const sweep = createSweepHandler({
+      ...runtime,
+      index: runtime.store as DynamoDbSessionStore,
+      clock: { now: () => Date.now() + 8 * DAY_MS },
+    });
+    const revokesBefore = org.calls.revoke;
+
+    // Act
+    const report = await sweep({}, { getRemainingTimeInMillis: () => 60_000 });
+
+    // Assert: revoked at the fake, tombstoned, and the event published with its detail.
+    expect(report.expiredRevoked).toBeGreaterThanOrEqual(1);
+    expect(org.calls.revoke).toBeGreaterThan(revokesBefore);
+    const refreshed = await fetch(`${base}/refresh`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${handle}`, 'content-type': 'application/json' },
+      body: '{}',
+    });
+    expect(refreshed.status).toBe(401);
+    expect(((await refreshed.json()) as { error: string }).error).toBe('reauthentication_required');
+    await broker.stack.events?.capture.drained();
+    const ended = (broker.stack.events?.bus.events ?? []).filter(
+      (event) =>
+        event['detail-type'] === 'Connection Ended' && event.detail.connection_id === connectionId,
+    );
+    expect(ended).toHaveLength(1);
+    expect(ended[0]?.detail).toMatchObject({ connection_id: connectionId, reason: 'expired' });
+    expect(Date.parse(String(ended[0]?.detail.at))).toBeGreaterThanOrEqual(later - 60_000);
+    const lines = readFileSync(EVENTS_FILE, 'utf8').trim().split('\n');
+    expect(lines.some((line) => line.includes(connectionId) && line.includes('"expired"'))).toBe(
+      true,
+    );
+    expect(readFileSync(EVENTS_FILE, 'utf8')).not.toContain(handle);
+  }, 60_000);
+});
