@@ -8,6 +8,7 @@
  * unpaced (what the sweep itself costs on this machine).
  */
 import { performance } from 'node:perf_hooks';
+import type { Log } from '../functions/broker/ports.ts';
 import { runSweep } from '../functions/broker/sweep.ts';
 import { type BrokerHarness, startBrokerHarness } from '../test/support/broker-harness.ts';
 import {
@@ -25,6 +26,8 @@ const DUE = KEEP_ALIVE_DUE + EXPIRED;
 /** `keepAliveRatePerSecond`'s default. */
 const DEFAULT_RATE = 10;
 const READS = new Set(['GetItem', 'Query', 'Scan', 'BatchGetItem']);
+/** The run's one summary line would only interleave with the tables. */
+const quiet: Log = { debug() {}, info() {}, warn() {}, error() {} };
 
 function table(header: string[], rows: Array<Array<string | number>>): string {
   const line = (cells: Array<string | number>) => `| ${cells.join(' | ')} |`;
@@ -75,7 +78,7 @@ async function sweepOnce(ratePerSecond: number) {
     if (!fake) throw new Error('no fake Salesforce');
     fake.resetCalls();
     const time = steppedTime(now);
-    const deps = sweepDependencies(broker, time);
+    const deps = { ...sweepDependencies(broker, time), log: quiet };
     const before = snapshot(broker);
     const started = performance.now();
     const report = await runSweep(deps, { stopAt: now + 86_400_000 });
