@@ -1,7 +1,10 @@
 /**
  * Soak run (`node --import tsx bench/soak.ts`): for SOAK_SECONDS (default 60) hundreds of
  * sessions refresh (alone and in parallel bursts), call the fake org's REST API with
- * their access tokens, log out, and send malformed requests, against the local stack
+ * their access tokens, log out, and send malformed requests, while the scheduled sweep
+ * runs every second (keep-alive after SOAK_KEEP_ALIVE_SECONDS, default 3, so it races
+ * the apps' refreshes; some sessions are set to pass their idle expiry during the run,
+ * some are never used by an app at all), against the local stack
  * (dynalite behind the DynamoDB fault proxy, the KMS and Secrets Manager emulators, the
  * fake Salesforce with rotation and reuse detection), while faults are injected at
  * random everywhere. Then it fuzzes every entry point (SOAK_FUZZ_RUNS generated events
@@ -13,21 +16,29 @@
  */
 import { performance } from 'node:perf_hooks';
 import fc from 'fast-check';
+import { sweepShardOf } from '../functions/aws/dynamodb-session-store.ts';
 import type { Log, MetricSink, SessionStore } from '../functions/broker/ports.ts';
 import { logSafeId, sessionKeyOf } from '../functions/broker/session-handle.ts';
+import { runSweep, type SweepDependencies } from '../functions/broker/sweep.ts';
 import { createLogoutHandler } from '../functions/routes/logout.ts';
 import { createRefreshHandler } from '../functions/routes/refresh.ts';
 import { SalesforceOAuthClient, verifySignature } from '../functions/salesforce/oauth-client.ts';
+import { SWEEP_INDEX } from '../functions/shared/constants.ts';
 import type { DynamoDbFault } from '../local/dynamodb-fault-proxy.ts';
 import type { FakeFault } from '../local/fake-salesforce.ts';
 import { startLocalServer } from '../local/lambda-http.ts';
-import { startBrokerHarness } from '../test/support/broker-harness.ts';
+import { type BrokerHarness, startBrokerHarness } from '../test/support/broker-harness.ts';
 import { ENTRY_POINTS, type FuzzStats, fuzzProperty } from '../test/support/fuzz-http.ts';
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 60);
 const SESSIONS = Number(process.env.SOAK_SESSIONS ?? 300);
 const WORKERS = Number(process.env.SOAK_WORKERS ?? 48);
 const FUZZ_RUNS = Number(process.env.SOAK_FUZZ_RUNS ?? process.env.FUZZ_RUNS ?? 10_000);
+const KEEP_ALIVE_SECONDS = Number(process.env.SOAK_KEEP_ALIVE_SECONDS ?? 3);
+/** Sessions no app uses: only the sweep keeps them alive, and ends some of them. */
+const DORMANT = 40;
+/** Of the app-used pool, the share set to pass their idle expiry during the run. */
+const EXPIRING_SHARE = 0.1;
 const CLIENT_SECRET = 'soak-client-secret';
 
 // ---------------------------------------------------------------------------------------
@@ -116,7 +127,9 @@ interface SoakSession {
   safeId: string;
   version: number;
   accessToken: string;
-  ended: false | 'logout' | 'reauthentication_required' | 'invalid_session';
+  ended: false | 'logout' | 'reauthentication_required' | 'invalid_session' | 'expired';
+  /** Its idle expiry was moved into the run: the sweep may end it (`expired`). */
+  expiring: boolean;
   /** Why the session may legitimately die: a rotation Salesforce made that was not stored. */
   hazards: string[];
   injectedRevocation: boolean;
@@ -124,6 +137,26 @@ interface SoakSession {
   latestRefreshToken: string;
   /** A logout answered 503: its delete may have landed (the client would retry it). */
   logoutUncertain: boolean;
+}
+
+/**
+ * Moves a session's idle expiry to a random point inside the run and puts it in the
+ * sweep's index at that time: unless an app refreshes it first (which moves both), the
+ * sweep ends it as `expired`.
+ */
+async function expireDuringRun(broker: BrokerHarness, session: SoakSession, seconds: number) {
+  const idleExpiresAt = Date.now() + between(2, Math.max(3, Math.floor(seconds * 0.8))) * 1000;
+  session.expiring = true;
+  await broker.patchItem(session.handle, { idleExpiresAt: { N: String(idleExpiresAt) } });
+  await makeDue(broker, session, idleExpiresAt);
+}
+
+/** Puts a session in the sweep's index, due at `sweepAt` (seeded sessions are not in it). */
+async function makeDue(broker: BrokerHarness, session: SoakSession, sweepAt: number) {
+  await broker.patchItem(session.handle, {
+    [SWEEP_INDEX.partitionKey]: { S: sweepShardOf(sessionKeyOf(session.handle)) },
+    [SWEEP_INDEX.sortKey]: { N: String(sweepAt) },
+  });
 }
 
 function percentile(samples: number[], p: number): number {
@@ -158,6 +191,8 @@ async function main(): Promise<number> {
       // timeout would measure this machine, not the network. Stalls are still injected
       // well past 3 s (stalled commits of 1.5-8 s).
       AWS_SDK_REQUEST_TIMEOUT_MS: '3000',
+      KEEP_ALIVE_AFTER_SECONDS: String(KEEP_ALIVE_SECONDS),
+      KEEP_ALIVE_RATE_PER_SECOND: '50',
     },
     log,
     overrides: { metrics },
@@ -281,6 +316,26 @@ async function main(): Promise<number> {
     '/logout': createLogoutHandler({ ...runtime, store: countingStore }),
   };
   const server = await startLocalServer({ routes });
+  // The sweep as deployed, through the same counting store, client, log and metrics.
+  const sweepDeps: SweepDependencies = {
+    ...runtime,
+    store: countingStore,
+    index: runtime.store as unknown as SweepDependencies['index'],
+  };
+  const sweepRuns = { runs: 0, failed: 0, keptAlive: 0, alreadyFresh: 0, expired: 0, kept: 0 };
+  const sweepOnce = async (stopAt: number) => {
+    sweepRuns.runs++;
+    try {
+      const report = await runSweep(sweepDeps, { stopAt });
+      sweepRuns.keptAlive += report.keptAlive;
+      sweepRuns.alreadyFresh += report.alreadyFresh;
+      sweepRuns.expired += report.expiredRevoked + report.expiredRevokeFailed;
+      sweepRuns.kept += report.kept;
+    } catch {
+      // A failed index query (injected faults): the next run takes up what is still due.
+      sweepRuns.failed++;
+    }
+  };
 
   // -- the session pool
   const seedSession = async (): Promise<SoakSession> => {
@@ -293,6 +348,7 @@ async function main(): Promise<number> {
           version: 1,
           accessToken: seeded.accessToken,
           ended: false,
+          expiring: false,
           hazards: [],
           injectedRevocation: false,
           latestRefreshToken: seeded.refreshToken,
@@ -311,6 +367,18 @@ async function main(): Promise<number> {
   const live: SoakSession[] = [];
   for (let index = 0; index < SESSIONS; index += 25) {
     live.push(...(await Promise.all(Array.from({ length: 25 }, () => seedSession()))));
+  }
+  // Some of the pool pass their idle expiry during the run unless an app refreshes them
+  // first; the dormant ones are never used: the sweep keeps them alive, or ends them.
+  for (const session of live) {
+    if (random() < EXPIRING_SHARE) await expireDuringRun(broker, session, SECONDS);
+  }
+  const dormant: SoakSession[] = [];
+  for (let index = 0; index < DORMANT; index++) {
+    const session = await seedSession();
+    if (index % 2 === 0) await expireDuringRun(broker, session, SECONDS);
+    else await makeDue(broker, session, Date.now());
+    dormant.push(session);
   }
   fake.resetCalls();
   const tokenCallsAtStart = fake.calls.tokenRefresh;
@@ -622,6 +690,12 @@ async function main(): Promise<number> {
       }
     }
   };
+  const sweeper = async () => {
+    while (Date.now() < deadline) {
+      await sweepOnce(Math.min(deadline, Date.now() + 2_000));
+      await sleep(1_000);
+    }
+  };
   const injector = async () => {
     while (Date.now() < deadline) {
       injectOne();
@@ -632,7 +706,7 @@ async function main(): Promise<number> {
   process.stderr.write(
     `soak: ${SECONDS} s, ${SESSIONS} sessions, ${WORKERS} workers, seed ${initialSeed}\n`,
   );
-  await Promise.all([...Array.from({ length: WORKERS }, () => worker()), injector()]);
+  await Promise.all([...Array.from({ length: WORKERS }, () => worker()), injector(), sweeper()]);
   const loadSeconds = (Date.now() - started) / 1000;
   await Promise.all(replacements);
 
@@ -642,6 +716,11 @@ async function main(): Promise<number> {
   broker.stack.kms.clearFaults();
   broker.stack.secretsManager.clearFaults();
   await sleep(Number(runtime.config.leaseMs) + 200);
+  // One sweep without faults: every session past its idle expiry is ended now, and every
+  // dormant one due for keep-alive is refreshed.
+  const failedUnderFaults = sweepRuns.failed;
+  await sweepOnce(Date.now() + 60_000);
+  const failedAfterSettle = sweepRuns.failed - failedUnderFaults;
 
   const tokenCalls = fake.calls.tokenRefresh - tokenCallsAtStart;
   const committed = metrics.get('RefreshCommitted');
@@ -664,6 +743,13 @@ async function main(): Promise<number> {
     const key = sessionKeyOf(session.handle);
     const record = await runtime.store.get(key);
     if (!record) {
+      // No app asked since: the sweep ended it (its expiry, or Salesforce's invalid_grant
+      // to a keep-alive); the tombstone says which, and the accounting below judges it.
+      const tombstone = await runtime.store.findEnded(key);
+      if (tombstone?.reason === 'expired' || tombstone?.reason === 'reauthentication_required') {
+        session.ended = tombstone.reason;
+        continue;
+      }
       figures.unexpected.push(`session ${session.safeId} vanished without a 401`);
       continue;
     }
@@ -683,6 +769,18 @@ async function main(): Promise<number> {
     }
     return false;
   }
+  // Which ended sessions the sweep ended as expired (whatever their client was told).
+  const sweptExpired = new Set<string>();
+  for (const session of sessions) {
+    if (!session.ended || session.ended === 'logout') continue;
+    const tombstone = await runtime.store.findEnded(sessionKeyOf(session.handle));
+    if (tombstone?.reason === 'expired') sweptExpired.add(session.safeId);
+  }
+  const dormantVersions = await Promise.all(
+    dormant
+      .filter((session) => !session.expiring && !session.ended)
+      .map(async (session) => (await runtime.store.get(sessionKeyOf(session.handle)))?.version),
+  ).then((versions) => versions.map((version) => version ?? 0));
   const endedBy = new Map<string, number>();
   let lostWithoutReason = 0;
   const reasons = new Map<string, number>();
@@ -690,6 +788,16 @@ async function main(): Promise<number> {
     if (!session.ended) continue;
     endedBy.set(session.ended, (endedBy.get(session.ended) ?? 0) + 1);
     if (session.ended === 'logout') continue;
+    if (sweptExpired.has(session.safeId) || session.ended === 'expired') {
+      if (session.expiring) {
+        const reason = 'idle expiry passed: ended by the sweep (expired)';
+        reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
+      } else {
+        lostWithoutReason++;
+        figures.unexpected.push(`session ${session.safeId} expired by the sweep while live`);
+      }
+      continue;
+    }
     const reason = session.injectedRevocation
       ? 'Salesforce said invalid_grant (injected "inactive user")'
       : (session.hazards[0] ??
@@ -742,6 +850,20 @@ async function main(): Promise<number> {
     logoutsNotRevoked++;
     figures.unexpected.push(`session ${session.safeId} logged out but its grant is alive`);
   }
+  // Expired by the sweep: the grant is dead at Salesforce, or its revocation was reported.
+  let expiredNotRevoked = 0;
+  for (const session of sessions) {
+    if (!sweptExpired.has(session.safeId) && session.ended !== 'expired') continue;
+    if (!fake.isRefreshTokenActive(session.latestRefreshToken)) continue;
+    if (revokeFailedSessions.has(session.safeId) || hadRotationLoss(session)) continue;
+    if (session.hazards.length > 0) continue;
+    expiredNotRevoked++;
+    figures.unexpected.push(`session ${session.safeId} expired but its grant is alive`);
+  }
+  // Dormant sessions due only for keep-alive: refreshed by the sweep alone, or ended by
+  // Salesforce with a reason the accounting above found.
+  const dormantKeptAlive = dormantVersions.filter((version) => version >= 2).length;
+  const dormantEnded = dormant.filter((session) => !session.expiring && session.ended).length;
   const secondCallsUnexplained = secondCalls.filter(
     ({ session }) => !session || !hadRotationLoss(session),
   );
@@ -777,6 +899,12 @@ async function main(): Promise<number> {
       secondCallsUnexplained.length === 0,
     ],
     ['logged-out sessions whose grant is still alive and unreported', logoutsNotRevoked === 0],
+    ['expired sessions whose grant is still alive and unreported', expiredNotRevoked === 0],
+    [
+      'dormant sessions kept alive by the sweep alone (or ended with a reason)',
+      dormantKeptAlive + dormantEnded === DORMANT / 2,
+    ],
+    ['sweep runs that failed after the faults stopped', failedAfterSettle === 0],
     ['5xx for client errors', figures.badInput5xx === 0],
     ['500 server_error answers', server5xx === 0],
     ['tokens answered after a logout (resurrection)', figures.resurrections === 0],
@@ -819,6 +947,10 @@ async function main(): Promise<number> {
     `  reuse revocations        ${fake.reuseRevocations}`,
     `  second token calls with one refresh token: ${secondCalls.length} (unexplained ${secondCallsUnexplained.length})`,
     `  logged out, grant still alive and unreported: ${logoutsNotRevoked}`,
+    `  expired by the sweep     ${sweptExpired.size}  (of ${sessions.filter((session) => session.expiring).length} set to pass their idle expiry; expired, grant still alive and unreported: ${expiredNotRevoked})`,
+    `  dormant, kept alive      ${dormantKeptAlive} of ${DORMANT / 2} (no app used them; ended by Salesforce: ${dormantEnded})`,
+    '',
+    `Sweep                     ${sweepRuns.runs} runs (${sweepRuns.failed} failed under faults), kept alive ${sweepRuns.keptAlive}, already fresh (an app was first) ${sweepRuns.alreadyFresh}, expired ${sweepRuns.expired}, kept (refreshed meanwhile) ${sweepRuns.kept}`,
     '',
     `Faults injected           ${[...figures.faultsInjected.values()].reduce((a, b) => a + b, 0)}  (${format(figures.faultsInjected)})`,
     `Log entries               ${log.entries}  (alarms: rotation_lost ${log.count('rotation_lost')}, upstream_invalid_response ${log.count('upstream_invalid_response')}, revoke_failed ${log.count('revoke_failed')})`,
