@@ -557,6 +557,18 @@ export function sweepShardOf(sessionKey: string): string {
   return SWEEP_INDEX.partitionPrefix + String(code % SWEEP_INDEX.shards);
 }
 
+/** A cursor's fields (base64url JSON), or `invalid()` thrown: each caller checks them. */
+function parseCursor(cursor: string, invalid: () => Error): Record<string, unknown> {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    throw invalid();
+  }
+  if (typeof parsed !== 'object' || parsed === null) throw invalid();
+  return parsed as Record<string, unknown>;
+}
+
 /** A sweep cursor is the last index position returned, base64url JSON, checked on return. */
 function encodeSweepCursor(lastKey: Item): string {
   const cursor = {
@@ -569,13 +581,7 @@ function encodeSweepCursor(lastKey: Item): string {
 function decodeSweepCursor(cursor: string | undefined, shardKey: string): Item | undefined {
   if (cursor === undefined) return undefined;
   const invalid = () => new InvalidRequestError('not a cursor of the sweep index');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    throw invalid();
-  }
-  const { s, a } = (parsed ?? {}) as { s?: unknown; a?: unknown };
+  const { s, a } = parseCursor(cursor, invalid);
   if (typeof s !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(s)) throw invalid();
   if (typeof a !== 'string' || !/^\d{1,16}$/.test(a)) throw invalid();
   return {
@@ -692,13 +698,7 @@ function decodeCursor(
 ): Item | undefined {
   if (cursor === undefined) return undefined;
   const invalid = () => new InvalidRequestError('"cursor" is not a cursor of this listing.');
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
-  } catch {
-    throw invalid();
-  }
-  const { s, u } = (parsed ?? {}) as { s?: unknown; u?: unknown };
+  const { s, u } = parseCursor(cursor, invalid);
   if (typeof s !== 'string' || !/^[A-Za-z0-9_-]{1,64}$/.test(s)) throw invalid();
   if (typeof u !== 'string' || u.length > 512) throw invalid();
   if (userPrefix !== undefined && !u.startsWith(userPrefix)) throw invalid();

@@ -2,10 +2,10 @@ import { describeError } from '../shared/describe-error.ts';
 import { TemporarilyUnavailableError } from './errors.ts';
 import type {
   Clock,
+  CommittedFields,
   EndedMark,
   Log,
   RefreshFailureKind,
-  SealedTokenSet,
   SessionRecord,
   SessionStore,
 } from './ports.ts';
@@ -132,14 +132,7 @@ export class LeaseHold {
    * attempt answered `committed`, a consistent read tells whether one landed with its
    * answer lost: our own ciphertext (random IV) at our version means the write is stored.
    */
-  async commit(next: {
-    sealed: SealedTokenSet;
-    committedAt: number;
-    idleExpiresAt: number;
-    instanceUrl?: string | undefined;
-    scope?: string | undefined;
-    sweepAt?: number | undefined;
-  }): Promise<CommitResult> {
+  async commit(next: CommittedFields): Promise<CommitResult> {
     const version = this.record.version + 1;
     const attempt = await this.#commitWithRetry(next);
     if (attempt === 'committed') return { outcome: 'committed' };
@@ -161,14 +154,7 @@ export class LeaseHold {
       : { outcome: 'failed', error: attempt, latest };
   }
 
-  async #commitWithRetry(next: {
-    sealed: SealedTokenSet;
-    committedAt: number;
-    idleExpiresAt: number;
-    instanceUrl?: string | undefined;
-    scope?: string | undefined;
-    sweepAt?: number | undefined;
-  }): Promise<'committed' | 'fenced' | Error> {
+  async #commitWithRetry(next: CommittedFields): Promise<'committed' | 'fenced' | Error> {
     const { store, clock, log, sleep } = this.#deps;
     const deadline = this.commitDeadline;
     const input = {

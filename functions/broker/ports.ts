@@ -227,6 +227,9 @@ export interface CommitInput {
   sweepAt?: number | undefined;
 }
 
+/** What a lease holder's commit writes: the input without the lease and the key. */
+export type CommittedFields = Omit<CommitInput, 'sessionKey' | 'owner' | 'version'>;
+
 export interface ReleaseLeaseInput {
   sessionKey: string;
   owner: string;

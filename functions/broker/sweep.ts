@@ -78,6 +78,11 @@ const DEFAULT_MAX_IN_FLIGHT = 8;
 /** What an expiry's store calls and revocation may take. */
 const EXPIRY_BUDGET_MS = 10_000;
 
+/**
+ * One pass (see {@link SweepDependencies}). One function on purpose: the page loop, the
+ * in-flight limit, the pace and the two cut-off checks (before a query, after a slot) are
+ * one control flow, and each job is its own small function below.
+ */
 export async function runSweep(deps: SweepDependencies, run: SweepRun): Promise<SweepReport> {
   const report: SweepReport = {
     seen: 0,

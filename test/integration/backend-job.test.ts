@@ -7,6 +7,7 @@ import { spawn } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
 import { type FakeSalesforce, startFakeSalesforce } from '../../local/fake-salesforce.ts';
 import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import { browserLogin } from '../support/browser-login.ts';
 import { freePort } from '../support/free-port.ts';
 
 function run(env: Record<string, string>): Promise<{ code: number | null; output: string }> {
@@ -53,23 +54,12 @@ describe('examples/backend-job.ts', () => {
       SALESFORCE_CLIENT_ID: 'job-client',
       SALESFORCE_CLIENT_SECRET: 'job-secret',
     });
-    const login = await fetch(`${base}/login`, { redirect: 'manual' });
-    const loginCookie = (login.headers.getSetCookie()[0] ?? '').split(';')[0] ?? '';
-    const authorize = await fetch(login.headers.get('location') ?? '', { redirect: 'manual' });
-    const callbackUrl = new URL(authorize.headers.get('location') ?? '');
-    const callback = await fetch(`${base}${callbackUrl.pathname}${callbackUrl.search}`, {
-      redirect: 'manual',
-      headers: { cookie: loginCookie },
-    });
-    const handle =
-      callback.headers
-        .getSetCookie()
-        .find((cookie) => cookie.startsWith('__Host-tb-session='))
-        ?.split(';')[0]
-        ?.split('=')[1] ?? '';
-    const session = (await (
-      await fetch(`${base}/session`, { headers: { authorization: `Bearer ${handle}` } })
-    ).json()) as { connection_id: string; organization_id: string; user_id: string };
+    const login = await browserLogin(base);
+    const session = {
+      connection_id: login.connectionId,
+      organization_id: login.organizationId,
+      user_id: login.userId,
+    };
     org.resetCalls();
 
     // Act: only what the README tells a user to set, nothing of this process's AWS setup

@@ -11,6 +11,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../local/eventbridge-emulator.ts';
 import { type FakeSalesforce, startFakeSalesforce } from '../../local/fake-salesforce.ts';
 import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import { browserLogin as loginInBrowser } from '../support/browser-login.ts';
 import { freePort } from '../support/free-port.ts';
 import { handoffLogin, TEST_APP } from '../support/handoff-login.ts';
 import { signedFetch } from '../support/sigv4-client.ts';
@@ -81,29 +82,11 @@ async function eventsOf(connectionId: string, detailType?: string) {
   );
 }
 
-/** A browser login (auto-approved at the org): the session handle and its connection. */
+/** A browser login (auto-approved at the org); its handle joins the canaries. */
 async function browserLogin(previousHandle?: string) {
-  const login = await fetch(`${base}/login`, { redirect: 'manual' });
-  const loginCookie = (login.headers.getSetCookie()[0] ?? '').split(';')[0] ?? '';
-  const authorize = await fetch(login.headers.get('location') ?? '', { redirect: 'manual' });
-  const callbackUrl = new URL(authorize.headers.get('location') ?? '');
-  const cookies = [loginCookie, ...(previousHandle ? [`__Host-tb-session=${previousHandle}`] : [])];
-  const callback = await fetch(`${base}${callbackUrl.pathname}${callbackUrl.search}`, {
-    redirect: 'manual',
-    headers: { cookie: cookies.join('; ') },
-  });
-  const handle =
-    callback.headers
-      .getSetCookie()
-      .find((cookie) => cookie.startsWith('__Host-tb-session='))
-      ?.split(';')[0]
-      ?.split('=')[1] ?? '';
-  canaries.add(handle);
-  const session = await fetch(`${base}/session`, {
-    headers: { authorization: `Bearer ${handle}` },
-  });
-  const { connection_id: connectionId } = (await session.json()) as { connection_id: string };
-  return { handle, connectionId };
+  const login = await loginInBrowser(base, previousHandle);
+  canaries.add(login.handle);
+  return login;
 }
 
 /** `/refresh` with the version the caller holds, so it goes to Salesforce. */

@@ -14,6 +14,7 @@ import { createSweepHandler } from '../../functions/routes/sweep.ts';
 import { buildRuntime } from '../../functions/runtime.ts';
 import { type FakeSalesforce, startFakeSalesforce } from '../../local/fake-salesforce.ts';
 import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import { browserLogin } from '../support/browser-login.ts';
 import { freePort } from '../support/free-port.ts';
 
 const CLIENT_ID = 'sweep-events-client';
@@ -56,29 +57,6 @@ afterAll(async () => {
   process.env = saved;
 });
 
-/** A browser login (auto-approved at the org): the session handle and its connection. */
-async function browserLogin() {
-  const login = await fetch(`${base}/login`, { redirect: 'manual' });
-  const loginCookie = (login.headers.getSetCookie()[0] ?? '').split(';')[0] ?? '';
-  const authorize = await fetch(login.headers.get('location') ?? '', { redirect: 'manual' });
-  const callbackUrl = new URL(authorize.headers.get('location') ?? '');
-  const callback = await fetch(`${base}${callbackUrl.pathname}${callbackUrl.search}`, {
-    redirect: 'manual',
-    headers: { cookie: loginCookie },
-  });
-  const handle =
-    callback.headers
-      .getSetCookie()
-      .find((cookie) => cookie.startsWith('__Host-tb-session='))
-      ?.split(';')[0]
-      ?.split('=')[1] ?? '';
-  const session = await fetch(`${base}/session`, {
-    headers: { authorization: `Bearer ${handle}` },
-  });
-  const { connection_id: connectionId } = (await session.json()) as { connection_id: string };
-  return { handle, connectionId };
-}
-
 async function sessionVersion(handle: string): Promise<number | undefined> {
   const answer = await fetch(`${base}/session`, {
     headers: { authorization: `Bearer ${handle}` },
@@ -90,7 +68,7 @@ async function sessionVersion(handle: string): Promise<number | undefined> {
 describe('npm start: the sweep on an interval', () => {
   it('keeps a connection alive once KEEP_ALIVE_AFTER_SECONDS has passed, with no request of the app', async () => {
     // Prepare
-    const { handle } = await browserLogin();
+    const { handle } = await browserLogin(base);
     const refreshesBefore = org.calls.tokenRefresh;
 
     // Act: only the interval sweep runs; the app sends nothing.
@@ -106,7 +84,7 @@ describe('npm start: the sweep on an interval', () => {
 
   it('revokes an expired connection at Salesforce, answers reauthentication_required and publishes Connection Ended (expired)', async () => {
     // Prepare: a live connection, and a sweep run eight days later (past the 7-day idle TTL).
-    const { handle, connectionId } = await browserLogin();
+    const { handle, connectionId } = await browserLogin(base);
     const runtime = buildRuntime(process.env);
     const later = Date.now() + 8 * DAY_MS;
     const sweep = createSweepHandler({
