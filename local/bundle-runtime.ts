@@ -123,10 +123,22 @@ export interface DeployedFunction {
   environment: Readonly<Record<string, TemplateValue>>;
 }
 
+/** What EventBridge Scheduler passes as the event: the target's `Input`, parsed. */
+export type ScheduleInput = Record<string, unknown>;
+
+/** A function an `AWS::Scheduler::Schedule` invokes (the sweep), with the schedule's input. */
+export interface ScheduledFunction extends DeployedFunction {
+  scheduleExpression: string;
+  /** The target's `Input`, parsed: the event each run gets. */
+  input: ScheduleInput;
+}
+
 export interface DeployedApp {
   outdir: string;
   template: CloudFormationTemplate;
   functions: DeployedFunction[];
+  /** The functions schedules invoke, one per schedule. */
+  scheduled: ScheduledFunction[];
   /** The function serving `routeKey` (`ANY /refresh`, `$default`). */
   route(routeKey: string): DeployedFunction;
 }
@@ -143,6 +155,13 @@ export function readDeployedApp(outdir: string, stackName = 'TokenBroker'): Depl
     return found;
   };
 
+  const deployedFunction = (logicalId: string, routeKey: string, authorizationType: string) =>
+    functionOf(outdir, resource(logicalId, 'AWS::Lambda::Function'), {
+      logicalId,
+      routeKey,
+      authorizationType,
+    });
+
   const functions: DeployedFunction[] = [];
   for (const route of Object.values(resources)) {
     if (route.Type !== 'AWS::ApiGatewayV2::Route') continue;
@@ -156,38 +175,70 @@ export function readDeployedApp(outdir: string, stackName = 'TokenBroker'): Depl
     const uri = integration.IntegrationUri as { 'Fn::GetAtt'?: [string, string] } | undefined;
     const logicalId = uri?.['Fn::GetAtt']?.[0];
     if (!logicalId) throw new Error(`template: route ${routeKey} does not invoke a function`);
-    const fn = resource(logicalId, 'AWS::Lambda::Function');
-    const properties = fn.Properties ?? {};
-    const assetPath = fn.Metadata?.['aws:asset:path'];
-    if (typeof assetPath !== 'string') {
-      throw new Error(`template: ${logicalId} has no aws:asset:path (asset metadata off?)`);
-    }
-    const cdkPath = String(fn.Metadata?.['aws:cdk:path'] ?? logicalId);
-    functions.push({
-      logicalId,
-      name: cdkPath.split('/').at(-2) ?? logicalId,
-      routeKey,
-      authorizationType: String(route.Properties?.AuthorizationType ?? 'NONE'),
-      assetDir: join(outdir, assetPath),
-      handler: String(properties.Handler),
-      runtime: String(properties.Runtime),
-      timeoutSeconds: Number(properties.Timeout ?? 3),
-      memorySizeMb: Number(properties.MemorySize ?? 128),
-      environment:
-        (properties.Environment as { Variables?: Record<string, TemplateValue> } | undefined)
-          ?.Variables ?? {},
-    });
+    functions.push(
+      deployedFunction(logicalId, routeKey, String(route.Properties?.AuthorizationType ?? 'NONE')),
+    );
   }
+  const scheduled = scheduledFunctions(resources, deployedFunction);
   return {
     outdir,
     template,
     functions,
+    scheduled,
     route(routeKey) {
       const found = functions.find((fn) => fn.routeKey === routeKey);
       if (!found) throw new Error(`template: no function serves ${routeKey}`);
       return found;
     },
   };
+}
+
+/** A function's bundle, handler, limits and environment, as the template declares them. */
+function functionOf(
+  outdir: string,
+  fn: TemplateResource,
+  where: { logicalId: string; routeKey: string; authorizationType: string },
+): DeployedFunction {
+  const properties = fn.Properties ?? {};
+  const assetPath = fn.Metadata?.['aws:asset:path'];
+  if (typeof assetPath !== 'string') {
+    throw new Error(`template: ${where.logicalId} has no aws:asset:path (asset metadata off?)`);
+  }
+  const cdkPath = String(fn.Metadata?.['aws:cdk:path'] ?? where.logicalId);
+  return {
+    ...where,
+    name: cdkPath.split('/').at(-2) ?? where.logicalId,
+    assetDir: join(outdir, assetPath),
+    handler: String(properties.Handler),
+    runtime: String(properties.Runtime),
+    timeoutSeconds: Number(properties.Timeout ?? 3),
+    memorySizeMb: Number(properties.MemorySize ?? 128),
+    environment:
+      (properties.Environment as { Variables?: Record<string, TemplateValue> } | undefined)
+        ?.Variables ?? {},
+  };
+}
+
+/** The functions EventBridge Scheduler schedules invoke, each with its schedule's input. */
+function scheduledFunctions(
+  resources: Record<string, TemplateResource>,
+  deployedFunction: (logicalId: string, routeKey: string, auth: string) => DeployedFunction,
+): ScheduledFunction[] {
+  const scheduled: ScheduledFunction[] = [];
+  for (const schedule of Object.values(resources)) {
+    if (schedule.Type !== 'AWS::Scheduler::Schedule') continue;
+    const target = (schedule.Properties?.Target ?? {}) as { Arn?: unknown; Input?: unknown };
+    const logicalId = (target.Arn as { 'Fn::GetAtt'?: [string, string] } | undefined)?.[
+      'Fn::GetAtt'
+    ]?.[0];
+    if (!logicalId) throw new Error('template: a schedule does not invoke a function');
+    scheduled.push({
+      ...deployedFunction(logicalId, 'schedule', 'NONE'),
+      scheduleExpression: String(schedule.Properties?.ScheduleExpression),
+      input: JSON.parse(typeof target.Input === 'string' ? target.Input : '{}'),
+    });
+  }
+  return scheduled;
 }
 
 /** The logical id of the one `Ref` inside a value (e.g. `integrations/${Ref}`). */
@@ -409,14 +460,18 @@ export class BundleFunction {
     this.#options = options;
   }
 
-  /** Runs one invocation in a worker of its own; never rejects. */
-  async invoke(event: APIGatewayProxyEventV2): Promise<{
+  /**
+   * Runs one invocation in a worker of its own; never rejects. The event is an HTTP API
+   * event, or a schedule's input (which has no request context).
+   */
+  async invoke(event: APIGatewayProxyEventV2 | ScheduleInput): Promise<{
     result: APIGatewayProxyStructuredResultV2;
     invocation: Invocation;
   }> {
     const warm = this.#options.keepWarm === false ? undefined : this.#takeIdle();
     const environment = warm ?? this.#start();
-    const requestId = event.requestContext.requestId || randomUUID();
+    const requestId =
+      (event as Partial<APIGatewayProxyEventV2>).requestContext?.requestId || randomUUID();
     const outcome = await this.#run(environment, event, requestId);
     const invocation: Invocation = {
       functionName: this.fn.name,
@@ -534,7 +589,7 @@ export class BundleFunction {
 
   async #run(
     environment: ExecutionEnvironment,
-    event: APIGatewayProxyEventV2,
+    event: APIGatewayProxyEventV2 | ScheduleInput,
     requestId: string,
   ): Promise<RunOutcome> {
     const failed = (error: string): RunOutcome => ({

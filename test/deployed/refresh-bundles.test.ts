@@ -1,6 +1,16 @@
 import { setTimeout as sleep } from 'node:timers/promises';
+import { UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { LAMBDA_RUNTIME_VARIABLES, LOCAL_OVERRIDES } from '../../local/bundle-runtime.ts';
+import { sweepShardOf } from '../../functions/aws/dynamodb-session-store.ts';
+import { sessionKeyOf } from '../../functions/broker/session-handle.ts';
+import { SWEEP_INDEX } from '../../functions/shared/constants.ts';
+import {
+  BundleFunction,
+  LAMBDA_RUNTIME_VARIABLES,
+  LOCAL_OVERRIDES,
+  type LocalOverride,
+  resolveEnvironment,
+} from '../../local/bundle-runtime.ts';
 import type { FakeSalesforceOptions } from '../../local/fake-salesforce.ts';
 import { type Json, readJson } from '../support/broker-harness.ts';
 import {
@@ -472,3 +482,91 @@ async function leaseEndOf(broker: DeployedBroker, handle: string): Promise<numbe
   }
   throw new Error('no caller took the lease');
 }
+
+describe('the shipped sweep bundle, as its schedule invokes it', () => {
+  let broker: DeployedBroker;
+  let sweep: BundleFunction;
+
+  beforeAll(async () => {
+    broker = await startDeployedBroker({ app: deployed });
+    const [scheduled] = deployed.scheduled;
+    if (!scheduled) throw new Error('the template schedules no function');
+    const overrides = Object.fromEntries(
+      LOCAL_OVERRIDES.map((name) => [name, broker.stack.env[name]]),
+    ) as Record<LocalOverride, string>;
+    const env = resolveEnvironment(
+      scheduled,
+      deployed.template,
+      {
+        tableName: broker.stack.tableName,
+        keyId: broker.stack.keyId,
+        secretId: broker.stack.secretId,
+        apiUrl: broker.api.url,
+      },
+      overrides,
+    );
+    sweep = new BundleFunction(scheduled, env, { keepWarm: false });
+  });
+  afterAll(async () => {
+    await sweep?.close();
+    await broker?.close();
+  });
+
+  /** Puts a seeded session in the sweep's index, due a second ago (and expired, if told). */
+  async function makeDue(handle: string, expired: boolean) {
+    const now = Date.now();
+    const sessionKey = sessionKeyOf(handle);
+    await broker.stack.dynamodb.send(
+      new UpdateItemCommand({
+        TableName: broker.stack.tableName,
+        Key: { pk: { S: `session#${sessionKey}` } },
+        UpdateExpression: expired
+          ? 'SET #shard = :shard, #at = :at, idleExpiresAt = :at'
+          : 'SET #shard = :shard, #at = :at',
+        ExpressionAttributeNames: {
+          '#shard': SWEEP_INDEX.partitionKey,
+          '#at': SWEEP_INDEX.sortKey,
+        },
+        ExpressionAttributeValues: {
+          ':shard': { S: sweepShardOf(sessionKey) },
+          ':at': { N: String(now - 1000) },
+        },
+      }),
+    );
+  }
+
+  it('runs daily with the input of its schedule, keeps a due connection alive and ends an expired one at Salesforce', async () => {
+    // Prepare: one connection last refreshed 21 days ago, one past its idle expiry.
+    const [scheduled] = deployed.scheduled;
+    const due = await broker.seedSession({ committedAgoMs: 21 * 86_400_000 });
+    const expired = await broker.seedSession();
+    await makeDue(due.handle, false);
+    await makeDue(expired.handle, true);
+    broker.fake.resetCalls();
+
+    // Act
+    const { result, invocation } = await sweep.invoke(scheduled?.input ?? {});
+
+    // Assert: the template's settings reached it (20 days, 10 per second, 15 minutes).
+    expect(scheduled?.name).toBe('SweepFunction');
+    expect(scheduled?.scheduleExpression).toBe('cron(15 3 * * ? *)');
+    expect(scheduled?.timeoutSeconds).toBe(900);
+    expect(sweep.env.KEEP_ALIVE_AFTER_DAYS).toBe('20');
+    expect(sweep.env.KEEP_ALIVE_AFTER_SECONDS).toBeUndefined();
+    expect(invocation.failed).toBe(false);
+    expect(JSON.parse(result.body ?? '{}')).toMatchObject({
+      keptAlive: 1,
+      expiredRevoked: 1,
+      keepAliveFailed: 0,
+      cutOff: false,
+    });
+    expect(broker.fake.calls.tokenRefresh).toBe(1);
+    expect(broker.fake.calls.revoke).toBe(1);
+    expect(broker.fake.isRefreshTokenActive(expired.refreshToken)).toBe(false);
+    expect((await broker.rawItem(due.handle))?.version?.N).toBe('2');
+    expect(await broker.rawItem(expired.handle)).toBeUndefined();
+    const refreshed = await broker.refresh(expired.handle);
+    expect(refreshed.status).toBe(401);
+    expect(await readJson(refreshed)).toMatchObject({ error: 'reauthentication_required' });
+  });
+});
