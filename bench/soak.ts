@@ -309,6 +309,7 @@ async function main(): Promise<number> {
     deleteVersion: (key, version, options, ended) =>
       store.deleteVersion(key, version, options, ended),
     findEnded: (key) => store.findEnded(key),
+    noteAccessTokenExpiry: (input) => store.noteAccessTokenExpiry(input),
     findEndedConnection: (id) => store.findEndedConnection(id),
   };
   const routes = {

@@ -44,6 +44,7 @@ export const BROKER_METRICS = {
   keptAlive: 'KeptAlive',
   keepAliveFailed: 'KeepAliveFailed',
   expiredRevoked: 'ExpiredRevoked',
+  introspectionFailed: 'IntrospectionFailed',
 } as const satisfies Record<string, BrokerMetricName>;
 
 /**
@@ -300,6 +301,7 @@ export class BrokerObservability extends Construct {
         metric(BROKER_METRICS.refreshCommitted, 'committed (one Salesforce call)'),
         metric(BROKER_METRICS.refreshCoalesced, 'coalesced callers'),
         metric(BROKER_METRICS.reauthenticationRequired, 're-authentication required'),
+        metric(BROKER_METRICS.introspectionFailed, 'introspections failed (no expires_at)'),
       ]),
       graph('Logins and logouts', [
         metric(BROKER_METRICS.loginStarted, 'logins started'),

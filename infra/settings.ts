@@ -51,6 +51,10 @@ export interface TokenBrokerSettings {
   readonly keepAliveAfterDays?: number;
   /** The sweep's Salesforce calls per second (default 10). */
   readonly keepAliveRatePerSecond?: number;
+  /** Learn each access token's expiry from Salesforce's introspection endpoint (default true). */
+  readonly introspection?: boolean;
+  /** A call without a hint refreshes a token expiring within this many seconds (default 300). */
+  readonly refreshMarginSeconds?: number;
   /** When the sweep runs: an EventBridge Scheduler `rate(...)` or `cron(...)` expression (default once a day). */
   readonly sweepSchedule?: string;
   /** How long the functions cache the client credentials (default 300). */
@@ -183,6 +187,8 @@ export interface ResolvedSettings {
   eventBusArn: string | undefined;
   keepAliveAfterDays: number;
   keepAliveRatePerSecond: number;
+  introspection: boolean;
+  refreshMarginSeconds: number;
   sweepSchedule: string;
   secretCacheTtlSeconds: number;
   budget: TimeoutBudget;
@@ -444,6 +450,8 @@ export function resolveSettings(
     eventBusArn: stack('eventBusArn'),
     keepAliveAfterDays: shared('keepAliveAfterDays'),
     keepAliveRatePerSecond: shared('keepAliveRatePerSecond'),
+    introspection: shared('introspection'),
+    refreshMarginSeconds: shared('refreshMarginSeconds'),
     sweepSchedule: stack('sweepSchedule') as string, // never undefined: the row has a fallback
     secretCacheTtlSeconds: shared('secretCacheTtlSeconds'),
     budget: resolveBudget(settings.functionTimeoutSeconds, shared('upstreamTimeoutMs')),

@@ -137,10 +137,16 @@ export const FUNCTION_ACCESS: Record<BrokerRoute, FunctionAccess> = {
       { kind: 'login', actions: ['dynamodb:UpdateItem', 'dynamodb:GetItem'] },
       // GetItem: a put whose answer was lost is read back. GetItem, DeleteItem and Decrypt:
       // a new login replaces the browser's previous session (read, deleted by version, its
-      // refresh token revoked, which needs the token in clear).
+      // refresh token revoked, which needs the token in clear). UpdateItem: the new
+      // access token's expiry, noted once introspection has told it.
       {
         kind: 'session',
-        actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:DeleteItem'],
+        actions: [
+          'dynamodb:GetItem',
+          'dynamodb:PutItem',
+          'dynamodb:UpdateItem',
+          'dynamodb:DeleteItem',
+        ],
       },
       // The new connection's pointer (read back when its answer was lost); a replaced
       // session's becomes its tombstone (UpdateItem), a failed handoff's is deleted.

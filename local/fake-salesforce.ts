@@ -114,15 +114,15 @@ export interface FakeCallCounters {
 
 export type FakeFault =
   | {
-      endpoint: 'token' | 'revoke';
+      endpoint: 'token' | 'revoke' | 'introspect';
       kind: 'status';
       status: number;
       body?: string;
       contentType?: string;
       times?: number;
     }
-  | { endpoint: 'token' | 'revoke'; kind: 'maintenance'; times?: number }
-  | { endpoint: 'token' | 'revoke'; kind: 'delay'; ms: number; times?: number }
+  | { endpoint: 'token' | 'revoke' | 'introspect'; kind: 'maintenance'; times?: number }
+  | { endpoint: 'token' | 'revoke' | 'introspect'; kind: 'delay'; ms: number; times?: number }
   | { endpoint: 'token'; kind: 'error'; error: string; description: string; times?: number }
   | { endpoint: 'token'; kind: 'drop-after-rotate'; times?: number }
   | { endpoint: 'token'; kind: 'malformed-json'; times?: number }

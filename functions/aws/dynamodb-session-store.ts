@@ -11,6 +11,7 @@ import {
 import { isLiveSession } from '../broker/connection.ts';
 import { InvalidRequestError, SessionIntegrityError } from '../broker/errors.ts';
 import type {
+  AccessTokenExpiryInput,
   AcquireLeaseInput,
   AcquireResult,
   CallOptions,
@@ -209,7 +210,12 @@ export class DynamoDbSessionStore implements SessionStore, SweepIndex {
       conditions.push('version = :expectedVersion');
       values[':expectedVersion'] = number(input.expectedVersion);
     }
-    if (input.committedBefore !== undefined) {
+    if (input.committedBefore !== undefined && input.expiringBy !== undefined) {
+      // Outside the reuse window, or inside it with a token about to expire.
+      conditions.push('(committedAt < :committedBefore OR accessTokenExpiresAt <= :expiringBy)');
+      values[':committedBefore'] = number(input.committedBefore);
+      values[':expiringBy'] = number(input.expiringBy);
+    } else if (input.committedBefore !== undefined) {
       conditions.push('committedAt < :committedBefore');
       values[':committedBefore'] = number(input.committedBefore);
     }
@@ -265,7 +271,8 @@ export class DynamoDbSessionStore implements SessionStore, SweepIndex {
             'committedAt = :committedAt, idleExpiresAt = :idle, #ttl = :ttl' +
             (metadata.length > 0 ? `, ${metadata.join(', ')} ` : ' ') +
             'REMOVE leaseOwner, leaseUntil, lastFailureAt, lastFailureKind, lastFailureOwner, ' +
-            'failingSince, failingReportedAt',
+            // The new token's expiry is learnt anew (noteAccessTokenExpiry).
+            'failingSince, failingReportedAt, accessTokenExpiresAt',
           ConditionExpression: 'leaseOwner = :owner AND version = :version',
           ExpressionAttributeNames: { '#ttl': 'ttl', ...metadataNames },
           ExpressionAttributeValues: {
@@ -324,6 +331,33 @@ export class DynamoDbSessionStore implements SessionStore, SweepIndex {
       );
     } catch (error) {
       if (error instanceof ConditionalCheckFailedException) return;
+      throw error;
+    }
+  }
+
+  async noteAccessTokenExpiry(
+    input: AccessTokenExpiryInput,
+    options?: CallOptions,
+  ): Promise<boolean> {
+    // Only on the version whose token was introspected: a commit since then holds another
+    // token (and removed the attribute), which this must never be taken for.
+    try {
+      await this.#send(
+        new UpdateItemCommand({
+          TableName: this.#tableName,
+          Key: key(input.sessionKey),
+          UpdateExpression: 'SET accessTokenExpiresAt = :expiresAt',
+          ConditionExpression: 'attribute_exists(pk) AND version = :version',
+          ExpressionAttributeValues: {
+            ':version': number(input.version),
+            ':expiresAt': number(input.expiresAt),
+          },
+        }),
+        options,
+      );
+      return true;
+    } catch (error) {
+      if (error instanceof ConditionalCheckFailedException) return false;
       throw error;
     }
   }
@@ -768,6 +802,9 @@ function toItem(record: SessionRecord): Item {
     item[SWEEP_INDEX.partitionKey] = { S: sweepShardOf(record.sessionKey) };
     item[SWEEP_INDEX.sortKey] = number(record.sweepAt);
   }
+  if (record.accessTokenExpiresAt !== undefined) {
+    item.accessTokenExpiresAt = number(record.accessTokenExpiresAt);
+  }
   return item;
 }
 
@@ -802,6 +839,7 @@ function fromItem(item: Item): SessionRecord {
     failingSince: optionalNumber(item, 'failingSince'),
     failingReportedAt: optionalNumber(item, 'failingReportedAt'),
     sweepAt: item.sweepAt?.N === undefined ? undefined : Number(item.sweepAt.N),
+    accessTokenExpiresAt: optionalNumber(item, 'accessTokenExpiresAt'),
   };
 }
 

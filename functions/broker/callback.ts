@@ -10,6 +10,7 @@ import {
   LoginFailedError,
   TemporarilyUnavailableError,
 } from './errors.ts';
+import { type IntrospectionClient, introspectExpiry, settleExpiry } from './expiry.ts';
 import { issueBrokerCode } from './handoff.ts';
 import {
   isWellFormedRandomValue,
@@ -43,7 +44,7 @@ import {
 } from './upstream-failures.ts';
 
 /** The part of the Salesforce client `/callback` uses. */
-export interface CodeExchangeClient extends RevocationClient {
+export interface CodeExchangeClient extends RevocationClient, IntrospectionClient {
   authorizationCodeGrant(
     credentials: ClientCredentials,
     grant: { code: string; codeVerifier: string; redirectUri: string },
@@ -53,7 +54,7 @@ export interface CodeExchangeClient extends RevocationClient {
 
 export interface CallbackDependencies extends AppDependencies {
   transactions: LoginTransactionStore;
-  store: Pick<SessionStore, 'create' | 'get' | 'deleteVersion'>;
+  store: Pick<SessionStore, 'create' | 'get' | 'deleteVersion' | 'noteAccessTokenExpiry'>;
   /** Broker codes of the handoff (a registered app's login). */
   codes: Pick<BrokerCodeStore, 'create' | 'get'>;
   vault: TokenVault;
@@ -66,7 +67,7 @@ export interface CallbackDependencies extends AppDependencies {
     BrokerConfig,
     'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'invocationDeadlineMs'
   > & { callbackUrl: URL } & Partial<
-      Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'keepAliveAfterMs'>
+      Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'keepAliveAfterMs' | 'introspection'>
     >;
   /** Replaced in tests. */
   newHandle?: () => string;
@@ -178,9 +179,10 @@ export async function completeLogin(
 
 /**
  * Steps 3 to 5, for a transaction that was found: every failure goes back to `return_to`.
- * Long on purpose: the steps share one deadline and the orphan revocation of the grant
- * just obtained, and read in the order they happen (the upstream failures are answered in
- * `codeExchangeFailure`, upstream-failures.ts).
+ * The exchange's failures are answered in `codeExchangeFailure` (upstream-failures.ts);
+ * a grant obtained but not stored is revoked (`revokeOrphan`), so it neither lingers nor
+ * counts against the user's approvals limit. Longer than most on purpose: the steps share
+ * one deadline and that revocation, and read in the order they happen.
  */
 async function finishLogin(
   deps: CallbackDependencies,
@@ -190,27 +192,7 @@ async function finishLogin(
   const { transaction, state, deadline } = context;
   const transactionId = logSafeId(transaction.stateKey);
   const left = () => deadline - deps.clock.now();
-
-  if (request.error !== undefined) {
-    const upstreamError = /^[a-z_]{1,64}$/.test(request.error) ? request.error : 'other';
-    deps.metrics.count('LoginFailed', 1, { class: upstreamError });
-    deps.log.info('Salesforce ended the login with an error', {
-      event: 'login_error_from_salesforce',
-      transaction: transactionId,
-      upstreamError,
-    });
-    if (request.error === 'access_denied') {
-      throw new AccessDeniedError('Access was not granted at Salesforce.');
-    }
-    throw new LoginFailedError('Salesforce did not complete the login; try again.');
-  }
-  const code = request.code;
-  if (code === undefined || code.length === 0) {
-    throw new InvalidRequestError('The callback lacks the "code" parameter.');
-  }
-  if (code.length > MAX_CODE_LENGTH || !/^[\x21-\x7E]+$/.test(code)) {
-    throw new InvalidRequestError('The "code" parameter is malformed.');
-  }
+  const code = codeOf(deps, request, transactionId);
   const codeVerifier = openVerifier(state, transaction.sealedVerifier);
 
   // Mint the handle now so the data key (bound to its session key) is generated while
@@ -232,10 +214,15 @@ async function finishLogin(
     transactionId,
     () => left() - STORE_RESERVE_MS,
   );
-
+  // Introspection beside the data key and the put (README "Access token expiry").
+  const expiry = introspectExpiry(deps, {
+    accessToken: response.accessToken,
+    credentials: upstream.credentials.get(),
+    loginUrl: upstream.loginUrl,
+    deadline,
+    session,
+  });
   const revokeOrphan = async (why: string) => {
-    // The grant exists at Salesforce but no session will hold it: end it, so it neither
-    // lingers nor counts against the user's approvals limit.
     if (!response.refreshToken) return;
     await revokeOrReport(deps, response.refreshToken, {
       session,
@@ -252,9 +239,68 @@ async function finishLogin(
     await revokeOrphan('data key unavailable');
     throw error;
   }
+  const record = newSessionRecord(deps, { sessionKey, dataKey, response, upstream, transaction });
+  if (!(await storeNewSession(deps, record, { left, transactionId, session }))) {
+    await revokeOrphan('session not stored');
+    throw new TemporarilyUnavailableError('The session could not be stored; log in again.', 1);
+  }
+  deps.metrics.count('LoginCompleted');
+  deps.log.info('login completed; session created', {
+    event: 'login_completed',
+    transaction: transactionId,
+    session,
+    connection: record.connectionId,
+    org: logSafeId(response.orgId),
+    user: logSafeId(response.userId),
+  });
+  await settleExpiry(deps, expiry, { sessionKey, version: 1, deadline }, session);
+
+  if (transaction.handoff) {
+    return handOver(deps, { transaction, record, handle, left, deadline });
+  }
+  await replacePreviousSessions(deps, request, { transaction, sessionKey, deadline });
+  return { handle, connectionId: record.connectionId ?? '', returnTo: transaction.returnTo };
+}
+
+/** Step 3: Salesforce's own error ends the login; otherwise the code, checked. */
+function codeOf(deps: CallbackDependencies, request: CallbackRequest, transactionId: string) {
+  if (request.error !== undefined) {
+    const upstreamError = /^[a-z_]{1,64}$/.test(request.error) ? request.error : 'other';
+    deps.metrics.count('LoginFailed', 1, { class: upstreamError });
+    deps.log.info('Salesforce ended the login with an error', {
+      event: 'login_error_from_salesforce',
+      transaction: transactionId,
+      upstreamError,
+    });
+    if (request.error === 'access_denied') {
+      throw new AccessDeniedError('Access was not granted at Salesforce.');
+    }
+    throw new LoginFailedError('Salesforce did not complete the login; try again.');
+  }
+  const code = request.code;
+  if (code === undefined || code.length === 0) {
+    throw new InvalidRequestError('The callback lacks the "code" parameter.');
+  }
+  if (code.length > MAX_CODE_LENGTH || !/^[\x21-\x7E]+$/.test(code)) {
+    throw new InvalidRequestError('The "code" parameter is malformed.');
+  }
+  return code;
+}
+
+/** The new session at version 1: the tokens sealed, the metadata in clear beside them. */
+function newSessionRecord(
+  deps: CallbackDependencies,
+  input: {
+    sessionKey: string;
+    dataKey: DataKey;
+    response: TokenResponse;
+    upstream: Upstream;
+    transaction: LoginTransaction;
+  },
+): SessionRecord {
+  const { sessionKey, response, upstream } = input;
   const now = deps.clock.now();
   const absoluteExpiresAt = now + deps.config.sessionAbsoluteTtlMs;
-  const connectionId = (deps.newConnectionId ?? newConnectionId)();
   const tokens: TokenSet = {
     accessToken: response.accessToken,
     // processTokenResponse guarantees it on the code exchange (reason refresh_token_missing).
@@ -267,7 +313,7 @@ async function finishLogin(
   const record: SessionRecord = {
     sessionKey,
     version: 1,
-    sealed: deps.vault.seal(dataKey, sessionKey, 1, tokens),
+    sealed: deps.vault.seal(input.dataKey, sessionKey, 1, tokens),
     // So that an immediate /refresh returns this token within the reuse window.
     committedAt: now,
     createdAt: now,
@@ -275,60 +321,60 @@ async function finishLogin(
     idleExpiresAt: Math.min(now + deps.config.sessionIdleTtlMs, absoluteExpiresAt),
     orgId: response.orgId,
     userId: response.userId,
-    connectionId,
+    connectionId: (deps.newConnectionId ?? newConnectionId)(),
     instanceUrl: response.instanceUrl,
     scope: response.scope,
     loginHost: upstream.loginHost,
-    salesforceApp: deps.apps === undefined ? transaction.salesforceApp : upstream.appName,
+    salesforceApp: deps.apps === undefined ? input.transaction.salesforceApp : upstream.appName,
     siteUrl: response.siteUrl,
   };
   record.sweepAt = sweepAtOf(record, deps.config.keepAliveAfterMs);
+  return record;
+}
+
+/** The put, read back when its answer was lost; true when the session is stored. */
+async function storeNewSession(
+  deps: CallbackDependencies,
+  record: SessionRecord,
+  context: { left: () => number; transactionId: string; session: string },
+): Promise<boolean> {
   let created: boolean | 'unknown';
   try {
-    created = await deps.store.create(record, { timeoutMs: left() - MIN_STORE_MS });
+    created = await deps.store.create(record, { timeoutMs: context.left() - MIN_STORE_MS });
   } catch {
     created = 'unknown';
   }
-  if (created !== true) {
-    // A put that landed with its answer lost (a 500, a dropped connection or a timeout
-    // after the write) looks like a key collision on the SDK's retry, or like a failure:
-    // read it back, and our own ciphertext (random IV) means the session is stored.
-    created = await storedAsWritten(deps, record, left);
-    if (created) {
-      deps.log.info('the session write landed but its answer was lost', {
-        event: 'create_answer_lost',
-        transaction: transactionId,
-        session,
-      });
-    }
+  if (created === true) return true;
+  // A put that landed with its answer lost (a 500, a dropped connection or a timeout
+  // after the write) looks like a key collision on the SDK's retry, or like a failure:
+  // read it back, and our own ciphertext (random IV) means the session is stored.
+  const stored = await storedAsWritten(deps, record, context.left);
+  if (stored) {
+    deps.log.info('the session write landed but its answer was lost', {
+      event: 'create_answer_lost',
+      transaction: context.transactionId,
+      session: context.session,
+    });
   }
-  if (!created) {
-    await revokeOrphan('session not stored');
-    throw new TemporarilyUnavailableError('The session could not be stored; log in again.', 1);
-  }
-  deps.metrics.count('LoginCompleted');
-  deps.log.info('login completed; session created', {
-    event: 'login_completed',
-    transaction: transactionId,
-    session,
-    connection: connectionId,
-    org: logSafeId(response.orgId),
-    user: logSafeId(response.userId),
-  });
+  return stored;
+}
 
-  if (transaction.handoff) {
-    return handOver(deps, { transaction, record, handle, left, deadline });
-  }
-
-  // The browser's previous session (from the login cookie's transaction, or a session
-  // cookie on this request) is replaced: deleted and its refresh token revoked.
+/**
+ * The browser's previous session (from the login cookie's transaction, or a session
+ * cookie on this request) is replaced: deleted and its refresh token revoked. The new
+ * session is safe; ending the old ones only delays the redirect, so it gets a short budget
+ * of its own (a failed revocation is reported, the answer does not change).
+ */
+async function replacePreviousSessions(
+  deps: CallbackDependencies,
+  request: CallbackRequest,
+  context: { transaction: LoginTransaction; sessionKey: string; deadline: number },
+): Promise<void> {
   const previous = new Set<string>();
-  if (transaction.replacesSessionKey) previous.add(transaction.replacesSessionKey);
+  if (context.transaction.replacesSessionKey) previous.add(context.transaction.replacesSessionKey);
   for (const old of request.sessionHandles) previous.add(sessionKeyOf(old));
-  previous.delete(sessionKey);
-  // The new session is safe; ending the old ones only delays the redirect, so it gets a
-  // short budget of its own (a failed revocation is reported, the answer does not change).
-  const replaceBy = Math.min(deadline, deps.clock.now() + REPLACE_BUDGET_MS);
+  previous.delete(context.sessionKey);
+  const replaceBy = Math.min(context.deadline, deps.clock.now() + REPLACE_BUDGET_MS);
   for (const oldKey of previous) {
     try {
       await endSession(
@@ -346,7 +392,6 @@ async function finishLogin(
       });
     }
   }
-  return { handle, connectionId, returnTo: transaction.returnTo };
 }
 
 /**

@@ -97,6 +97,13 @@ export interface BrokerConfig {
   keepAliveAfterMs: number;
   /** The sweep's Salesforce calls per second (`KEEP_ALIVE_RATE_PER_SECOND`, default 10). */
   keepAliveRatePerSecond: number;
+  /** Introspect each new access token for its expiry (`INTROSPECTION`, default true). */
+  introspection: boolean;
+  /**
+   * A call without a hint refreshes a stored token expiring within this long
+   * (`REFRESH_MARGIN_SECONDS`, default 300), in ms.
+   */
+  refreshMarginMs: number;
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -129,6 +136,8 @@ export function loadConfig(env: Env = process.env): BrokerConfig {
     failingAfterMs: read(SETTINGS.failingAfterSeconds) * 1000,
     keepAliveAfterMs: keepAliveAfterMs(env, read(SETTINGS.keepAliveAfterDays)),
     keepAliveRatePerSecond: read(SETTINGS.keepAliveRatePerSecond),
+    introspection: read(SETTINGS.introspection),
+    refreshMarginMs: read(SETTINGS.refreshMarginSeconds) * 1000,
   };
   config.salesforceApps = salesforceApps(env, config);
   checkCrossRules(config);

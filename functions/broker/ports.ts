@@ -143,6 +143,12 @@ export interface SessionRecord {
    * once their next commit writes it.
    */
   sweepAt?: number | undefined;
+  /**
+   * When the stored access token expires (epoch ms), as introspection said after the login
+   * or the refresh that stored it (README "Access token expiry"); a lower bound. Absent
+   * until then, and cleared by every commit (a new token's expiry is learnt anew).
+   */
+  accessTokenExpiresAt?: number | undefined;
 }
 
 /**
@@ -210,6 +216,19 @@ export interface AcquireLeaseInput {
   expectedVersion?: number | undefined;
   /** Without a hint: acquire only if the stored version was committed before this (ms). */
   committedBefore?: number | undefined;
+  /**
+   * With `committedBefore`: acquire also when the stored access token expires at or before
+   * this (ms), however recently it was committed (`refreshMarginSeconds`).
+   */
+  expiringBy?: number | undefined;
+}
+
+/** The expiry introspection found for the token a version holds (see `accessTokenExpiresAt`). */
+export interface AccessTokenExpiryInput {
+  sessionKey: string;
+  /** The version whose token was introspected: a newer commit is never overwritten. */
+  version: number;
+  expiresAt: number;
 }
 
 export interface CommitInput {
@@ -270,6 +289,11 @@ export interface SessionStore {
   commit(input: CommitInput, options?: CallOptions): Promise<'committed' | 'fenced'>;
   /** Gives the lease up (or keeps it, see `keepLease`) recording why; no-op when fenced. */
   releaseLease(input: ReleaseLeaseInput): Promise<void>;
+  /**
+   * Stores the access token's expiry on the version it belongs to; false when that version
+   * is gone (a newer commit, or the session ended).
+   */
+  noteAccessTokenExpiry(input: AccessTokenExpiryInput, options?: CallOptions): Promise<boolean>;
   /**
    * Deletes the session only while `owner` holds its lease; false when fenced. With
    * `ended`, a tombstone is kept (see {@link EndedMark}).

@@ -25,6 +25,11 @@ export interface CallerView {
   /** Whether this invocation has time left for an upstream call and the commit. */
   canHold: boolean;
   reuseWindowMs: number;
+  /**
+   * Inside the reuse window, a stored token that expires within this long is refreshed
+   * all the same (`refreshMarginSeconds`; README "Access token expiry").
+   */
+  refreshMarginMs?: number | undefined;
 }
 
 /** The next step of a caller that did not (or did not try to) acquire the lease. */
@@ -76,10 +81,18 @@ export function decideRefreshStep(
   if (versionHint !== undefined && versionHint > record.version) return { kind: 'hint_too_new' };
 
   const firstSeen = view.firstSeenVersion ?? record.version;
+  const expiresSoon =
+    view.refreshMarginMs !== undefined &&
+    record.accessTokenExpiresAt !== undefined &&
+    record.accessTokenExpiresAt <= now + view.refreshMarginMs;
+  // Without a hint: a version committed while this caller looked is its answer (even one
+  // expiring soon: refreshing again would not make it last longer); a token from before
+  // is, inside the reuse window, unless it expires within the margin.
   const movedOn =
     versionHint !== undefined
       ? record.version > versionHint
-      : record.version > firstSeen || record.committedAt > now - view.reuseWindowMs;
+      : record.version > firstSeen ||
+        (record.committedAt > now - view.reuseWindowMs && !expiresSoon);
   if (movedOn) return { kind: 'return_stored', record };
 
   const leaseHeld = record.leaseUntil !== undefined && record.leaseUntil > now - LEASE_SKEW_MS;

@@ -13,6 +13,7 @@ import {
   UpstreamForbiddenError,
   UpstreamMisconfiguredError,
 } from './errors.ts';
+import { type IntrospectionClient, introspectExpiry, settleExpiry } from './expiry.ts';
 import { type CommitResult, LeaseHold } from './lease-hold.ts';
 import { revokeOrReport } from './logout.ts';
 import { type AppDependencies, upstreamOf } from './orgs.ts';
@@ -35,7 +36,7 @@ import { NoTimeForUpstreamError, type TokenResponse } from './upstream.ts';
 import { raiseUpstreamAlert, refreshFailure, withSecretRetry } from './upstream-failures.ts';
 
 /** The part of the Salesforce client the refresh path uses. */
-export interface RefreshGrantClient {
+export interface RefreshGrantClient extends IntrospectionClient {
   refreshTokenGrant(
     credentials: ClientCredentials,
     refreshToken: string,
@@ -58,7 +59,14 @@ export interface RefreshDependencies extends AppDependencies {
   metrics: MetricSink;
   config: Pick<BrokerConfig, 'reuseWindowMs' | 'leaseMs' | 'waitBudgetMs' | 'sessionIdleTtlMs'> &
     Partial<
-      Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'failingAfterMs' | 'keepAliveAfterMs'>
+      Pick<
+        BrokerConfig,
+        | 'endedConnectionRetentionMs'
+        | 'failingAfterMs'
+        | 'keepAliveAfterMs'
+        | 'introspection'
+        | 'refreshMarginMs'
+      >
     >;
   /** Replaced in tests; defaults to a timer. */
   sleep?: (milliseconds: number) => Promise<void>;
@@ -80,6 +88,11 @@ export interface FreshAccessToken {
   outcome: 'refreshed' | 'coalesced' | 'reused';
   /** The Experience Cloud site of the login, when Salesforce named one. */
   siteUrl?: string | undefined;
+  /**
+   * When the access token expires (epoch ms), from introspection (README "Access token
+   * expiry"); a lower bound, absent when not known.
+   */
+  expiresAt?: number | undefined;
 }
 
 export interface RefreshOptions {
@@ -278,6 +291,7 @@ class RefreshCall {
       lastAttempt: this.#lastAttempt,
       canHold: this.#canHold(now),
       reuseWindowMs: this.#deps.config.reuseWindowMs,
+      refreshMarginMs: this.#deps.config.refreshMarginMs,
     });
   }
 
@@ -351,6 +365,11 @@ function acquireLease(
     // "+ 1": a token committed exactly one window ago is stale here as it is for the
     // waiter's reuse check; otherwise neither applies and the loop spins.
     committedBefore: versionHint === undefined ? now - deps.config.reuseWindowMs + 1 : undefined,
+    // ... and inside the window, a token about to expire is refreshed all the same.
+    expiringBy:
+      versionHint === undefined && deps.config.refreshMarginMs !== undefined
+        ? now + deps.config.refreshMarginMs
+        : undefined,
   });
 }
 
@@ -384,6 +403,9 @@ async function openStored(
     version: record.version,
     outcome,
     ...(record.siteUrl === undefined ? {} : { siteUrl: record.siteUrl }),
+    ...(record.accessTokenExpiresAt === undefined
+      ? {}
+      : { expiresAt: record.accessTokenExpiresAt }),
   };
 }
 
@@ -492,7 +514,19 @@ async function refreshAsLeaseHolder(
     deps.metrics.timing('UpstreamLatencyMs', clock.now() - upstreamStartedAt);
   }
 
-  return commitRefreshed(deps, {
+  // Introspection beside the commit: the answer waits for the slower of the two.
+  // A keep-alive hands its token to no one, so it does not ask.
+  const upstream = upstreamOf(deps, record);
+  const expiry = keepAlive
+    ? Promise.resolve(undefined)
+    : introspectExpiry(deps, {
+        accessToken: response.accessToken,
+        credentials: upstream.credentials.get(),
+        loginUrl: upstream.loginUrl,
+        deadline: hold.leaseUntil,
+        session,
+      });
+  const answer = await commitRefreshed(deps, {
     hold,
     current,
     currentDataKey,
@@ -500,6 +534,14 @@ async function refreshAsLeaseHolder(
     response,
     keepAlive,
   });
+  if (answer.outcome !== 'refreshed') return answer;
+  const expiresAt = await settleExpiry(
+    deps,
+    expiry,
+    { sessionKey: hold.sessionKey, version: answer.version, deadline: hold.leaseUntil },
+    session,
+  );
+  return expiresAt === undefined ? answer : { ...answer, expiresAt };
 }
 
 /**

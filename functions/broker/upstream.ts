@@ -23,6 +23,13 @@ export interface TokenResponse {
 }
 
 /**
+ * What token introspection (RFC 7662) says of an access token: inactive (revoked, expired
+ * or unknown), or active until `expiresAt` (epoch ms, from `exp`). A lower bound: Salesforce
+ * extends a session with activity, and says so only when asked again.
+ */
+export type TokenIntrospection = { active: false } | { active: true; expiresAt: number };
+
+/**
  * What went wrong upstream, in the terms the domain decides on (README "The refresh path"):
  * - `invalid_grant`: the refresh token (or code) is dead: log in again;
  * - `access_restricted`: the grant may be alive, but the provider refuses the broker from

@@ -30,7 +30,9 @@ export interface CallbackRouteDependencies extends Omit<CallbackDependencies, 'c
     BrokerConfig,
     'sessionAbsoluteTtlMs' | 'sessionIdleTtlMs' | 'callbackUrl' | 'invocationDeadlineMs'
   > &
-    Partial<Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'keepAliveAfterMs'>>;
+    Partial<
+      Pick<BrokerConfig, 'endedConnectionRetentionMs' | 'keepAliveAfterMs' | 'introspection'>
+    >;
   metrics: FlushableMetrics;
 }
 
@@ -69,6 +71,9 @@ export function createCallbackHandler(deps: CallbackRouteDependencies): HttpHand
       ...(deps.config.keepAliveAfterMs === undefined
         ? {}
         : { keepAliveAfterMs: deps.config.keepAliveAfterMs }),
+      ...(deps.config.introspection === undefined
+        ? {}
+        : { introspection: deps.config.introspection }),
     },
   };
   return defineRoute(deps, {

@@ -1,7 +1,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto';
 import type { AuthorizationUrlParameters } from '../broker/login.ts';
 import type { ClientCredentials } from '../broker/ports.ts';
-import type { TokenResponse } from '../broker/upstream.ts';
+import type { TokenIntrospection, TokenResponse } from '../broker/upstream.ts';
 import { isLoopbackUrl } from '../shared/urls.ts';
 import {
   AccessRestrictedError,
@@ -148,6 +148,31 @@ export class SalesforceOAuthClient {
     const body = parseErrorBody(text);
     if (response.status === 400 && ALREADY_REVOKED.has(body?.error ?? '')) return;
     throw classifyErrorResponse(response, body, text);
+  }
+
+  /**
+   * RFC 7662 token introspection of an access token, with the client's credentials: the
+   * only way Salesforce tells when an access token expires (`exp`).
+   * @see https://www.rfc-editor.org/rfc/rfc7662#section-2
+   * @see https://help.salesforce.com/s/articleView?id=sf.remoteaccess_oidc_token_introspection_endpoint.htm
+   */
+  async introspect(
+    credentials: ClientCredentials,
+    accessToken: string,
+    options?: SalesforceCallOptions,
+  ): Promise<TokenIntrospection> {
+    const response = await this.#post(
+      options?.loginUrl ?? this.loginUrl,
+      '/services/oauth2/introspect',
+      {
+        token: accessToken,
+        token_type_hint: 'access_token',
+        client_id: credentials.clientId,
+        client_secret: credentials.clientSecret,
+      },
+      options?.timeoutMs,
+    );
+    return processIntrospectionResponse(response);
   }
 
   /** The authorize URL of the Web Server Flow (PKCE S256). */
@@ -411,6 +436,57 @@ export async function processTokenResponse(
     tokenType: 'Bearer',
     ...(siteUrl === undefined ? {} : { siteUrl }),
   };
+}
+
+/**
+ * Validates an introspection response field by field: `active` a boolean; when active,
+ * `exp` whole seconds since the epoch (as a number, or a numeric string), and `token_type`,
+ * when sent, `access_token`. Unknown extra fields are ignored.
+ * @see https://www.rfc-editor.org/rfc/rfc7662#section-2.2
+ */
+export async function processIntrospectionResponse(
+  response: Response,
+): Promise<TokenIntrospection> {
+  const text = await response.text();
+  if (!response.ok) throw classifyErrorResponse(response, parseErrorBody(text), text);
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new SalesforceUnavailableError(
+      'Salesforce answered 200 with a body that is not JSON',
+      undefined,
+      { reason: 'not_json' },
+    );
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new InvalidTokenResponseError('"introspection" body must be a JSON object', 'field');
+  }
+  const fields = body as Record<string, unknown>;
+  if (typeof fields.active !== 'boolean') {
+    throw new InvalidTokenResponseError(
+      '"introspection" body "active" property must be a boolean',
+      'field',
+    );
+  }
+  if (!fields.active) return { active: false };
+  const exp =
+    typeof fields.exp === 'string' && /^\d{1,12}$/.test(fields.exp)
+      ? Number(fields.exp)
+      : fields.exp;
+  if (typeof exp !== 'number' || !Number.isSafeInteger(exp) || exp <= 0) {
+    throw new InvalidTokenResponseError(
+      '"introspection" body "exp" property must be a positive whole number of seconds',
+      'field',
+    );
+  }
+  if (fields.token_type !== undefined && fields.token_type !== 'access_token') {
+    throw new InvalidTokenResponseError(
+      '"introspection" body "token_type" property must be "access_token"',
+      'field',
+    );
+  }
+  return { active: true, expiresAt: exp * 1000 };
 }
 
 function requiredString(fields: Record<string, unknown>, name: string): string {

@@ -104,6 +104,7 @@ export const BROKER_METRIC_NAMES = [
   'KeptAlive',
   'KeepAliveFailed',
   'ExpiredRevoked',
+  'IntrospectionFailed',
 ] as const;
 
 export type BrokerMetricName = (typeof BROKER_METRIC_NAMES)[number];

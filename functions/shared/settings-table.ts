@@ -55,7 +55,7 @@ export class SettingProblem extends Error {
 }
 
 /** How the CDK context reader reads the key (`-c key=value` gives text for every type). */
-export type ContextType = 'text' | 'integer' | 'list';
+export type ContextType = 'text' | 'integer' | 'list' | 'boolean';
 
 export interface SettingRow<T> {
   /**
@@ -107,6 +107,28 @@ function integer(
     parse: (text) => {
       if (!/^\d+$/.test(text)) throw new SettingProblem(`must be a whole number, got "${text}"`);
       return check(Number(text));
+    },
+    format: String,
+  };
+}
+
+/** `true` or `false` in the environment. */
+function flag(variable: string, fallback: boolean): SettingRow<boolean> {
+  const check = (value: boolean) => {
+    if (typeof value !== 'boolean') throw new SettingProblem(`must be true or false`);
+    return value;
+  };
+  return {
+    kind: 'setting',
+    variable,
+    type: 'boolean',
+    fallback,
+    check,
+    parse: (raw) => {
+      if (raw !== 'true' && raw !== 'false') {
+        throw new SettingProblem(`must be true or false, got "${raw}"`);
+      }
+      return raw === 'true';
     },
     format: String,
   };
@@ -338,6 +360,16 @@ export const SETTINGS = {
   keepAliveAfterDays: integer('KEEP_ALIVE_AFTER_DAYS', 20, 1, 29),
   /** The sweep's pace: Salesforce calls (keep-alive refreshes, expiry revocations) per second. */
   keepAliveRatePerSecond: integer('KEEP_ALIVE_RATE_PER_SECOND', 10, 1, 100),
+  /**
+   * Learn each new access token's expiry from Salesforce's introspection endpoint (README
+   * "Access token expiry"); `false` turns it off.
+   */
+  introspection: flag('INTROSPECTION', true),
+  /**
+   * A call without a version hint refreshes a stored token that expires within this many
+   * seconds, even inside the reuse window (README "Access token expiry").
+   */
+  refreshMarginSeconds: integer('REFRESH_MARGIN_SECONDS', 300, 0, 3_600),
 };
 
 export type SettingName = keyof typeof SETTINGS;

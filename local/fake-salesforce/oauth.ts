@@ -434,9 +434,18 @@ export async function handleIntrospect(
   res: ServerResponse,
 ): Promise<void> {
   ctx.calls.introspect++;
+  const client = watchClient(res);
   const params = formParams(req, await readBody(req));
   if (req.method !== 'POST')
     return sendOAuthError(res, 400, 'invalid_request', 'must use HTTP POST');
+  const fault = ctx.faults.take('introspect');
+  if (fault) {
+    if (answerReplacingFault(res, fault)) return;
+    if (fault.kind === 'delay') {
+      await ctx.sleeper.sleep(fault.ms);
+      if (client.gone || ctx.sleeper.closed) return;
+    }
+  }
   const { clientId, clientSecret } = clientCredentials(req, params);
   const expectedSecret = ctx.secretOf(clientId);
   if (clientId === null || expectedSecret === undefined) {

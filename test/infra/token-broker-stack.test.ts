@@ -422,7 +422,12 @@ describe('Stack: TokenBroker (cdk.json defaults)', () => {
           {
             Sid: 'SessionItems',
             Effect: 'Allow',
-            Action: ['dynamodb:DeleteItem', 'dynamodb:GetItem', 'dynamodb:PutItem'],
+            Action: [
+              'dynamodb:DeleteItem',
+              'dynamodb:GetItem',
+              'dynamodb:PutItem',
+              'dynamodb:UpdateItem',
+            ],
             Resource: table(),
             Condition: only('session#'),
           },

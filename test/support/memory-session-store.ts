@@ -1,5 +1,6 @@
 import { isLiveSession, summarizeConnection } from '../../functions/broker/connection.ts';
 import type {
+  AccessTokenExpiryInput,
   AcquireLeaseInput,
   AcquireResult,
   CommitInput,
@@ -71,7 +72,11 @@ export class MemorySessionStore implements SessionStore {
       item.idleExpiresAt > input.now &&
       (item.leaseUntil === undefined || item.leaseUntil <= input.leaseEndedBy) &&
       (input.expectedVersion === undefined || item.version === input.expectedVersion) &&
-      (input.committedBefore === undefined || item.committedAt < input.committedBefore);
+      (input.committedBefore === undefined ||
+        item.committedAt < input.committedBefore ||
+        (input.expiringBy !== undefined &&
+          item.accessTokenExpiresAt !== undefined &&
+          item.accessTokenExpiresAt <= input.expiringBy));
     if (!ok || !item) return { acquired: false };
     item.leaseOwner = input.owner;
     item.leaseUntil = input.leaseUntil;
@@ -95,7 +100,15 @@ export class MemorySessionStore implements SessionStore {
     item.lastFailureOwner = undefined;
     item.failingSince = undefined;
     item.failingReportedAt = undefined;
+    item.accessTokenExpiresAt = undefined;
     return 'committed';
+  }
+
+  async noteAccessTokenExpiry(input: AccessTokenExpiryInput): Promise<boolean> {
+    const item = this.items.get(input.sessionKey);
+    if (!item || item.version !== input.version) return false;
+    item.accessTokenExpiresAt = input.expiresAt;
+    return true;
   }
 
   async releaseLease(input: ReleaseLeaseInput): Promise<void> {

@@ -197,6 +197,7 @@ export class RaceWorld {
     findConnection: (id) => this.#op('get', () => this.inner.findConnection(id)),
     listConnections: (input) => this.inner.listConnections(input),
     findEnded: (key) => this.#op('get', () => this.inner.findEnded(key)),
+    noteAccessTokenExpiry: (input) => this.inner.noteAccessTokenExpiry(input),
     findEndedConnection: (id) => this.inner.findEndedConnection(id),
     tryAcquireLease: (input: AcquireLeaseInput) =>
       this.#op('acquire', async () => {

@@ -153,6 +153,16 @@ const CASES: { [K in ContextSettingName]: Case<K> } = {
     refused: [0, 101],
     fromConfig: (config) => config.keepAliveRatePerSecond,
   },
+  introspection: {
+    accepted: [true, false],
+    refused: [],
+    fromConfig: (config) => config.introspection,
+  },
+  refreshMarginSeconds: {
+    accepted: [0, 300, 3600],
+    refused: [3601],
+    fromConfig: (config) => config.refreshMarginMs / 1000,
+  },
   loginHosts: {
     accepted: [
       ['login.salesforce.com', '*.my.salesforce.com'],
