@@ -384,6 +384,8 @@ describe('Login flow: /login -> Salesforce -> /callback -> /refresh -> /logout',
       token_type: 'Bearer',
       issued_at: tokens?.issuedAt,
       version: 1,
+      // The login's introspection (README "Access token expiry"), in whole seconds.
+      expires_at: expect.any(Number),
     });
     expect(fake.calls.tokenRefresh).toBe(0);
 

@@ -47,6 +47,36 @@ describe('Function: decideRefreshStep', () => {
     ],
     ['no hint, a stale token and a free lease', record(), {}, 'acquire'],
     [
+      'no hint, inside the reuse window, a token expiring within the margin',
+      record({ committedAt: NOW - 1_000, accessTokenExpiresAt: NOW + 300_000 }),
+      { refreshMarginMs: 300_000 },
+      'acquire',
+    ],
+    [
+      'no hint, inside the reuse window, a token expiring after the margin',
+      record({ committedAt: NOW - 1_000, accessTokenExpiresAt: NOW + 300_001 }),
+      { refreshMarginMs: 300_000 },
+      'return_stored',
+    ],
+    [
+      'no hint, inside the reuse window, an expiring token but no margin set',
+      record({ committedAt: NOW - 1_000, accessTokenExpiresAt: NOW + 1_000 }),
+      {},
+      'return_stored',
+    ],
+    [
+      'no hint, a version committed while waiting that expires within the margin',
+      record({ version: 4, committedAt: NOW - 10, accessTokenExpiresAt: NOW + 60_000 }),
+      { refreshMarginMs: 300_000 },
+      'return_stored',
+    ],
+    [
+      'a hint lower than the stored version and a token expiring within the margin',
+      record({ accessTokenExpiresAt: NOW + 60_000 }),
+      { versionHint: 2, refreshMarginMs: 300_000 },
+      'return_stored',
+    ],
+    [
       'the hint equal to the stored version and a free lease',
       record(),
       { versionHint: 3 },

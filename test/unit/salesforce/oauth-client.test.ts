@@ -11,6 +11,7 @@ import {
 } from '../../../functions/salesforce/errors.ts';
 import {
   isTrustedSalesforceUrl,
+  processIntrospectionResponse,
   processTokenResponse,
   SalesforceOAuthClient,
 } from '../../../functions/salesforce/oauth-client.ts';
@@ -423,5 +424,101 @@ describe('Login hosts and Experience Cloud sites', () => {
       'https://login.salesforce.com/services/oauth2/token',
     ]);
     expect(authorize.origin).toBe('https://acme.my.salesforce.com');
+  });
+});
+
+describe('Function: processIntrospectionResponse', () => {
+  const active = {
+    active: true,
+    scope: 'api refresh_token',
+    client_id: 'client',
+    username: 'user@example.com',
+    sub: ID,
+    token_type: 'access_token',
+    exp: 1_676_379_618,
+    iat: 1_676_372_418,
+    nbf: 1_676_372_418,
+  };
+
+  it('gives the expiry of an active access token in epoch ms', async () => {
+    expect(await processIntrospectionResponse(respond(200, active))).toEqual({
+      active: true,
+      expiresAt: 1_676_379_618_000,
+    });
+  });
+
+  it('accepts exp as a numeric string and ignores unknown fields', async () => {
+    const answer = await processIntrospectionResponse(
+      respond(200, { ...active, exp: '1676379618', extra: 1 }),
+    );
+    expect(answer).toEqual({ active: true, expiresAt: 1_676_379_618_000 });
+  });
+
+  it('says inactive for {"active":false}, with no other field needed', async () => {
+    expect(await processIntrospectionResponse(respond(200, { active: false }))).toEqual({
+      active: false,
+    });
+  });
+
+  it.each<[string, unknown, string]>([
+    ['not an object', [1], '"introspection" body must be a JSON object'],
+    ['active missing', { exp: 1 }, '"active" property must be a boolean'],
+    ['active as text', { active: 'true', exp: 1 }, '"active" property must be a boolean'],
+    ['exp missing', { active: true }, '"exp" property must be a positive whole number'],
+    ['exp fractional', { active: true, exp: 1.5 }, '"exp" property must be a positive'],
+    ['exp zero', { active: true, exp: 0 }, '"exp" property must be a positive'],
+    [
+      'a refresh token introspected',
+      { active: true, exp: 1, token_type: 'refresh_token' },
+      '"token_type" property must be "access_token"',
+    ],
+  ])('refuses a body with %s, naming the field', async (_why, payload, message) => {
+    const error = await processIntrospectionResponse(respond(200, payload)).catch((e) => e);
+    expect(error).toBeInstanceOf(InvalidTokenResponseError);
+    expect((error as Error).message).toContain(message);
+  });
+
+  it('sorts error answers as the token endpoint does', async () => {
+    const unavailable = await processIntrospectionResponse(respond(503, 'down')).catch((e) => e);
+    const client = await processIntrospectionResponse(
+      respond(400, { error: 'invalid_client', error_description: 'invalid client credentials' }),
+    ).catch((e) => e);
+    const html = await processIntrospectionResponse(respond(200, '<html>')).catch((e) => e);
+
+    expect(unavailable).toBeInstanceOf(SalesforceUnavailableError);
+    expect(client).toBeInstanceOf(InvalidClientError);
+    expect(html).toBeInstanceOf(SalesforceUnavailableError);
+  });
+});
+
+describe('Method: SalesforceOAuthClient.introspect', () => {
+  it('posts the token, the hint and the client credentials to the login host', async () => {
+    // Prepare
+    const sent: { url: string; body: URLSearchParams }[] = [];
+    const client = new SalesforceOAuthClient({
+      loginUrl: LOGIN,
+      timeoutMs: 5_000,
+      fetch: async (input, init) => {
+        sent.push({ url: String(input), body: new URLSearchParams(String(init?.body)) });
+        return respond(200, { active: true, exp: 2_000_000_000 });
+      },
+    });
+
+    // Act
+    const answer = await client.introspect(
+      { clientId: 'client', clientSecret: SECRET },
+      '00Dxx!AQ.access',
+      { loginUrl: new URL('https://acme.my.salesforce.com') },
+    );
+
+    // Assert
+    expect(answer).toEqual({ active: true, expiresAt: 2_000_000_000_000 });
+    expect(sent[0]?.url).toBe('https://acme.my.salesforce.com/services/oauth2/introspect');
+    expect(Object.fromEntries(sent[0]?.body ?? [])).toEqual({
+      token: '00Dxx!AQ.access',
+      token_type_hint: 'access_token',
+      client_id: 'client',
+      client_secret: SECRET,
+    });
   });
 });
