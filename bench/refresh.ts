@@ -13,6 +13,8 @@ const SALESFORCE = {
   reuseDetection: true,
   concurrencyBlock: true,
   tokenLatencyMs: 20,
+  // Introspection is another call to the same servers: as slow as a token request.
+  introspectLatencyMs: 20,
 };
 
 function percentile(samples: number[], p: number): number {
@@ -168,6 +170,20 @@ export async function benchRefresh(): Promise<string> {
       await response.body?.cancel();
       reuseMs.push(performance.now() - started);
     }
+    // Introspection on and off, call by call on one broker, so both see the same machine.
+    const withIntrospection: number[] = [];
+    const withoutIntrospection: number[] = [];
+    const config = broker.runtime.config as { introspection: boolean };
+    for (let i = 0; i < 2 * rounds; i++) {
+      const on = i % 2 === 0;
+      config.introspection = on;
+      const started = performance.now();
+      const response = await broker.refresh(session.handle, { version });
+      const body = await readJson(response);
+      (on ? withIntrospection : withoutIntrospection).push(performance.now() - started);
+      version = body.version;
+    }
+    config.introspection = true;
     const p = (samples: number[], q: number) => percentile(samples, q).toFixed(1);
     const ratio = (samples: number[], q: number) =>
       (percentile(samples, q) / percentile(directMs, q)).toFixed(2);
@@ -198,6 +214,32 @@ export async function benchRefresh(): Promise<string> {
             p(reuseMs, 99),
             ratio(reuseMs, 50),
             ratio(reuseMs, 99),
+          ],
+        ],
+      ),
+    );
+    const against = (samples: number[], q: number) =>
+      (percentile(samples, q) / percentile(withoutIntrospection, q)).toFixed(2);
+    out.push(
+      `### (d) the cost of introspection (README "Access token expiry"): ${rounds} upstream refreshes each, alternating, fake introspection latency ${SALESFORCE.introspectLatencyMs} ms`,
+    );
+    out.push(
+      table(
+        ['broker /refresh (upstream refresh)', 'p50 ms', 'p99 ms', 'p50 ratio', 'p99 ratio'],
+        [
+          [
+            'introspection off',
+            p(withoutIntrospection, 50),
+            p(withoutIntrospection, 99),
+            '1.00',
+            '1.00',
+          ],
+          [
+            'introspection on (beside the commit)',
+            p(withIntrospection, 50),
+            p(withIntrospection, 99),
+            against(withIntrospection, 50),
+            against(withIntrospection, 99),
           ],
         ],
       ),

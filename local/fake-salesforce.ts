@@ -54,6 +54,8 @@ export interface FakeSalesforceOptions {
   accessTokenTtlMs?: number;
   /** Artificial processing time of every token request. Default 0. */
   tokenLatencyMs?: number;
+  /** Artificial processing time of every introspection request. Default 0. */
+  introspectLatencyMs?: number;
   /** Require PKCE (S256) on authorize. Default true. */
   requirePkce?: boolean;
   /** GET /authorize redirects at once as if the user pressed Allow. Default false. */
@@ -142,6 +144,7 @@ function resolveOptions(o: FakeSalesforceOptions): ResolvedOptions {
     approvalsLimit: o.approvalsLimit ?? 5,
     accessTokenTtlMs: o.accessTokenTtlMs ?? 2 * 60 * 60 * 1000,
     tokenLatencyMs: o.tokenLatencyMs ?? 0,
+    introspectLatencyMs: o.introspectLatencyMs ?? 0,
     requirePkce: o.requirePkce ?? true,
     autoApprove: o.autoApprove ?? false,
     username: o.username ?? 'demo@example.com',

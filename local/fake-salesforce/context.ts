@@ -15,6 +15,7 @@ export interface ResolvedOptions {
   approvalsLimit: number;
   accessTokenTtlMs: number;
   tokenLatencyMs: number;
+  introspectLatencyMs: number;
   requirePkce: boolean;
   autoApprove: boolean;
   username: string;

@@ -438,6 +438,8 @@ export async function handleIntrospect(
   const params = formParams(req, await readBody(req));
   if (req.method !== 'POST')
     return sendOAuthError(res, 400, 'invalid_request', 'must use HTTP POST');
+  if (ctx.options.introspectLatencyMs > 0) await ctx.sleeper.sleep(ctx.options.introspectLatencyMs);
+  if (client.gone || ctx.sleeper.closed) return;
   const fault = ctx.faults.take('introspect');
   if (fault) {
     if (answerReplacingFault(res, fault)) return;
