@@ -66,9 +66,10 @@ export interface AccessToken {
   /** Salesforce's `issued_at`, milliseconds since the epoch, as a string. */
   readonly issuedAt: string;
   /**
-   * Epoch milliseconds, when the broker says when the token expires (`expires_at`).
-   * Salesforce's token answers carry no expiry, so this is usually absent and a token is
-   * used until Salesforce refuses it (`401 INVALID_SESSION_ID`).
+   * Epoch milliseconds: when the token expires, from the broker's `expires_at` (epoch
+   * seconds, learnt by introspection; a lower bound). Absent when the broker does not know
+   * (introspection off or failed): the token is then used until Salesforce refuses it
+   * (`401 INVALID_SESSION_ID`).
    */
   readonly expiresAt?: number;
 }
@@ -398,7 +399,8 @@ export function parseToken(body: unknown): AccessToken {
   if (invalid) {
     throw new BrokerError('invalid_response', 200, `No valid "${invalid}" in the answer.`);
   }
-  const expiresAt = typeof expires_at === 'string' ? Date.parse(expires_at) : -1;
+  const expiresAt =
+    typeof expires_at === 'number' && Number.isSafeInteger(expires_at) ? expires_at * 1000 : -1;
   return {
     accessToken: access_token as string,
     instanceUrl: instance_url as string,

@@ -180,8 +180,9 @@ describe('Client: createBrokerClient', () => {
     it('asks again, with its version as the hint, once the token is within 30 s of expires_at', async () => {
       // Prepare: the clock at 1,000,000 ms; the first token expires 40 s later
       const { clock } = fakeClock();
-      const expiry = new Date(1_000_000 + 40_000).toISOString();
-      const later = new Date(1_000_000 + 3_600_000).toISOString();
+      // expires_at is in whole seconds since the epoch.
+      const expiry = (1_000_000 + 40_000) / 1000;
+      const later = (1_000_000 + 3_600_000) / 1000;
       const broker = scriptedFetch([
         tokenAnswer(1, { expires_at: expiry }),
         tokenAnswer(2, { expires_at: later }),
@@ -200,7 +201,7 @@ describe('Client: createBrokerClient', () => {
       const second = await client.getAccessToken();
 
       // Assert
-      expect(first.expiresAt).toBe(Date.parse(expiry));
+      expect(first.expiresAt).toBe(expiry * 1000);
       expect(stillFirst).toBe(first);
       expect(second.version).toBe(2);
       expect(broker.bodies).toEqual(['', '{"version":1}']);
