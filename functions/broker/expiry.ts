@@ -70,6 +70,12 @@ export function introspectExpiry(
       reportFailure(deps, input.session, 'inactive', undefined);
       return undefined;
     }
+    if (answer.expiresAt <= deps.clock.now()) {
+      // Past already for a token just issued: a clock out of step. Stored, it would make
+      // every call without a hint refresh (the margin rule).
+      reportFailure(deps, input.session, 'expired', undefined);
+      return undefined;
+    }
     return answer.expiresAt;
   };
   return run().catch((error: unknown) => {
@@ -118,7 +124,7 @@ async function noteExpiry(
 function reportFailure(
   deps: ExpiryDependencies,
   session: string,
-  outcome: 'inactive' | 'failed' | 'no_time',
+  outcome: 'inactive' | 'expired' | 'failed' | 'no_time',
   error: unknown,
 ): void {
   deps.metrics.count('IntrospectionFailed');

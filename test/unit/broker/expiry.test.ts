@@ -99,6 +99,11 @@ describe('Function: introspectExpiry', () => {
   it.each<[string, () => Promise<TokenIntrospection>, Record<string, unknown>]>([
     ['an inactive token', async () => ({ active: false }), { outcome: 'inactive' }],
     [
+      'an expiry already past',
+      async () => ({ active: true, expiresAt: NOW }),
+      { outcome: 'expired' },
+    ],
+    [
       'a timeout',
       async () => {
         throw new SalesforceUnavailableError('Salesforce did not answer in time', undefined, {
