@@ -3,7 +3,8 @@
  * Salesforce with rotation and reuse detection on:
  *  (a) N parallel refreshes of one session, through the broker vs the naive way;
  *  (b) AWS calls per `/refresh`, counted at dynalite and the emulators;
- *  (c) p50/p99 latency of `/refresh` vs one direct call to the fake token endpoint.
+ *  (c) p50/p99 latency of `/refresh` vs one direct call to the fake token endpoint;
+ *  (d) p50/p99 latency of an upstream `/refresh` with introspection on vs off, alternating.
  */
 import { performance } from 'node:perf_hooks';
 import { readJson, startBrokerHarness } from '../test/support/broker-harness.ts';

@@ -122,6 +122,12 @@ const REPLACE_BUDGET_MS = 3_000;
 const CONSUME_BUDGET_MS = 2_000;
 /** Revoking a grant nobody will hold (the store failed): best effort, short. */
 const ORPHAN_REVOKE_MS = 2_000;
+/**
+ * Time the login's introspection and its note leave before the deadline: the handoff's
+ * broker code and the replaced session's end come after them, and a slow introspection
+ * may cost the `expires_at`, never the login.
+ */
+const AFTER_EXPIRY_RESERVE_MS = 1_500;
 
 /**
  * A `/callback` failure after the login transaction was found: the route sends the browser
@@ -215,11 +221,12 @@ async function finishLogin(
     () => left() - STORE_RESERVE_MS,
   );
   // Introspection beside the data key and the put (README "Access token expiry").
+  const expiryDeadline = deadline - AFTER_EXPIRY_RESERVE_MS;
   const expiry = introspectExpiry(deps, {
     accessToken: response.accessToken,
     credentials: upstream.credentials.get(),
     loginUrl: upstream.loginUrl,
-    deadline,
+    deadline: expiryDeadline,
     session,
   });
   const revokeOrphan = async (why: string) => {
@@ -253,7 +260,7 @@ async function finishLogin(
     org: logSafeId(response.orgId),
     user: logSafeId(response.userId),
   });
-  await settleExpiry(deps, expiry, { sessionKey, version: 1, deadline }, session);
+  await settleExpiry(deps, expiry, { sessionKey, version: 1, deadline: expiryDeadline }, session);
 
   if (transaction.handoff) {
     return handOver(deps, { transaction, record, handle, left, deadline });

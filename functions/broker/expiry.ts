@@ -1,7 +1,7 @@
 import { describeError } from '../shared/describe-error.ts';
 import type { BrokerConfig } from './config.ts';
 import type { ClientCredentials, Clock, Log, MetricSink, SessionStore } from './ports.ts';
-import type { TokenIntrospection } from './upstream.ts';
+import { type TokenIntrospection, UpstreamFailure } from './upstream.ts';
 
 /**
  * Access token expiry (README "Access token expiry"). Salesforce's token responses carry
@@ -56,7 +56,11 @@ export function introspectExpiry(
   }
   const run = async () => {
     const timeoutMs = Math.min(INTROSPECTION_BUDGET_MS, input.deadline - deps.clock.now());
-    if (timeoutMs <= 0) return undefined;
+    if (timeoutMs <= 0) {
+      // The answer is due: it goes without an expiry rather than late.
+      reportFailure(deps, input.session, 'no_time', undefined);
+      return undefined;
+    }
     const answer = await introspect(await input.credentials, input.accessToken, {
       timeoutMs,
       loginUrl: input.loginUrl,
@@ -64,6 +68,12 @@ export function introspectExpiry(
     if (!answer.active) {
       // Just issued and already inactive: Salesforce's view, not ours to act on here.
       reportFailure(deps, input.session, 'inactive', undefined);
+      return undefined;
+    }
+    if (answer.expiresAt <= deps.clock.now()) {
+      // Past already for a token just issued: a clock out of step. Stored, it would make
+      // every call without a hint refresh (the margin rule).
+      reportFailure(deps, input.session, 'expired', undefined);
       return undefined;
     }
     return answer.expiresAt;
@@ -114,7 +124,7 @@ async function noteExpiry(
 function reportFailure(
   deps: ExpiryDependencies,
   session: string,
-  outcome: 'inactive' | 'failed',
+  outcome: 'inactive' | 'expired' | 'failed' | 'no_time',
   error: unknown,
 ): void {
   deps.metrics.count('IntrospectionFailed');
@@ -122,6 +132,8 @@ function reportFailure(
     event: 'introspection_failed',
     session,
     outcome,
+    // The upstream failure kind and its stable reason, as the refresh path names them.
+    ...(error instanceof UpstreamFailure ? { kind: error.kind, reason: error.reason } : {}),
     ...(error === undefined ? {} : { error: describeError(error) }),
   });
 }

@@ -440,8 +440,9 @@ export async function processTokenResponse(
 
 /**
  * Validates an introspection response field by field: `active` a boolean; when active,
- * `exp` whole seconds since the epoch (as a number, or a numeric string), and `token_type`,
- * when sent, `access_token`. Unknown extra fields are ignored.
+ * `exp` whole seconds since the epoch (as a number, or a numeric string), `iat`, when sent,
+ * the same and not after `exp`, and `token_type`, when sent, `access_token`. Unknown extra
+ * fields are ignored.
  * @see https://www.rfc-editor.org/rfc/rfc7662#section-2.2
  */
 export async function processIntrospectionResponse(
@@ -470,13 +471,17 @@ export async function processIntrospectionResponse(
     );
   }
   if (!fields.active) return { active: false };
-  const exp =
-    typeof fields.exp === 'string' && /^\d{1,12}$/.test(fields.exp)
-      ? Number(fields.exp)
-      : fields.exp;
-  if (typeof exp !== 'number' || !Number.isSafeInteger(exp) || exp <= 0) {
+  const exp = epochSeconds(fields, 'exp');
+  if (exp === undefined) {
     throw new InvalidTokenResponseError(
       '"introspection" body "exp" property must be a positive whole number of seconds',
+      'field',
+    );
+  }
+  const iat = epochSeconds(fields, 'iat');
+  if (iat !== undefined && iat > exp) {
+    throw new InvalidTokenResponseError(
+      '"introspection" body "iat" property must not be after "exp"',
       'field',
     );
   }
@@ -487,6 +492,32 @@ export async function processIntrospectionResponse(
     );
   }
   return { active: true, expiresAt: exp * 1000 };
+}
+
+/** Past this, a time is in milliseconds, not seconds (it would be after the year 2286). */
+const MAX_EPOCH_SECONDS = 9_999_999_999;
+
+/**
+ * An introspection time (`exp`, `iat`): whole seconds since the epoch, as a number or a
+ * numeric string; `undefined` when absent; throws, naming the field, when malformed.
+ */
+function epochSeconds(fields: Record<string, unknown>, name: string): number | undefined {
+  const raw = fields[name];
+  if (raw === undefined) return undefined;
+  const value = typeof raw === 'string' && /^\d{1,10}$/.test(raw) ? Number(raw) : raw;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new InvalidTokenResponseError(
+      `"introspection" body "${name}" property must be a positive whole number of seconds`,
+      'field',
+    );
+  }
+  if (value > MAX_EPOCH_SECONDS) {
+    throw new InvalidTokenResponseError(
+      `"introspection" body "${name}" property must be seconds since the epoch, not milliseconds`,
+      'field',
+    );
+  }
+  return value;
 }
 
 function requiredString(fields: Record<string, unknown>, name: string): string {

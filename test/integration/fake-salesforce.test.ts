@@ -614,6 +614,42 @@ describe('fake Salesforce: faults', () => {
     expect(normal.json.instance_url).toBe(fake.url);
   });
 
+  it('introspect faults: a status, maintenance and a delay, each taken once, in order', async () => {
+    // Prepare
+    const fake = await start();
+    const { accessToken } = fake.seedGrant();
+    fake.inject({ endpoint: 'introspect', kind: 'status', status: 500 });
+    fake.inject({ endpoint: 'introspect', kind: 'maintenance' });
+    fake.inject({ endpoint: 'introspect', kind: 'delay', ms: 150 });
+    const introspect = () =>
+      fetch(`${fake.url}/services/oauth2/introspect`, {
+        method: 'POST',
+        body: new URLSearchParams({
+          token: accessToken,
+          token_type_hint: 'access_token',
+          client_id: CLIENT_ID,
+          client_secret: SECRET,
+        }),
+      });
+
+    // Act
+    const failed = await introspect();
+    const down = await introspect();
+    const started = Date.now();
+    const slow = await answer(await introspect());
+    const slowMs = Date.now() - started;
+    const normal = await answer(await introspect());
+
+    // Assert
+    expect(failed.status).toBe(500);
+    expect(down.status).toBe(503);
+    expect(down.headers.get('content-type')).toMatch(/text\/html/);
+    expect(slow.json.active).toBe(true);
+    expect(slowMs).toBeGreaterThanOrEqual(140);
+    expect(normal.json.active).toBe(true);
+    expect(fake.calls.introspect).toBe(4);
+  });
+
   it('revoke faults and clearFaults', async () => {
     const fake = await start();
     const { refreshToken } = fake.seedGrant();
@@ -672,6 +708,33 @@ describe('fake Salesforce: revoke, introspect, identity, REST', () => {
     expect(Number(res.json.exp) - Number(res.json.iat)).toBe(7200);
     expect((await introspect(fake, seeded.refreshToken)).json.token_type).toBe('refresh_token');
     expect((await introspect(fake, 'nope')).json).toEqual({ active: false });
+    expect(fake.calls.introspect).toBe(3);
+  });
+
+  it('introspect requires the client credentials, in the body or as HTTP Basic', async () => {
+    // Prepare
+    const fake = await start();
+    const seeded = fake.seedGrant();
+    const post = (body: Record<string, string>, headers: Record<string, string> = {}) =>
+      fetch(`${fake.url}/services/oauth2/introspect`, {
+        method: 'POST',
+        headers,
+        body: new URLSearchParams({ token: seeded.accessToken, ...body }),
+      }).then(answer);
+    const basic = `Basic ${Buffer.from(`${CLIENT_ID}:${SECRET}`).toString('base64')}`;
+
+    // Act
+    const anonymous = await post({});
+    const wrongSecret = await post({ client_id: CLIENT_ID, client_secret: 'not-the-secret' });
+    const viaBasic = await post({}, { authorization: basic });
+
+    // Assert
+    expect(anonymous.status).toBe(400);
+    expect(anonymous.json.error).toBe('invalid_client_id');
+    expect(wrongSecret.status).toBe(400);
+    expect(wrongSecret.json.error).toBe('invalid_client');
+    expect(viaBasic.status).toBe(200);
+    expect(viaBasic.json).toMatchObject({ active: true, token_type: 'access_token' });
     expect(fake.calls.introspect).toBe(3);
   });
 

@@ -102,6 +102,47 @@ describe('Production logs', () => {
     }
   });
 
+  it('carry no token when introspection fails, answers malformed or is refused', async () => {
+    // Prepare
+    const fake = broker.stack.salesforce;
+    if (!fake) throw new Error('no fake');
+    const session = await broker.seedSession();
+    const seen: string[] = [session.handle, session.refreshToken, session.accessToken];
+    lines.length = 0;
+
+    // Act: each refresh reaches Salesforce; its introspection fails in another way.
+    fake.inject({ endpoint: 'introspect', kind: 'status', status: 500 });
+    fake.inject({
+      endpoint: 'introspect',
+      kind: 'status',
+      status: 200,
+      body: '{"active":true,"exp":"soon"}',
+    });
+    fake.inject({
+      endpoint: 'introspect',
+      kind: 'status',
+      status: 400,
+      body: '{"error":"invalid_request","error_description":"bad token"}',
+    });
+    let version = 1;
+    for (let i = 0; i < 3; i++) {
+      const answer = await readJson(await broker.refresh(session.handle, { version }));
+      expect(answer.expires_at).toBeUndefined();
+      seen.push(answer.access_token);
+      version = answer.version;
+    }
+    const stored = await broker.stored(session.handle);
+    if (stored) seen.push(stored.tokens.refreshToken);
+
+    // Assert
+    const output = lines.join('');
+    expect(output.match(/introspection_failed/g)).toHaveLength(3);
+    expect(version).toBe(4);
+    for (const value of seen) {
+      expect(output).not.toContain(value);
+    }
+  });
+
   it('carry no broker code, app state, verifier, challenge or handle of a handoff', async () => {
     // Prepare: a registered app's login in the system browser
     const fake = broker.stack.salesforce;
@@ -136,6 +177,8 @@ describe('Production logs', () => {
       redirect: 'manual',
     });
     const back = new URL(approved.headers.get('location') ?? '');
+    // The login's introspection fails too: its warning must carry nothing either.
+    fake.inject({ endpoint: 'introspect', kind: 'maintenance' });
     const done = await callback(
       httpEvent({
         method: 'GET',
@@ -180,6 +223,7 @@ describe('Production logs', () => {
     expect(brokerCode).toMatch(/^[A-Za-z0-9_-]{43}$/);
     const output = lines.join('');
     expect(output).toContain('code_replayed');
+    expect(output).toContain('introspection_failed');
     const seen = [
       brokerCode,
       appState,

@@ -155,12 +155,12 @@ const CASES: { [K in ContextSettingName]: Case<K> } = {
   },
   introspection: {
     accepted: [true, false],
-    refused: [],
+    refused: ['yes', 1],
     fromConfig: (config) => config.introspection,
   },
   refreshMarginSeconds: {
     accepted: [0, 300, 3600],
-    refused: [3601],
+    refused: [-1, 1.5, 3601],
     fromConfig: (config) => config.refreshMarginMs / 1000,
   },
   loginHosts: {

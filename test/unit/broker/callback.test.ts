@@ -118,6 +118,7 @@ function setup() {
     transactions,
     vault,
     log,
+    metrics,
     exchanges,
     revoked,
     dataKeys,
@@ -281,6 +282,75 @@ describe('Function: completeLogin', () => {
       expect(t.store.items.has(sessionKeyOf(result.handle))).toBe(true);
       expect(t.store.items.has(sessionKeyOf(old))).toBe(false);
       expect(t.log.events()).toContain('revoke_failed');
+    });
+  });
+
+  describe('the access token expiry (README "Access token expiry")', () => {
+    /** Scripts introspection; `spendMs` is how long Salesforce takes to answer it. */
+    function introspecting(t: ReturnType<typeof setup>, spendMs = 0) {
+      const asked: Array<{ accessToken: string; timeoutMs: number | undefined }> = [];
+      t.deps.salesforce.introspect = async (_credentials, accessToken, options) => {
+        asked.push({ accessToken, timeoutMs: options?.timeoutMs });
+        t.clock.t += spendMs;
+        return { active: true, expiresAt: t.clock.t + 7_200_000 };
+      };
+      return asked;
+    }
+
+    it('introspects the new access token and notes its expiry on version 1', async () => {
+      // Prepare
+      const t = setup();
+      const asked = introspecting(t);
+      const browser = await t.login();
+
+      // Act
+      const result = await completeLogin(t.deps, callback(browser.state, browser.cookie));
+
+      // Assert
+      expect(asked).toEqual([{ accessToken: 'access-token-from-code', timeoutMs: 2_000 }]);
+      const record = t.store.items.get(sessionKeyOf(result.handle));
+      expect(record?.accessTokenExpiresAt).toBe(t.clock.t + 7_200_000);
+    });
+
+    it('after a slow code exchange, leaves the steps after it 1.5 s of the deadline', async () => {
+      // Prepare: the exchange ends 2.5 s before the deadline (11 s after the callback).
+      const t = setup();
+      const asked = introspecting(t, 1_000);
+      const browser = await t.login();
+      const deadline = t.clock.t + 11_000;
+      t.answer(async () => {
+        t.clock.t = deadline - 2_500;
+        return tokenResponse();
+      });
+
+      // Act
+      const result = await completeLogin(t.deps, callback(browser.state, browser.cookie));
+
+      // Assert: 1 s for the introspection, not the 2 s budget.
+      expect(asked).toEqual([{ accessToken: 'access-token-from-code', timeoutMs: 1_000 }]);
+      expect(t.store.items.has(sessionKeyOf(result.handle))).toBe(true);
+    });
+
+    it('with less than that left, logs in without asking, and counts the miss', async () => {
+      // Prepare
+      const t = setup();
+      const asked = introspecting(t);
+      const browser = await t.login();
+      const deadline = t.clock.t + 11_000;
+      t.answer(async () => {
+        t.clock.t = deadline - 1_200;
+        return tokenResponse();
+      });
+
+      // Act
+      const result = await completeLogin(t.deps, callback(browser.state, browser.cookie));
+
+      // Assert
+      expect(asked).toHaveLength(0);
+      const record = t.store.items.get(sessionKeyOf(result.handle));
+      expect(record?.version).toBe(1);
+      expect(record?.accessTokenExpiresAt).toBeUndefined();
+      expect(t.metrics.get('IntrospectionFailed')).toBe(1);
     });
   });
 

@@ -468,6 +468,18 @@ describe('Function: processIntrospectionResponse', () => {
     ['exp fractional', { active: true, exp: 1.5 }, '"exp" property must be a positive'],
     ['exp zero', { active: true, exp: 0 }, '"exp" property must be a positive'],
     [
+      'exp in milliseconds',
+      { active: true, exp: 1_676_379_618_000 },
+      '"exp" property must be seconds since the epoch, not milliseconds',
+    ],
+    [
+      'exp as 13 digits of text',
+      { active: true, exp: '1676379618000' },
+      '"exp" property must be a positive whole number',
+    ],
+    ['iat as text', { active: true, exp: 2, iat: 'x' }, '"iat" property must be a positive'],
+    ['iat after exp', { active: true, exp: 2, iat: 3 }, '"iat" property must not be after "exp"'],
+    [
       'a refresh token introspected',
       { active: true, exp: 1, token_type: 'refresh_token' },
       '"token_type" property must be "access_token"',
