@@ -362,25 +362,7 @@ export async function processTokenResponse(
   response: Response,
   options: { clientSecret: string; loginUrl: URL; requireRefreshToken: boolean },
 ): Promise<TokenResponse> {
-  const text = await response.text();
-  if (!response.ok) {
-    throw classifyErrorResponse(response, parseErrorBody(text), text);
-  }
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    // A 200 that is not JSON is a proxy or maintenance page, not a token response.
-    throw new SalesforceUnavailableError(
-      'Salesforce answered 200 with a body that is not JSON',
-      undefined,
-      { reason: 'not_json' },
-    );
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new InvalidTokenResponseError('"response" body must be a JSON object', 'field');
-  }
-  const fields = body as Record<string, unknown>;
+  const fields = await successFields(response, 'response');
   const accessToken = requiredString(fields, 'access_token');
   const instanceUrl = requiredString(fields, 'instance_url');
   const id = requiredString(fields, 'id');
@@ -448,22 +430,7 @@ export async function processTokenResponse(
 export async function processIntrospectionResponse(
   response: Response,
 ): Promise<TokenIntrospection> {
-  const text = await response.text();
-  if (!response.ok) throw classifyErrorResponse(response, parseErrorBody(text), text);
-  let body: unknown;
-  try {
-    body = JSON.parse(text);
-  } catch {
-    throw new SalesforceUnavailableError(
-      'Salesforce answered 200 with a body that is not JSON',
-      undefined,
-      { reason: 'not_json' },
-    );
-  }
-  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
-    throw new InvalidTokenResponseError('"introspection" body must be a JSON object', 'field');
-  }
-  const fields = body as Record<string, unknown>;
+  const fields = await successFields(response, 'introspection');
   if (typeof fields.active !== 'boolean') {
     throw new InvalidTokenResponseError(
       '"introspection" body "active" property must be a boolean',
@@ -518,6 +485,32 @@ function epochSeconds(fields: Record<string, unknown>, name: string): number | u
     );
   }
   return value;
+}
+
+/**
+ * The fields of a success answer's JSON object; an error answer sorted into its failure
+ * kind. A 200 that is not JSON is a proxy or maintenance page, not an OAuth answer.
+ */
+async function successFields(
+  response: Response,
+  what: 'response' | 'introspection',
+): Promise<Record<string, unknown>> {
+  const text = await response.text();
+  if (!response.ok) throw classifyErrorResponse(response, parseErrorBody(text), text);
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    throw new SalesforceUnavailableError(
+      'Salesforce answered 200 with a body that is not JSON',
+      undefined,
+      { reason: 'not_json' },
+    );
+  }
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new InvalidTokenResponseError(`"${what}" body must be a JSON object`, 'field');
+  }
+  return body as Record<string, unknown>;
 }
 
 function requiredString(fields: Record<string, unknown>, name: string): string {
