@@ -9,11 +9,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { RecordedEvent } from '../../local/eventbridge-emulator.ts';
-import { type FakeSalesforce, startFakeSalesforce } from '../../local/fake-salesforce.ts';
-import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import type { FakeSalesforce } from '../../local/fake-salesforce.ts';
+import type { RunningBroker } from '../../local/start.ts';
 import { browserLogin as loginInBrowser } from '../support/browser-login.ts';
-import { freePort } from '../support/free-port.ts';
 import { handoffLogin, TEST_APP } from '../support/handoff-login.ts';
+import { startBrokerWithOrg } from '../support/local-broker-with-org.ts';
 import { signedFetch } from '../support/sigv4-client.ts';
 
 const CLIENT_ID = 'events-client';
@@ -28,26 +28,13 @@ let base: string;
 const saved = { ...process.env };
 
 beforeAll(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  org = await startFakeSalesforce({
-    clientId: CLIENT_ID,
-    clientSecret: CLIENT_SECRET,
-    redirectUris: [`${base}/callback`],
-    autoApprove: true,
-  });
   // Read by the entry files at their first use, as on Lambda.
   process.env.FAILING_AFTER_SECONDS = '1';
-  broker = await startBrokerLocally({
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    PUBLIC_URL: base,
-    SALESFORCE_LOGIN_URL: org.url,
-    SALESFORCE_CLIENT_ID: CLIENT_ID,
-    SALESFORCE_CLIENT_SECRET: CLIENT_SECRET,
-    CLIENT_APPS: JSON.stringify([TEST_APP]),
-    LOCAL_EVENTS_FILE: EVENTS_FILE,
-  });
+  ({ org, broker, base } = await startBrokerWithOrg({
+    clientId: CLIENT_ID,
+    clientSecret: CLIENT_SECRET,
+    env: { CLIENT_APPS: JSON.stringify([TEST_APP]), LOCAL_EVENTS_FILE: EVENTS_FILE },
+  }));
 }, 60_000);
 
 afterAll(async () => {

@@ -8,11 +8,11 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { type FakeSalesforce, startFakeSalesforce } from '../../local/fake-salesforce.ts';
-import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import type { FakeSalesforce } from '../../local/fake-salesforce.ts';
+import type { RunningBroker } from '../../local/start.ts';
 import { type BrokerHarness, readJson, startBrokerHarness } from '../support/broker-harness.ts';
 import { browserLogin } from '../support/browser-login.ts';
-import { freePort } from '../support/free-port.ts';
+import { startBrokerWithOrg } from '../support/local-broker-with-org.ts';
 
 /** The fake's access token lifetime: its introspection says `exp` = issue + this. */
 const TOKEN_TTL_MS = 2 * 60 * 60 * 1000;
@@ -197,25 +197,16 @@ describe('expiry awareness after a login (npm start)', () => {
   const saved = { ...process.env };
 
   beforeAll(async () => {
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    org = await startFakeSalesforce({
+    ({
+      org,
+      broker: running,
+      base,
+    } = await startBrokerWithOrg({
       clientId: 'expiry-client',
       clientSecret: 'expiry-secret',
-      redirectUris: [`${base}/callback`],
-      autoApprove: true,
-      accessTokenTtlMs: TOKEN_TTL_MS,
-    });
-    running = await startBrokerLocally({
-      PORT: String(port),
-      HOST: '127.0.0.1',
-      PUBLIC_URL: base,
-      SALESFORCE_LOGIN_URL: org.url,
-      SALESFORCE_CLIENT_ID: 'expiry-client',
-      SALESFORCE_CLIENT_SECRET: 'expiry-secret',
-      LOCAL_EVENTS_FILE: EVENTS_FILE,
-      LOCAL_SWEEP_INTERVAL_SECONDS: '0',
-    });
+      org: { accessTokenTtlMs: TOKEN_TTL_MS },
+      env: { LOCAL_EVENTS_FILE: EVENTS_FILE, LOCAL_SWEEP_INTERVAL_SECONDS: '0' },
+    }));
   }, 60_000);
   afterAll(async () => {
     await running?.close();

@@ -12,10 +12,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DynamoDbSessionStore } from '../../functions/aws/dynamodb-session-store.ts';
 import { createSweepHandler } from '../../functions/routes/sweep.ts';
 import { buildRuntime } from '../../functions/runtime.ts';
-import { type FakeSalesforce, startFakeSalesforce } from '../../local/fake-salesforce.ts';
-import { type RunningBroker, startBrokerLocally } from '../../local/start.ts';
+import type { FakeSalesforce } from '../../local/fake-salesforce.ts';
+import type { RunningBroker } from '../../local/start.ts';
 import { browserLogin } from '../support/browser-login.ts';
-import { freePort } from '../support/free-port.ts';
+import { startBrokerWithOrg } from '../support/local-broker-with-org.ts';
 
 const CLIENT_ID = 'sweep-events-client';
 const CLIENT_SECRET = 'sweep-events-secret';
@@ -28,26 +28,13 @@ let base: string;
 const saved = { ...process.env };
 
 beforeAll(async () => {
-  const port = await freePort();
-  base = `http://127.0.0.1:${port}`;
-  org = await startFakeSalesforce({
-    clientId: CLIENT_ID,
-    clientSecret: CLIENT_SECRET,
-    redirectUris: [`${base}/callback`],
-    autoApprove: true,
-  });
   // Read by the runtime the local sweep builds, as the entry files read it on Lambda.
   process.env.KEEP_ALIVE_AFTER_SECONDS = '1';
-  broker = await startBrokerLocally({
-    PORT: String(port),
-    HOST: '127.0.0.1',
-    PUBLIC_URL: base,
-    SALESFORCE_LOGIN_URL: org.url,
-    SALESFORCE_CLIENT_ID: CLIENT_ID,
-    SALESFORCE_CLIENT_SECRET: CLIENT_SECRET,
-    LOCAL_EVENTS_FILE: EVENTS_FILE,
-    LOCAL_SWEEP_INTERVAL_SECONDS: '1',
-  });
+  ({ org, broker, base } = await startBrokerWithOrg({
+    clientId: CLIENT_ID,
+    clientSecret: CLIENT_SECRET,
+    env: { LOCAL_EVENTS_FILE: EVENTS_FILE, LOCAL_SWEEP_INTERVAL_SECONDS: '1' },
+  }));
 }, 60_000);
 
 afterAll(async () => {
